@@ -1,0 +1,95 @@
+"""The ``tuner`` command line: a thin shell over the library.
+
+``main`` turns every :class:`~tuner.errors.TunerError` and usage error into one
+``error: …`` line with exit status 2; Ctrl-C exits 130; anything else is a bug (exit 1, the
+traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import warnings
+
+import typer
+from typer._click.exceptions import NoArgsIsHelpError
+from typer.exceptions import TyperException
+
+from tuner import __version__
+from tuner.cli import inspect, run  # noqa: F401  (registers the commands)
+from tuner.cli._app import app
+from tuner.errors import TunerError
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        print(f"tuner {__version__}")
+        raise typer.Exit(0)
+
+
+def _setup_logging() -> None:
+    import optuna
+
+    # tuner prints its own progress; Optuna's per-trial INFO/WARNING lines would duplicate it.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.logging.disable_propagation()
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    log = logging.getLogger("tuner")
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.INFO, "info")
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    # SIGTERM (docker stop, kill) ends a run like Ctrl-C: the running trial is marked failed.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tuner`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        _setup_logging()
+        rv = app(args=argv, prog_name="tuner", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except NoArgsIsHelpError as e:
+        print(e.format_message())
+        return 0
+    except TyperException as e:  # usage errors: bad option, missing argument, bad value
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        return 2
+    except TunerError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        from tuner.storage import mask_url
+
+        print(f"error: unexpected failure: {type(e).__name__}: {mask_url(str(e))} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Progress of a running study on stderr: a rich bar on a terminal, one line per trial
+otherwise (logs, CI)."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from tuner.cli._app import err
+from tuner.results import trial_params
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None else f"{v:.4g}"
+
+
+class TrialProgress:
+    """A :class:`tuner.study.ProgressHook` drawing trials done, best value and time."""
+
+    def __init__(self, metric: str = "value", quiet: bool = False) -> None:
+        self.metric = metric
+        self.quiet = quiet
+        self._bar: Progress | None = None
+        self._task = None
+        self._started = 0.0
+        self._done = 0
+        self._total: int | None = None
+
+    def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
+        self._started = time.monotonic()
+        self._total = total
+        if self.quiet or not err.is_terminal:
+            return
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("trials · best {task.fields[best]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(study.study_name, total=total, best="—")
+
+    def trial_finished(self, trial: FrozenTrial, best: float | None) -> None:
+        self._done += 1
+        note = ""
+        if trial.state == TrialState.PRUNED:
+            note = f" ({trial.user_attrs.get('prune_reason', 'pruned')})"
+        elif trial.state == TrialState.FAIL:
+            note = f" ({trial.user_attrs.get('fail_reason', 'failed')})"
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, best=_fmt(best))
+            if trial.state == TrialState.FAIL:
+                self._bar.console.print(f"warning: trial {trial.number} failed{note}")
+            return
+        if self.quiet:
+            return
+        total = f"/{self._total}" if self._total else ""
+        elapsed = time.monotonic() - self._started
+        value = f" {self.metric}={_fmt(trial.value)}" if trial.values else ""
+        params = ", ".join(f"{k}={_short(v)}" for k, v in trial_params(trial).items())
+        err.print(
+            f"[{self._done}{total}] trial {trial.number} {trial.state.name.lower()}{value}{note}"
+            f"  best={_fmt(best)}  {elapsed:.1f}s  ({params})"
+        )
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def _short(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,101 @@
+"""``tuner list``, ``show``, ``export`` and ``delete``: reading (and removing) stored studies."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from tuner.cli._app import app, err, out, storage_option
+from tuner.errors import ConfigError
+
+
+@app.command("list")
+def list_(
+    storage: str | None = storage_option(),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the studies in a storage with their trial counts and best values."""
+    from tuner.cli._render import render_list
+    from tuner.results import list_studies
+    from tuner.storage import mask_url, open_storage, resolve_url
+
+    url = resolve_url(storage)
+    rows = list_studies(open_storage(url, must_exist=True))
+    if as_json:
+        out.print_json(json.dumps(rows))
+    else:
+        render_list(rows, mask_url(url))
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="Name of a stored study."),
+    storage: str | None = storage_option(),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    top: int = typer.Option(5, "--top", min=1, help="How many best trials to list."),
+) -> None:
+    """Show a study: settings, counts per state, the best trial and the top trials."""
+    from tuner.cli._render import render_show
+    from tuner.results import study_summary
+    from tuner.study import open_study
+
+    summary = study_summary(open_study(name, storage), top=top)
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        render_show(summary)
+
+
+class Format(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def export(
+    name: str = typer.Argument(..., help="Name of a stored study."),
+    storage: str | None = storage_option(),
+    fmt: Format = typer.Option(Format.csv, "--format", help="csv or json."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="File (default: stdout)."),
+) -> None:
+    """Export every trial of a study (params with real batch sizes, values, states, times)."""
+    from tuner.results import export_trials
+    from tuner.study import open_study
+
+    text = export_trials(open_study(name, storage), fmt.value)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot write {output}: {e.strerror}") from None
+    err.print(f"wrote {output}")
+
+
+@app.command()
+def delete(
+    name: str = typer.Argument(..., help="Name of a stored study."),
+    storage: str | None = storage_option(),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a study and all its trials from the storage."""
+    import optuna
+
+    from tuner.storage import open_storage
+    from tuner.study import load_existing
+
+    store = open_storage(storage, must_exist=True)
+    study = load_existing(name, store)
+    n = len(study.get_trials(deepcopy=False))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"refusing to delete study {name!r} ({n} trials) without "
+                              "confirmation; pass --yes")
+        typer.confirm(f"delete study {name!r} and its {n} trials?", abort=True)
+    optuna.delete_study(study_name=name, storage=store)
+    out.print(f"deleted study {name!r} ({n} trials)")

@@ -1,0 +1,98 @@
+"""``tuner run`` and ``tuner resume``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuner.cli._app import app, err, out, storage_option
+from tuner.cli._progress import TrialProgress
+from tuner.cli._render import render_trial_params
+
+
+@app.command()
+def run(
+    study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/quickstart.toml."),
+    storage: str | None = storage_option(),
+    n_trials: int | None = typer.Option(
+        None, "--n-trials", min=1, help="Budget of finished trials (overrides the study file)."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.001, help="Stop starting trials after this many seconds."
+    ),
+    sampler: str | None = typer.Option(
+        None, "--sampler", help="random, tpe, gp, grid, qmc or cmaes (overrides the study file)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Study seed (sampler and data)."),
+    name: str | None = typer.Option(None, "--name", help="Study name (default: from the file)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Run a study from a study file until it has its budget of finished trials.
+
+    Running a stored study again continues it; a stored study of the same name with a
+    different objective, space or direction is refused.
+    """
+    from tuner.config import load_config
+    from tuner.storage import mask_url, resolve_url
+    from tuner.study import run as run_study
+
+    config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
+                         timeout=timeout)
+    url = resolve_url(storage)
+    err.print(f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}")
+    result = run_study(config, url, progress=TrialProgress(config.metric, quiet))
+    _report(result, config.metric, url)
+
+
+@app.command()
+def resume(
+    name: str = typer.Argument(..., help="Name of a stored study."),
+    storage: str | None = storage_option(),
+    n_trials: int | None = typer.Option(
+        None, "--n-trials", min=1,
+        help="Run exactly this many more trials (default: until the stored budget is reached).",
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds."),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="Study file for a study created outside tuner (plain Optuna)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Continue a stored study with its stored sampler, pruner, objective and space."""
+    from tuner.config import load_config
+    from tuner.storage import mask_url, resolve_url
+    from tuner.study import resume as resume_study
+
+    config = load_config(config_file) if config_file else None
+    url = resolve_url(storage)
+    err.print(f"resuming study {name!r} · storage {mask_url(url)}")
+    result = resume_study(name, url, n_trials=n_trials, timeout=timeout,
+                          progress=TrialProgress(quiet=quiet), config=config)
+    metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
+    _report(result, metric, url)
+
+
+def _report(result, metric: str, url: str) -> None:
+    from tuner.results import trial_record
+    from tuner.study import count_states
+
+    study = result.study
+    mine = [t for t in study.get_trials(deepcopy=False) if t.number in set(result.trial_numbers)]
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(count_states(mine).items()))
+    if not mine:
+        out.print(f"study {study.study_name!r} already has its budget of finished trials; "
+                  f"add more with: tuner resume {study.study_name} --n-trials 10")
+    else:
+        out.print(f"study {study.study_name!r}: {len(mine)} trials this run ({counts}) "
+                  f"in {result.elapsed_s:.1f}s")
+    best = result.best_trial
+    if best is None:
+        out.print("no trial has completed yet")
+    else:
+        out.print(f"best trial #{best.number}: {metric} = {best.value:.4g}")
+        render_trial_params(trial_record(best))
+    if result.interrupted:
+        err.print("interrupted: the running trial was marked failed; continue with "
+                  f"tuner resume {study.study_name}")
+        raise typer.Exit(130)

@@ -1,0 +1,212 @@
+"""Datasets that ship offline, held as in-memory tensors.
+
+Every dataset is a table of features ``X (n, d)`` and integer labels ``y (n,)``; image datasets
+also say their ``(C, H, W)`` shape so a CNN can unflatten rows. Features are standardised with
+the training split's mean/std, and the train/validation split is stratified and seeded.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuner.errors import ConfigError
+from tuner.registry import Registry
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Standardised train/validation tensors on one device.
+
+    ``x_*`` are float32 ``(n, d)``; ``y_*`` are int64 ``(n,)`` labels in ``[0, n_classes)``.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    n_classes: int
+    image_shape: tuple[int, int, int] | None = None
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def n_train(self) -> int:
+        return self.x_train.shape[0]
+
+    def to(self, device: torch.device | str) -> Dataset:
+        move = functools.partial(torch.Tensor.to, device=device)
+        return Dataset(
+            self.name, move(self.x_train), move(self.y_train), move(self.x_val),
+            move(self.y_val), self.n_classes, self.image_shape,
+        )
+
+
+Loader = Callable[..., tuple[np.ndarray, np.ndarray, tuple[int, int, int] | None]]
+"""``load(seed=..., **options) -> (X (n, d), y (n,), image_shape or None)``."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A loader and the options it takes (name -> default); ``required`` options have no default."""
+
+    load: Loader
+    options: Mapping[str, Any] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+COMMON_OPTIONS = {"val_fraction": 0.25, "classes": None}
+
+
+def _sklearn(loader_name: str, image_shape: tuple[int, int, int] | None = None) -> Loader:
+    def load(seed: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int] | None]:
+        from sklearn import datasets
+
+        bunch = getattr(datasets, loader_name)()
+        return bunch.data, bunch.target, image_shape
+
+    return load
+
+
+def _synthetic(maker: str) -> Loader:
+    def load(n_samples: int, noise: float, seed: int, **kw: Any):
+        from sklearn import datasets
+
+        make = getattr(datasets, maker)
+        if maker == "make_classification":
+            x, y = make(n_samples=n_samples, random_state=seed, flip_y=noise, **kw)
+        else:
+            x, y = make(n_samples=n_samples, noise=noise, random_state=seed, **kw)
+        return x, y, None
+
+    return load
+
+
+def _load_csv(seed: int, path: str, target: str):
+    import csv
+
+    p = _existing(path)
+    with p.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ConfigError(f"dataset file {p} has no data rows")
+    header, body = rows[0], rows[1:]
+    if target not in header:
+        raise ConfigError(f"dataset file {p} has no column {target!r}; columns: {header}")
+    t = header.index(target)
+    try:
+        x = np.array([[float(v) for i, v in enumerate(r) if i != t] for r in body])
+    except ValueError as e:
+        raise ConfigError(f"dataset file {p}: feature columns must be numeric ({e})") from None
+    return x, _labels([r[t] for r in body]), None
+
+
+def _load_npz(seed: int, path: str, target: str):
+    p = _existing(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if "X" not in z or target not in z:
+                raise ConfigError(f"dataset file {p} needs arrays 'X' and {target!r}; has {keys}")
+            x, y = z["X"], z[target]
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"dataset file {p} is not a readable .npz file ({e})") from None
+    image_shape = tuple(x.shape[1:]) if x.ndim == 4 else None
+    return x.reshape(len(x), -1), _labels(list(y)), image_shape
+
+
+def _existing(path: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"dataset file {p} does not exist")
+    return p
+
+
+def _labels(values: list) -> np.ndarray:
+    """Maps arbitrary labels (strings or numbers) to 0..k-1 in sorted order."""
+    classes = sorted(set(values), key=lambda v: (isinstance(v, str), v))
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index[v] for v in values])
+
+
+DATASETS.add("digits", DatasetSpec(_sklearn("load_digits", (1, 8, 8))))
+DATASETS.add("iris", DatasetSpec(_sklearn("load_iris")))
+DATASETS.add("wine", DatasetSpec(_sklearn("load_wine")))
+DATASETS.add("breast_cancer", DatasetSpec(_sklearn("load_breast_cancer")))
+DATASETS.add("moons", DatasetSpec(_synthetic("make_moons"), {"n_samples": 1000, "noise": 0.2}))
+DATASETS.add("circles", DatasetSpec(_synthetic("make_circles"), {"n_samples": 1000, "noise": 0.1}))
+DATASETS.add(
+    "classification",
+    DatasetSpec(
+        _synthetic("make_classification"),
+        {"n_samples": 2000, "noise": 0.01, "n_features": 20, "n_informative": 10, "n_classes": 4},
+    ),
+)
+DATASETS.add("csv", DatasetSpec(_load_csv, {"target": "target"}, required=("path",)))
+DATASETS.add("npz", DatasetSpec(_load_npz, {"target": "y"}, required=("path",)))
+
+
+def dataset_options(name: str) -> dict[str, Any]:
+    """All options the named dataset accepts, with their defaults (``None`` = required)."""
+    spec = DATASETS.get(name)
+    return {**COMMON_OPTIONS, **spec.options, **dict.fromkeys(spec.required)}
+
+
+def load_dataset(name: str, seed: int = 0, device: str = "cpu", **options: Any) -> Dataset:
+    """Load, filter, split (stratified, seeded) and standardise a dataset onto ``device``.
+
+    ``options`` are the dataset's own (see :func:`dataset_options`) plus ``val_fraction`` and
+    ``classes`` (keep only these labels, renumbered 0..k-1: e.g. digits 0–4 for pre-training).
+    Results are cached per process: trials of a study share one copy.
+    """
+    key = json.dumps(options, sort_keys=True, default=str)
+    return _load_cached(name, seed, key).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(name: str, seed: int, options_json: str) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    options = {**dataset_options(name), **json.loads(options_json)}
+    spec = DATASETS.get(name)
+    val_fraction = options.pop("val_fraction")
+    classes = options.pop("classes")
+    missing = [k for k in spec.required if options.get(k) is None]
+    if missing:
+        raise ConfigError(f"dataset {name!r} needs option(s) {', '.join(missing)}")
+    x, y, image_shape = spec.load(seed=seed, **options)
+    if classes is not None:
+        keep = np.isin(y, classes)
+        x, y = x[keep], _labels(list(y[keep]))
+    n_classes = int(y.max()) + 1
+    if n_classes < 2:
+        raise ConfigError(f"dataset {name!r} has fewer than two classes after filtering")
+    x_tr, x_va, y_tr, y_va = train_test_split(
+        x.astype(np.float64), y, test_size=val_fraction, random_state=seed, stratify=y
+    )
+    mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
+    std[std == 0] = 1.0  # constant pixels/columns stay 0 instead of dividing by zero
+
+    def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
+
+    return Dataset(
+        name=name,
+        x_train=t((x_tr - mean) / std, torch.float32),
+        y_train=t(y_tr, torch.int64),
+        x_val=t((x_va - mean) / std, torch.float32),
+        y_val=t(y_va, torch.int64),
+        n_classes=n_classes,
+        image_shape=image_shape,
+    )

@@ -1,0 +1,31 @@
+"""One error tree for everything a user can get wrong.
+
+The CLI catches :class:`TunerError` only, prints ``error: <message>`` and exits with status 2.
+Anything else is a bug and exits 1 (with a traceback under ``--debug``).
+"""
+
+from __future__ import annotations
+
+
+class TunerError(Exception):
+    """Root of every error caused by input: a study file, a name, a URL, a checkpoint."""
+
+
+class ConfigError(TunerError):
+    """A study file or a command-line value breaks a rule (the message names file, key, value)."""
+
+
+class StorageError(TunerError):
+    """A storage URL is malformed, unreachable or incompatible (the password is masked)."""
+
+
+class StudyNotFoundError(TunerError):
+    """No study of that name exists in the storage."""
+
+
+class ObjectiveError(TunerError):
+    """An objective cannot be imported or rejects its settings."""
+
+
+class CheckpointError(TunerError):
+    """A checkpoint is missing, corrupt, not made by tuner, or does not fit the model."""

@@ -1,0 +1,152 @@
+"""The built-in objective: train a small classifier and return a validation metric.
+
+``[objective]`` settings: ``dataset`` (a registered name, see :mod:`tuner.data`), its options
+(``path``, ``target``, ``classes``, ``val_fraction`` …), ``model`` (``mlp`` or ``cnn``),
+``epochs`` and ``device``. Searchable ``[space]`` names: lr, batch_size, init, activation,
+weight_decay, depth, width, optimizer, momentum (each may also be fixed or left to its default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
+from tuner.device import check_device, resolve_device
+from tuner.errors import ConfigError
+from tuner.init import SCHEMES, apply_init
+from tuner.models import ACTIVATIONS, MODELS, OPTIMIZERS, ModelSpec
+from tuner.objectives import ObjectiveContext, ObjectiveSpec
+from tuner.space import ParamRule, SearchSpace
+from tuner.training import Diverged, EpochStats, TrainConfig, train
+
+PARAM_RULES: dict[str, ParamRule] = {
+    "lr": ParamRule(kind="float", low=0.0, low_open=True, log=True, default=1e-3,
+                    help="learning rate (log scale by default)"),
+    "batch_size": ParamRule(kind="pow2", low=1, default=64,
+                            help="power of two, searched as its exponent"),
+    "init": ParamRule(registry=SCHEMES, default="kaiming_uniform"),
+    "activation": ParamRule(registry=ACTIVATIONS, default="relu"),
+    "optimizer": ParamRule(registry=OPTIMIZERS, default="adam"),
+    "weight_decay": ParamRule(kind="float", low=0.0, default=0.0, help="L2 penalty"),
+    "momentum": ParamRule(kind="float", low=0.0, high=1.0, default=0.9, help="sgd/rmsprop"),
+    "depth": ParamRule(integer=True, low=1, high=64, default=2, help="hidden layers"),
+    "width": ParamRule(integer=True, low=1, high=8192, default=64, help="units per layer"),
+}
+METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto"}
+
+
+def validate(
+    settings: dict[str, Any], space: SearchSpace, where: str
+) -> tuple[dict[str, Any], SearchSpace]:
+    """Check the ``[objective]`` table against the dataset, model and space; fill defaults."""
+    dataset = settings.get("dataset", SETTINGS["dataset"])
+    if not isinstance(dataset, str):
+        raise ConfigError(f"{where}: [objective] dataset must be a name, got {dataset!r}")
+    DATASETS.get(dataset)  # unknown names fail here, listing the valid ones
+    valid = {**SETTINGS, **dataset_options(dataset)}
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{where}: [objective] unknown key(s) {', '.join(unknown)} for dataset {dataset!r}; "
+            f"valid: {', '.join(sorted(valid))}"
+        )
+    out = {**valid, **settings}
+    missing = [k for k, v in out.items() if v is None and k != "classes"]
+    if missing:
+        raise ConfigError(f"{where}: [objective] dataset {dataset!r} needs {', '.join(missing)}")
+    MODELS.get(out["model"])
+    epochs = out["epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(
+            f"{where}: [objective] epochs must be a whole number >= 1, got {epochs!r}"
+        )
+    check_device(out["device"], f"{where}: [objective] device")
+    vf = out["val_fraction"]
+    if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
+        raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
+    if out.get("path") is not None:
+        base = Path(where).parent if Path(where).suffix == ".toml" else Path.cwd()
+        out["path"] = str((base / Path(out["path"]).expanduser()).resolve())
+    try:
+        data = _load(out, seed=0, device="cpu")
+    except ConfigError as e:
+        raise ConfigError(f"{where}: [objective] {e}") from None
+    if "batch_size" in space:
+        largest = max(space["batch_size"].values())
+        if largest > data.n_train:
+            raise ConfigError(
+                f"{where}: [space] batch_size: {largest} is larger than the training set "
+                f"({data.n_train} rows of {dataset!r}); lower the upper bound"
+            )
+    if out["model"] == "cnn" and data.image_shape is None:
+        raise ConfigError(
+            f"{where}: [objective] model 'cnn' needs image data; {dataset!r} is tabular"
+        )
+    return out, space
+
+
+def _load(settings: dict[str, Any], seed: int, device: str | torch.device) -> Dataset:
+    options = {k: v for k, v in settings.items() if k not in SETTINGS}
+    return load_dataset(settings["dataset"], seed=seed, device=str(device), **options)
+
+
+def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
+    """Train one configuration; report the metric every epoch; return the last epoch's value."""
+    hp = ctx.suggest(trial)
+    s = ctx.settings
+    device = resolve_device(s["device"])
+    # The split is seeded by the study seed, so every trial sees the same data.
+    key = f"data:{device}"
+    if key not in ctx.cache:
+        ctx.cache[key] = _load(s, seed=ctx.seed, device=device)
+    data: Dataset = ctx.cache[key]
+
+    seed = ctx.trial_seed(trial)
+    torch.manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
+                     hp["activation"])
+    model = apply_init(MODELS.get(s["model"])(spec), hp["init"], hp["activation"]).to(device)
+    cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
+                      optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
+                      momentum=hp["momentum"])
+    trial.set_user_attr("batch_size", cfg.batch_size)
+
+    curve: list[EpochStats] = []
+
+    def on_epoch(stats: EpochStats) -> None:
+        curve.append(stats)
+        trial.report(_metric(stats, ctx.metric), stats.epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
+
+    try:
+        train(model, data, cfg, on_epoch=on_epoch, generator=generator)
+    except Diverged as e:
+        trial.set_user_attr("prune_reason", str(e))
+        raise optuna.TrialPruned(str(e)) from None
+    except optuna.TrialPruned as e:
+        trial.set_user_attr("prune_reason", str(e))
+        raise
+    finally:
+        # One write per trial: the learning curve, for reports and the dashboard.
+        trial.set_user_attr("curve", {
+            "train_loss": [c.train_loss for c in curve],
+            "val_loss": [c.val_loss for c in curve],
+            "val_accuracy": [c.val_accuracy for c in curve],
+        })
+    return _metric(curve[-1], ctx.metric)
+
+
+def _metric(stats: EpochStats, metric: str) -> float:
+    return stats.val_accuracy if metric == "val_accuracy" else stats.val_loss
+
+
+SPEC = ObjectiveSpec(
+    name="classifier", fn=classifier, param_rules=PARAM_RULES, validate=validate, metrics=METRICS,
+)

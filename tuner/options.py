@@ -1,0 +1,52 @@
+"""Turn a ``[sampler]`` / ``[pruner]`` table into keyword arguments, checked against a signature."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from tuner.errors import ConfigError
+
+T = TypeVar("T")
+
+# Arguments that take Python objects, not values a TOML file can hold.
+_NOT_FROM_FILES = {"seed", "search_space", "independent_sampler", "constraints_func",
+                   "wrapped_pruner", "gamma", "weights", "categorical_distance_func",
+                   "source_trials", "restart_strategy", "popsize", "inc_popsize"}
+
+
+def accepted_options(cls: Callable[..., Any], reserved: set[str] = frozenset()) -> list[str]:
+    """Keyword arguments of ``cls`` a study file may set."""
+    params = inspect.signature(cls).parameters.values()
+    return sorted(
+        p.name for p in params
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and p.name not in _NOT_FROM_FILES and p.name not in reserved
+    )
+
+
+def build(
+    cls: Callable[..., T],
+    options: Mapping[str, Any],
+    where: str,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    extra: set[str] = frozenset(),
+) -> T:
+    """``cls(**fixed, **options)`` with unknown keys and rejected values as :class:`ConfigError`.
+
+    ``extra`` names options the caller consumes itself (they are allowed and not passed on).
+    """
+    fixed = dict(fixed or {})
+    valid = sorted({*accepted_options(cls, set(fixed)), *extra})
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid) or 'none'}"
+        )
+    kwargs = {k: v for k, v in options.items() if k not in extra}
+    try:
+        return cls(**fixed, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from None

@@ -1,0 +1,71 @@
+"""Samplers by name, each seeded from the study seed.
+
+``build_sampler(name, options, seed, space)``; ``options`` is the study file's ``[sampler]``
+table (keyword arguments of the Optuna class, e.g. ``n_startup_trials``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+
+from tuner.options import build
+from tuner.registry import Registry
+from tuner.space import SearchSpace
+
+log = logging.getLogger("tuner")
+
+SamplerFactory = Callable[[Mapping[str, Any], int, SearchSpace, str], optuna.samplers.BaseSampler]
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
+
+
+@SAMPLERS.register("random")
+def _random(options, seed, space, where):
+    return build(optuna.samplers.RandomSampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("tpe")
+def _tpe(options, seed, space, where):
+    return build(optuna.samplers.TPESampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("gp")
+def _gp(options, seed, space, where):
+    return build(optuna.samplers.GPSampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("grid")
+def _grid(options, seed, space, where):
+    return build(
+        optuna.samplers.GridSampler, options, where,
+        fixed={"search_space": space.grid(), "seed": seed},
+    )
+
+
+@SAMPLERS.register("qmc")
+def _qmc(options, seed, space, where):
+    # Scrambling makes the seed matter; the sequence stays consistent across workers.
+    options = {"scramble": True, "warn_independent_sampling": False, **options}
+    return build(optuna.samplers.QMCSampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("cmaes")
+def _cmaes(options, seed, space, where):
+    categorical = [p.name for p in space.searched() if p.kind == "categorical"]
+    if categorical:
+        log.warning(
+            "%s: the cmaes sampler cannot model categorical parameters; %s will be sampled "
+            "at random", where, ", ".join(categorical),
+        )
+    options = {"warn_independent_sampling": False, **options}
+    return build(optuna.samplers.CmaEsSampler, options, where, fixed={"seed": seed})
+
+
+def build_sampler(
+    name: str, options: Mapping[str, Any], seed: int, space: SearchSpace, where: str = "[sampler]"
+) -> optuna.samplers.BaseSampler:
+    """A fresh sampler of the named kind (raises ConfigError for bad names or options)."""
+    return SAMPLERS.get(name)(options, seed, space, where)

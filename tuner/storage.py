@@ -1,0 +1,141 @@
+"""Storage URLs: resolve, mask, open.
+
+Resolution order: ``--storage`` > ``$TUNER_STORAGE`` > ``sqlite:///tuner.db`` (working dir).
+Any SQLAlchemy URL works (``postgresql://`` uses psycopg 3); ``journal:PATH`` is an Optuna
+journal file. Passwords never appear in messages: use :func:`mask_url` for anything printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage
+
+from tuner.errors import StorageError
+
+DEFAULT_URL = "sqlite:///tuner.db"
+ENV_VAR = "TUNER_STORAGE"
+JOURNAL_PREFIX = "journal:"
+SQLITE_TIMEOUT_S = 60  # how long a writer waits on a lock before "database is locked"
+
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The storage URL to use: the argument, else ``$TUNER_STORAGE``, else the SQLite default."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print or log)."""
+    return _CREDENTIALS.sub(lambda m: f"{m['head']}***@", url)
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the URL's password from an error text that might echo it."""
+    from sqlalchemy.engine import make_url
+
+    text = mask_url(text)
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+def normalise_url(url: str) -> str:
+    """Map ``postgresql://`` / ``postgres://`` to the installed psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (``None`` for other URLs or ``:memory:``)."""
+    if not url.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseStorage:
+    """Open (and, unless ``must_exist``, create) the storage at ``url`` (resolved as above).
+
+    ``must_exist`` is for read-only commands: a missing SQLite or journal file is an error
+    rather than a new empty database.
+    """
+    url = resolve_url(url)
+    if url.startswith(JOURNAL_PREFIX):
+        return _open_journal(url[len(JOURNAL_PREFIX):], must_exist)
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    shown = mask_url(url)  # the user's spelling, not the driver-qualified one
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except exc.NoSuchModuleError:
+        dialect = url.partition(":")[0]
+        raise StorageError(
+            f"storage URL {shown!r}: unknown database dialect {dialect!r}; use "
+            "sqlite:///FILE, postgresql://USER@HOST/DB, mysql+pymysql://… or journal:FILE"
+        ) from None
+    except (exc.ArgumentError, ValueError) as e:
+        raise StorageError(
+            f"malformed storage URL {shown!r} ({_scrub(str(e), url)}); expected e.g. "
+            "sqlite:///tuner.db, postgresql://USER@HOST/DB or journal:FILE"
+        ) from None
+    engine_kwargs: dict = {}
+    path = sqlite_path(url)
+    if parsed.get_backend_name() == "sqlite":
+        if path is not None:
+            if must_exist and not path.is_file():
+                raise StorageError(f"no storage at {shown} (file {path} does not exist)")
+            if not path.parent.is_dir():
+                raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except Exception as e:  # sqlalchemy/psycopg errors, or optuna's schema-version RuntimeError
+        raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
+    if path is not None:
+        _enable_wal(storage)
+    return storage
+
+
+def _reason(e: Exception, url: str) -> str:
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    first = next((line for line in text if line.strip()), type(e).__name__)
+    return _scrub(first.strip(), url)
+
+
+def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
+    # WAL lets readers (dashboard, `tuner show`) work while a writer runs; the mode is stored
+    # in the database file, so setting it once is enough.
+    with storage.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def _open_journal(path: str, must_exist: bool) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    p = Path(path).expanduser()
+    if not path:
+        raise StorageError("journal storage needs a file: journal:PATH")
+    if must_exist and not p.is_file():
+        raise StorageError(f"no storage at journal:{p} (file does not exist)")
+    if not p.parent.is_dir():
+        raise StorageError(f"storage journal:{p}: folder {p.parent} does not exist")
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(p)))
+    except Exception as e:
+        raise StorageError(f"cannot open journal storage {p}: {e}") from None

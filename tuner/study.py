@@ -1,0 +1,307 @@
+"""Run, resume and inspect studies: the library behind ``tuner run`` / ``resume``.
+
+A study written by tuner is an ordinary Optuna study; tuner adds two study user attributes:
+``tuner:config`` (the validated study file, so a resume needs only the name) and
+``tuner:version``. Trial budgets count *finished* trials (complete or pruned), across every
+process working on the study.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner import __version__
+from tuner.config import StudyConfig, config_from_dict
+from tuner.errors import ConfigError, StudyNotFoundError, TunerError
+from tuner.objectives import ObjectiveContext
+from tuner.pruners import build_pruner
+from tuner.samplers import build_sampler
+from tuner.storage import open_storage
+
+CONFIG_ATTR = "tuner:config"
+VERSION_ATTR = "tuner:version"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+class DivergedError(TunerError):
+    """Every trial of a run diverged: the learning-rate range is too high."""
+
+
+class ObjectiveFailed(RuntimeError):
+    """The objective raised in several trials in a row: a bug, not a hyperparameter."""
+
+
+class ProgressHook(Protocol):
+    """Receives progress from :func:`optimize` (the CLI draws a progress bar with it)."""
+
+    def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None: ...
+    def trial_finished(self, trial: FrozenTrial, best: float | None) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """What a run did: the study (reloaded from storage) and this run's own trial numbers."""
+
+    study: optuna.Study
+    trial_numbers: list[int] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def best_trial(self) -> FrozenTrial | None:
+        return best_trial(self.study)
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best complete trial, or ``None`` when no trial has completed."""
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def count_states(trials: list[FrozenTrial]) -> dict[str, int]:
+    return dict(Counter(t.state.name for t in trials))
+
+
+def n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+# --------------------------------------------------------------------------- finding studies
+def study_names(storage: BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def load_existing(name: str, storage: BaseStorage) -> optuna.Study:
+    """Load study ``name`` or raise :class:`StudyNotFoundError` listing the stored names."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        hint = f"stored studies: {', '.join(names)}" if names else "the storage has no studies"
+        raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
+
+
+def stored_config(study: optuna.Study) -> StudyConfig | None:
+    """The config a study was created with (``None`` for a study tuner did not create)."""
+    raw = study.user_attrs.get(CONFIG_ATTR)
+    if raw is None:
+        return None
+    return config_from_dict(raw, f"<stored study {study.study_name!r}>")
+
+
+def _store_config(study: optuna.Study, config: StudyConfig) -> None:
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    study.set_user_attr(VERSION_ATTR, __version__)
+
+
+def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
+    """Create the study, or join the stored one of that name if it is the same study.
+
+    Refuses (ConfigError) a stored study whose direction, metric, objective or space differ.
+    A study made by plain Optuna is adopted when its direction matches.
+    """
+    study = optuna.create_study(
+        storage=storage, study_name=config.name, direction=config.direction, load_if_exists=True
+    )
+    stored_direction = study.direction.name.lower()
+    if stored_direction != config.direction:
+        raise ConfigError(
+            f"study {config.name!r} already exists and is to {stored_direction}, but "
+            f"{config.source} says {config.direction}; choose another --name"
+        )
+    stored = stored_config(study)
+    if stored is not None and stored.fingerprint() != config.fingerprint():
+        differs = _differences(stored.to_dict(), config.to_dict())
+        raise ConfigError(
+            f"study {config.name!r} already exists with a different {', '.join(differs)}; "
+            "refusing to mix the two: choose another --name or delete the stored study"
+        )
+    _store_config(study, config)  # also records a grown n_trials budget
+    return study
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    out = [f"[{s}]" for s in ("objective", "space") if a[s] != b[s]]
+    out += [k for k in ("direction", "metric") if a["study"].get(k) != b["study"].get(k)]
+    return out or ["configuration"]
+
+
+# --------------------------------------------------------------------------- running
+def run(
+    config: StudyConfig,
+    storage_url: str | None = None,
+    *,
+    progress: ProgressHook | None = None,
+) -> RunResult:
+    """Run ``config`` until its study has ``config.n_trials`` finished trials (or the timeout).
+
+    Re-running a stored study continues it toward its budget.
+    """
+    storage = open_storage(storage_url)
+    study = prepare_study(config, storage)
+    remaining = config.n_trials - n_finished(study)
+    return optimize(study, config, n_trials=max(remaining, 0), budget=config.n_trials,
+                    timeout=config.timeout, progress=progress)
+
+
+def resume(
+    name: str,
+    storage_url: str | None = None,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    progress: ProgressHook | None = None,
+    config: StudyConfig | None = None,
+) -> RunResult:
+    """Continue a stored study with the sampler, pruner and objective stored with it.
+
+    ``n_trials``: run exactly this many more trials (the stored budget grows to match);
+    without it, run until the stored budget is reached. ``config`` adopts a study that plain
+    Optuna created (it has no stored config).
+    """
+    storage = open_storage(storage_url, must_exist=True)
+    study = load_existing(name, storage)
+    stored = stored_config(study)
+    if config is not None:
+        config = config.with_overrides(name=name)
+        study = prepare_study(config, storage)
+    elif stored is None:
+        raise ConfigError(
+            f"study {name!r} was not created by tuner (it stores no study file); resume it with "
+            "--config STUDY_FILE to say which objective and space to use"
+        )
+    else:
+        config = stored
+    done = n_finished(study)
+    if n_trials is not None:
+        if done + n_trials > config.n_trials:
+            config = config.with_overrides(n_trials=done + n_trials)
+            _store_config(study, config)
+        return optimize(study, config, n_trials=n_trials, budget=None,
+                        timeout=timeout or config.timeout, progress=progress)
+    return optimize(study, config, n_trials=max(config.n_trials - done, 0),
+                    budget=config.n_trials, timeout=timeout or config.timeout, progress=progress)
+
+
+def sampler_seed(seed: int, n_existing: int, salt: int = 0) -> int:
+    """The sampler seed of one run: the study seed for a fresh study's first process, else a
+    value derived from it, so a resumed or parallel run does not replay the same samples."""
+    if n_existing == 0 and salt == 0:
+        return seed
+    return (seed * 2_654_435_761 + n_existing * 40_503 + salt * 9_973 + 1) % (2**32 - 1)
+
+
+def optimize(
+    study: optuna.Study,
+    config: StudyConfig,
+    *,
+    n_trials: int | None,
+    budget: int | None,
+    timeout: float | None = None,
+    progress: ProgressHook | None = None,
+    seed_salt: int = 0,
+) -> RunResult:
+    """Run up to ``n_trials`` trials in this process; stop early once the study as a whole has
+    ``budget`` finished trials. Ctrl-C ends the run with ``interrupted=True`` and no trial of
+    this process left RUNNING.
+    """
+    started = time.monotonic()
+    result = RunResult(study)
+    if n_trials == 0:
+        return result
+    study.sampler = build_sampler(
+        config.sampler, config.sampler_options,
+        sampler_seed(config.seed, len(study.get_trials(deepcopy=False)), seed_salt), config.space,
+    )
+    study.pruner = build_pruner(
+        config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
+    )
+    ctx = ObjectiveContext(settings=config.objective_settings, space=config.space,
+                           seed=config.seed, metric=config.metric)
+    assert config.spec is not None
+    running: dict[int, int] = {}  # trial number -> storage trial id, for this process
+
+    def objective(trial: optuna.Trial) -> float:
+        running[trial.number] = trial._trial_id
+        result.trial_numbers.append(trial.number)
+        try:
+            return config.spec.fn(trial, ctx)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+            raise
+
+    failures: list[FrozenTrial] = []
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        running.pop(trial.number, None)
+        failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
+        if progress is not None:
+            progress.trial_finished(trial, _best_value(study))
+        if len(failures) >= MAX_CONSECUTIVE_FAILURES:
+            study.stop()
+        if budget is not None and n_finished(study) >= budget:
+            study.stop()
+
+    if progress is not None:
+        progress.start(study, n_trials, timeout)
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[after_trial],
+                       catch=(Exception,), gc_after_trial=False)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        _fail_running(study, running, "interrupted")
+    finally:
+        if progress is not None:
+            progress.stop()
+    result.elapsed_s = time.monotonic() - started
+    _raise_if_hopeless(study, result, failures)
+    return result
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    best = best_trial(study)
+    return None if best is None else best.value
+
+
+def _fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> None:
+    """Mark this process's still-RUNNING trials FAIL, so nothing stays RUNNING after Ctrl-C."""
+    storage = study._storage
+    for trial_id in running.values():
+        if storage.get_trial(trial_id).state == TrialState.RUNNING:
+            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def _raise_if_hopeless(study: optuna.Study, result: RunResult, failures: list) -> None:
+    if len(failures) >= MAX_CONSECUTIVE_FAILURES:
+        reasons = [t.user_attrs.get("fail_reason", "?") for t in failures]
+        raise ObjectiveFailed(
+            f"the objective failed in {len(failures)} trials in a row; last error: {reasons[-1]}"
+        )
+    mine = [t for t in study.get_trials(deepcopy=False) if t.number in set(result.trial_numbers)]
+    diverged = [t for t in mine if "diverged" in str(t.user_attrs.get("prune_reason", ""))]
+    if mine and len(diverged) == len(mine) and not result.interrupted:
+        raise DivergedError(
+            f"all {len(mine)} trials of this run diverged (loss became NaN/inf); the learning "
+            "rate is too high: lower the upper bound of [space] lr"
+        )
+
+
+def open_study(name: str, storage_url: str | None = None) -> optuna.Study:
+    """Load a stored study for reading (the storage must exist)."""
+    return load_existing(name, open_storage(storage_url, must_exist=True))
+
+
