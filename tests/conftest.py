@@ -1,0 +1,128 @@
+"""Shared fixtures: study files, storages (SQLite, journal, the local PostgreSQL) and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TUNER = str(Path(sys.executable).parent / "tuner")
+PG_ADMIN_URL = os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+TINY = {
+    "study": {"name": "tiny", "sampler": "random", "pruner": "none", "n_trials": 3, "seed": 0},
+    "objective": {"name": "classifier", "dataset": "iris", "model": "mlp", "epochs": 2},
+    "space": {
+        "lr": {"low": 1e-3, "high": 0.1, "log": True},
+        "batch_size": {"low": 16, "high": 32},
+        "init": ["xavier_uniform", "kaiming_normal"],
+        "width": 16,
+        "depth": 1,
+    },
+}
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A tiny TOML writer for test study files (tables of scalars, lists and inline tables)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    lines = []
+    for section, table in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {value(v)}" for k, v in table.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def merged(base: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with some tables updated (a value of ``None`` removes that key)."""
+    out = {k: dict(v) for k, v in base.items()}
+    for section, updates in sections.items():
+        table = out.setdefault(section, {})
+        for k, v in updates.items():
+            if v is None:
+                table.pop(k, None)
+            else:
+                table[k] = v
+    return out
+
+
+@pytest.fixture
+def study_file(tmp_path: Path) -> Callable[..., Path]:
+    """``study_file(study={...}, space={...})`` writes the tiny study, updated, and returns it."""
+
+    def make(name: str = "study.toml", base: dict[str, Any] = TINY, **sections: Any) -> Path:
+        path = tmp_path / name
+        path.write_text(to_toml(merged(base, **sections)))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tuner.db'}"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session on the local server; dropped after."""
+    import sqlalchemy
+
+    from tuner.storage import normalise_url
+
+    name = f"tuner_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sqlalchemy.exc.OperationalError as e:
+        pytest.fail(f"the local PostgreSQL server is needed for this test ({PG_ADMIN_URL}): {e}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The session's PostgreSQL database (tests keep apart by unique study names)."""
+    return pg_database
+
+
+def unique(prefix: str = "s") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real ``tuner`` console script in ``tmp_path`` (its default SQLite lives there)."""
+
+    def run(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
+            input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "TUNER_STORAGE": "", **(env or {})}
+        if not full_env["TUNER_STORAGE"]:
+            del full_env["TUNER_STORAGE"]
+        return subprocess.run(
+            [TUNER, *args], cwd=cwd or tmp_path, env=full_env, text=True, capture_output=True,
+            timeout=timeout, input=input if input is not None else "",
+        )
+
+    return run
