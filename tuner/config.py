@@ -178,7 +178,7 @@ def _check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
     for key, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if not isinstance(out[key], str):
             raise bad(key, "a name")
-        registry.get(out[key])  # unknown names fail listing the valid ones
+        registry.get(out[key], f"{where}: [study] {key}")  # unknown names list the valid ones
     if not _is_int(out["n_trials"]) or out["n_trials"] < 1:
         raise bad("n_trials", "a whole number >= 1")
     if out["timeout"] is not None and (

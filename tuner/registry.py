@@ -35,12 +35,14 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = obj
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, where: str | None = None) -> T:
+        """The entry called ``name``; ``where`` (file and key) prefixes the error message."""
         try:
             return self._items[name]
-        except KeyError:
+        except (KeyError, TypeError):
+            prefix = f"{where}: " if where else ""
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
+                f"{prefix}unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
             ) from None
 
     def names(self) -> list[str]:

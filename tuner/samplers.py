@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 
+from tuner.errors import ConfigError
 from tuner.options import build
 from tuner.registry import Registry
 from tuner.space import SearchSpace
@@ -39,10 +40,12 @@ def _gp(options, seed, space, where):
 
 @SAMPLERS.register("grid")
 def _grid(options, seed, space, where):
-    return build(
-        optuna.samplers.GridSampler, options, where,
-        fixed={"search_space": space.grid(), "seed": seed},
-    )
+    try:
+        grid = space.grid()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return build(optuna.samplers.GridSampler, options, where,
+                 fixed={"search_space": grid, "seed": seed})
 
 
 @SAMPLERS.register("qmc")

@@ -47,7 +47,7 @@ def validate(
     dataset = settings.get("dataset", SETTINGS["dataset"])
     if not isinstance(dataset, str):
         raise ConfigError(f"{where}: [objective] dataset must be a name, got {dataset!r}")
-    DATASETS.get(dataset)  # unknown names fail here, listing the valid ones
+    DATASETS.get(dataset, f"{where}: [objective] dataset")  # unknown: lists the valid ones
     valid = {**SETTINGS, **dataset_options(dataset)}
     unknown = sorted(set(settings) - set(valid))
     if unknown:
@@ -59,7 +59,7 @@ def validate(
     missing = [k for k, v in out.items() if v is None and k != "classes"]
     if missing:
         raise ConfigError(f"{where}: [objective] dataset {dataset!r} needs {', '.join(missing)}")
-    MODELS.get(out["model"])
+    MODELS.get(out["model"], f"{where}: [objective] model")
     epochs = out["epochs"]
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(

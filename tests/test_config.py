@@ -1,0 +1,125 @@
+"""Study files: every kind of bad input is one clear ConfigError naming file, key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, merged, to_toml
+from tuner.config import config_from_dict, load_config
+from tuner.errors import ConfigError, ObjectiveError, TunerError
+
+BAD = [
+    # (tables to update in the tiny study, expected message)
+    ({"study": {"sampler": "bayes"}}, r"unknown sampler 'bayes'; valid: cmaes, gp, grid, qmc, random, tpe"),
+    ({"study": {"pruner": "early"}}, r"unknown pruner 'early'; valid: .*median"),
+    ({"space": {"init": ["zeros", "he_normal"]}}, r"\[space\] init: unknown init scheme 'he_normal'"),
+    ({"space": {"activation": "swish"}}, r"\[space\] activation: unknown activation 'swish'"),
+    ({"space": {"optimizer": ["sgd", "lbfgs"]}}, r"unknown optimizer 'lbfgs'"),
+    ({"objective": {"dataset": "mnist"}}, r"unknown dataset 'mnist'; valid: breast_cancer"),
+    ({"objective": {"model": "resnet"}}, r"unknown model 'resnet'; valid: cnn, mlp"),
+    ({"objective": {"name": "regressor"}}, r"unknown objective 'regressor'"),
+    ({"objective": {"name": "no_such_module_xyz:fn"}}, r"cannot import module 'no_such_module_xyz'"),
+    ({"objective": {"name": "json:no_such_fn"}}, r"module 'json' has no attribute 'no_such_fn'"),
+    ({"space": {"lr": {"low": -0.1, "high": 0.1, "log": False}}}, r"\[space\] lr: must be > 0"),
+    ({"space": {"lr": {"low": 0.1, "high": 0.01}}}, r"`low <= high` must hold, but got \(low=0.1, high=0.01\)"),
+    ({"space": {"lr": 0}}, r"\[space\] lr: must be > 0, got 0"),
+    ({"space": {"batch_size": {"low": 12, "high": 32}}}, r"\[space\] batch_size: bounds must be powers of two, got 12"),
+    ({"space": {"batch_size": {"low": 16, "high": 256}}}, r"batch_size: 256 is larger than the training set \(112 rows of 'iris'\)"),
+    ({"study": {"n_trials": 0}}, r"\[study\] n_trials must be a whole number >= 1, got 0"),
+    ({"study": {"n_trials": -3}}, r"n_trials must be a whole number >= 1, got -3"),
+    ({"study": {"n_trials": 2.5}}, r"n_trials must be a whole number >= 1, got 2.5"),
+    ({"study": {"timeout": -1}}, r"\[study\] timeout must be a positive number"),
+    ({"study": {"seed": "x"}}, r"\[study\] seed must be a whole number"),
+    ({"study": {"direction": "up"}}, r"direction must be 'maximize' or 'minimize', got 'up'"),
+    ({"study": {"direction": "minimize"}}, r"direction 'minimize' contradicts metric 'val_accuracy'"),
+    ({"study": {"metric": "f1"}}, r"metric 'f1' is not one objective 'classifier' returns"),
+    ({"study": {"name": "has space"}}, r"\[study\] name must be"),
+    ({"study": {"n_trail": 5}}, r"\[study\] unknown key\(s\) n_trail; valid: name, direction"),
+    ({"objective": {"epoch": 3}}, r"\[objective\] unknown key\(s\) epoch for dataset 'iris'; valid: .*epochs"),
+    ({"objective": {"epochs": 0}}, r"\[objective\] epochs must be a whole number >= 1, got 0"),
+    ({"objective": {"val_fraction": 1.5}}, r"val_fraction must be in \(0, 1\), got 1.5"),
+    ({"objective": {"device": "tpu"}}, r"device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ({"objective": {"dataset": "csv"}}, r"dataset 'csv' needs path"),
+    ({"objective": {"dataset": "csv", "path": "missing.csv"}}, r"dataset file .*missing.csv does not exist"),
+    ({"objective": {"model": "cnn"}}, r"model 'cnn' needs image data; 'iris' is tabular"),
+    ({"space": {"learning_rate": 0.1}}, r"\[space\] unknown parameter 'learning_rate'; valid: lr, batch_size"),
+    ({"space": {"lr": {"low": 1e-3, "high": 0.1, "scale": "log"}}}, r"\[space\] lr: unknown key\(s\) scale"),
+    ({"study": {"sampler": "tpe"}, "sampler": {"n_startup": 3}}, r"\[sampler\]: unknown option\(s\) n_startup; valid: .*n_startup_trials"),
+    ({"sampler": {"n_startup_trials": 3}}, r"\[sampler\]: unknown option\(s\) n_startup_trials; valid: none"),
+    ({"pruner": {"warmup": 3}}, r"\[pruner\]: unknown option\(s\) warmup"),
+    ({"study": {"pruner": "median"}, "pruner": {"n_warmup_steps": -1}}, r"\[pruner\]: .*n_warmup_steps"),
+    ({"study": {"sampler": "grid"}}, r"grid sampler needs a finite set of values, but \[space\] lr is a continuous range"),
+    ({"extra": {"a": 1}}, r"unknown table\(s\) \[extra\]; valid: \[study\]"),
+    ({"space": {"lr": 0.01, "batch_size": 16, "init": "zeros"}}, r"\[space\] searches nothing"),
+]
+
+
+@pytest.mark.parametrize(("updates", "match"), BAD, ids=[m[:40] for _, m in BAD])
+def test_bad_study_file(tmp_path: Path, updates, match):
+    path = tmp_path / "bad.toml"
+    path.write_text(to_toml(merged(TINY, **updates)))
+    with pytest.raises(TunerError, match=match) as e:
+        load_config(path)
+    assert "\n" not in str(e.value)
+    if not isinstance(e.value, ObjectiveError):
+        assert str(path) in str(e.value), "the message names the file"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[study\nname = 'x'", r"invalid TOML"),
+        ("[study]\nname = 'x'\n", r"missing table \[objective\]"),
+        ("study = 3\n[objective]\nname='classifier'\n[space]\nlr=0.1", r"\[study\] must be a table"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, text: str, match: str):
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_missing_study_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match=r"study file .*nope.toml does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_defaults_and_overrides(study_file):
+    config = load_config(study_file(study={"name": None, "sampler": None}), seed=7, n_trials=4)
+    assert config.name == "study"  # the file's stem
+    assert config.sampler == "tpe"
+    assert (config.seed, config.n_trials) == (7, 4)
+    assert config.direction == "maximize" and config.metric == "val_accuracy"
+    assert config.objective_settings["epochs"] == 2
+    assert config.objective_settings["val_fraction"] == 0.25
+    # every classifier parameter is present, searched or fixed
+    assert set(config.space.names()) >= {"lr", "batch_size", "init", "optimizer", "momentum"}
+
+
+def test_val_loss_metric_is_minimised(study_file):
+    config = load_config(study_file(study={"metric": "val_loss"}))
+    assert config.direction == "minimize"
+
+
+def test_config_round_trips_through_its_dict(study_file):
+    config = load_config(study_file())
+    again = config_from_dict(config.to_dict(), "<stored>")
+    assert again.to_dict() == config.to_dict()
+    assert again.fingerprint() == config.fingerprint()
+    changed = config.with_overrides(n_trials=50, sampler="random")
+    assert changed.fingerprint() == config.fingerprint(), "budget and sampler may change"
+
+
+def test_csv_path_is_resolved_against_the_study_file(tmp_path: Path):
+    (tmp_path / "data").mkdir()
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{'yes' if i % 2 else 'no'}" for i in range(60)]
+    (tmp_path / "data" / "d.csv").write_text("\n".join(rows) + "\n")
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(merged(TINY, objective={"dataset": "csv", "path": "data/d.csv",
+                                                    "target": "label"},
+                                   space={"batch_size": 16})))
+    config = load_config(path)
+    assert config.objective_settings["path"] == str(tmp_path / "data" / "d.csv")
