@@ -96,5 +96,5 @@ def test_grid_needs_finite_values():
                           "type": "pow2"}, "d": {"low": 0.0, "high": 1.0, "step": 0.5}}, None, "f")
     assert finite.grid() == {"a": [1, 2], "b": [1, 2, 3], "c_log2": [4, 5, 6], "d": [0.0, 0.5, 1.0]}
     continuous = parse_space({"lr": {"low": 1e-4, "high": 1e-1}}, {"lr": LR}, "f")
-    with pytest.raises(ConfigError, match="grid sampler needs a finite set.*lr.*step or a list"):
+    with pytest.raises(ConfigError, match=r"grid sampler needs a finite set.*lr.*step or a list"):
         continuous.grid()

@@ -27,9 +27,10 @@ def _fmt(v: float | None) -> str:
 class TrialProgress:
     """A :class:`tuner.study.ProgressHook` drawing trials done, best value and time."""
 
-    def __init__(self, metric: str = "value", quiet: bool = False) -> None:
+    def __init__(self, metric: str = "value", quiet: bool = False, header: str = "") -> None:
         self.metric = metric
         self.quiet = quiet
+        self.header = header  # printed once the storage is open, so bad input stays one line
         self._bar: Progress | None = None
         self._task = None
         self._started = 0.0
@@ -39,6 +40,8 @@ class TrialProgress:
     def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
         self._started = time.monotonic()
         self._total = total
+        if self.header and not self.quiet:
+            err.print(self.header)
         if self.quiet or not err.is_terminal:
             return
         self._bar = Progress(

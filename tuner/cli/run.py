@@ -40,8 +40,8 @@ def run(
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
                          timeout=timeout)
     url = resolve_url(storage)
-    err.print(f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}")
-    result = run_study(config, url, progress=TrialProgress(config.metric, quiet))
+    header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
+    result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header))
     _report(result, config.metric, url)
 
 
@@ -66,9 +66,9 @@ def resume(
 
     config = load_config(config_file) if config_file else None
     url = resolve_url(storage)
-    err.print(f"resuming study {name!r} · storage {mask_url(url)}")
+    header = f"resuming study {name!r} · storage {mask_url(url)}"
     result = resume_study(name, url, n_trials=n_trials, timeout=timeout,
-                          progress=TrialProgress(quiet=quiet), config=config)
+                          progress=TrialProgress(quiet=quiet, header=header), config=config)
     metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
     _report(result, metric, url)
 

@@ -1,0 +1,227 @@
+"""The real ``tuner`` entry point, end to end, in a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import TINY, TUNER, merged, to_toml
+
+pytestmark = pytest.mark.slow
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_help_lists_the_commands(cli):
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for command in ("run", "resume", "list", "show", "export", "delete"):
+        assert command in proc.stdout
+    run_help = cli("run", "--help").stdout
+    assert "--storage" in run_help and "--n-trials" in run_help and "--sampler" in run_help
+
+
+def test_run_resume_show_export_and_optunas_own_cli(cli, study_file, tmp_path):
+    path = study_file(study={"n_trials": 4})
+    proc = cli("run", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "best trial #" in proc.stdout and "batch_size = " in proc.stdout
+    assert "[4/4] trial 3" in proc.stderr, "one progress line per trial when not on a terminal"
+    assert (tmp_path / "tuner.db").is_file(), "the default storage is ./tuner.db"
+
+    proc = cli("resume", "tiny", "--n-trials", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 trials this run" in proc.stdout
+
+    show = json.loads(cli("show", "tiny", "--json").stdout)
+    assert show["states"] == {"COMPLETE": 6} and show["budget"] == 6
+    assert set(show["best"]["params"]) == {"lr", "batch_size", "init"}
+    assert "tiny" in cli("show", "tiny").stdout
+
+    listed = json.loads(cli("list", "--json").stdout)
+    assert [r["name"] for r in listed] == ["tiny"] and listed[0]["n_trials"] == 6
+
+    rows = list(csv.DictReader(io.StringIO(cli("export", "tiny").stdout)))
+    assert len(rows) == 6 and {r["param_batch_size"] for r in rows} <= {"16", "32"}
+    out = tmp_path / "t.json"
+    assert cli("export", "tiny", "--format", "json", "-o", str(out)).returncode == 0
+    assert len(json.loads(out.read_text())["trials"]) == 6
+
+    optuna_cli = str(Path(sys.executable).parent / "optuna")
+    studies = subprocess.run([optuna_cli, "studies", "--storage", "sqlite:///tuner.db", "-f",
+                              "json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert studies.returncode == 0, studies.stderr
+    assert json.loads(studies.stdout)[0]["name"] == "tiny"
+
+
+def test_storage_from_environment_and_flag(cli, study_file, tmp_path):
+    path = study_file(study={"n_trials": 1})
+    env_db, flag_db = tmp_path / "env.db", tmp_path / "flag.db"
+    assert cli("run", str(path), env={"TUNER_STORAGE": f"sqlite:///{env_db}"}).returncode == 0
+    assert env_db.is_file() and not (tmp_path / "tuner.db").exists()
+    proc = cli("run", str(path), "--storage", f"sqlite:///{flag_db}",
+               env={"TUNER_STORAGE": f"sqlite:///{env_db}"})
+    assert proc.returncode == 0 and flag_db.is_file()
+
+
+BAD_CLI = [
+    (["run", "nope.toml"], "study file nope.toml does not exist"),
+    (["run", "{file}", "--sampler", "bayes"], "unknown sampler 'bayes'"),
+    (["run", "{file}", "--n-trials", "0"], "Invalid value for '--n-trials'"),
+    (["run", "{file}", "--storage", "foo://x"], "unknown database dialect 'foo'"),
+    (["run", "{file}", "--storage", "not a url"], "malformed storage URL"),
+    (["run", "{file}", "--bogus"], "No such option: --bogus"),
+    (["run"], "Missing argument 'study_file'"),
+    (["resume", "ghost"], "no storage at sqlite:///tuner.db"),
+    (["show", "ghost"], "no storage at sqlite:///tuner.db"),
+    (["export", "ghost", "--format", "xml"], "Invalid value for '--format'"),
+    (["fly"], "No such command 'fly'"),
+]
+
+
+@pytest.mark.parametrize(("args", "match"), BAD_CLI, ids=[" ".join(a) for a, _ in BAD_CLI])
+def test_bad_input_is_one_error_line_exit_2_and_writes_nothing(cli, study_file, tmp_path, args,
+                                                                match):
+    path = study_file()
+    line = _one_error_line(cli(*[a.replace("{file}", str(path)) for a in args]))
+    assert match in line
+    assert not (tmp_path / "tuner.db").exists(), "bad input must not create a storage"
+
+
+def test_bad_study_file_via_cli(cli, tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text(to_toml(merged(TINY, study={"n_trails": 3})))
+    line = _one_error_line(cli("run", str(path)))
+    assert f"{path}: [study] unknown key(s) n_trails" in line
+    path.write_text("[study\n")
+    assert "invalid TOML" in _one_error_line(cli("run", str(path)))
+
+
+def test_unknown_study_in_an_existing_storage(cli, study_file):
+    assert cli("run", str(study_file(study={"n_trials": 1}))).returncode == 0
+    for command in (["resume", "ghost"], ["show", "ghost"], ["export", "ghost"],
+                    ["delete", "ghost", "--yes"]):
+        assert "no study named 'ghost'; stored studies: tiny" in _one_error_line(cli(*command))
+
+
+def test_passwords_never_reach_the_terminal(cli, study_file):
+    url = "postgresql://alice:s3cr3t-pw@127.0.0.1:1/tuner"
+    proc = cli("run", str(study_file()), "--storage", url)
+    line = _one_error_line(proc)
+    assert "s3cr3t-pw" not in proc.stderr + proc.stdout
+    assert "alice:***@127.0.0.1" in line
+
+
+def test_delete_asks_unless_yes(cli, study_file, tmp_path):
+    assert cli("run", str(study_file(study={"n_trials": 1}))).returncode == 0
+    assert "without confirmation; pass --yes" in _one_error_line(cli("delete", "tiny"))
+    proc = cli("delete", "tiny", "--yes")
+    assert proc.returncode == 0 and "deleted study 'tiny' (1 trials)" in proc.stdout
+    assert json.loads(cli("list", "--json").stdout) == []
+
+
+def test_ctrl_c_leaves_nothing_running_and_resume_completes(study_file, tmp_path):
+    path = study_file(study={"n_trials": 40}, objective={"dataset": "digits", "epochs": 30},
+                      space={"batch_size": 16})
+    db = tmp_path / "tuner.db"
+    proc = subprocess.Popen([TUNER, "run", str(path)], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    storage_url = f"sqlite:///{db}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                study = optuna.load_study(study_name="tiny", storage=storage_url)
+            except KeyError:
+                continue
+            if any(t.state == TrialState.COMPLETE for t in study.trials):
+                break
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "tuner resume tiny" in stderr
+    study = optuna.load_study(study_name="tiny", storage=storage_url)
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states
+    assert TrialState.FAIL in states, "the interrupted trial is marked failed"
+    done = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+    assert 0 < done < 40
+    # resume finishes the budget (quickly: a smaller per-trial cost is not needed, just run)
+    resumed = subprocess.run([TUNER, "resume", "tiny", "--n-trials", "1"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="tiny", storage=storage_url)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= done + 1 - \
+        sum(t.state == TrialState.PRUNED for t in study.trials)
+
+
+OBJECTIVE_MODULE = '''
+def objective(trial, ctx):
+    hp = ctx.suggest(trial)
+    trial.set_user_attr("scale", ctx.settings["scale"])
+    return ctx.settings["scale"] * (hp["x"] - 2) ** 2 + hp["y"]
+'''
+
+
+def _custom_study(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "custom.toml"
+    path.write_text(to_toml({
+        "study": {"name": "custom", "direction": "minimize", "n_trials": 5, "pruner": "none"},
+        "objective": {"name": name, "scale": 3},
+        "space": {"x": {"low": -5.0, "high": 5.0}, "y": [0, 1]},
+    }))
+    return path
+
+
+def test_pluggable_objective_from_a_module(cli, tmp_path):
+    (tmp_path / "myobj.py").write_text(OBJECTIVE_MODULE)
+    proc = cli("run", str(_custom_study(tmp_path, "myobj:objective")))
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="custom", storage=f"sqlite:///{tmp_path / 'tuner.db'}")
+    for t in study.trials:
+        assert t.value == pytest.approx(3 * (t.params["x"] - 2) ** 2 + t.params["y"])
+        assert t.user_attrs["scale"] == 3
+    assert cli("resume", "custom", "--n-trials", "1").returncode == 0
+
+
+def test_pluggable_objective_from_an_entry_point(cli, tmp_path):
+    site = tmp_path / "site"
+    (site / "plugpkg").mkdir(parents=True)
+    (site / "plugpkg" / "__init__.py").write_text(OBJECTIVE_MODULE)
+    dist = site / "plugpkg-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugpkg\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[tuner.objectives]\nparabola = plugpkg:objective\n")
+    proc = cli("run", str(_custom_study(tmp_path, "parabola")), env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("myobj_missing:objective", "cannot import module 'myobj_missing'"),
+        ("myobj:nothing", "module 'myobj' has no attribute 'nothing'"),
+        ("parabola", "unknown objective 'parabola'"),
+    ],
+)
+def test_missing_objective_is_an_error_at_load_time(cli, tmp_path, name, match):
+    (tmp_path / "myobj.py").write_text(OBJECTIVE_MODULE)
+    assert match in _one_error_line(cli("run", str(_custom_study(tmp_path, name))))
+    assert not (tmp_path / "tuner.db").exists()

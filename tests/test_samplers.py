@@ -1,0 +1,86 @@
+"""One contract for every sampler and every pruner: each runs a tiny real study, seeded."""
+
+from __future__ import annotations
+
+import logging
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuner.config import load_config
+from tuner.pruners import PRUNERS
+from tuner.samplers import SAMPLERS
+from tuner.study import run
+
+# A space every sampler can handle, grid included (finite: lr as a list, batch as pow2 exponents).
+DISCRETE = {"lr": [0.01, 0.05], "batch_size": {"low": 16, "high": 32}, "init": ["xavier_uniform"],
+            "width": [8, 16]}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
+def test_every_sampler_runs_and_is_seeded(sampler, study_file, tmp_path):
+    config = load_config(study_file(study={"sampler": sampler, "n_trials": 4}, space=DISCRETE))
+    params = []
+    for i in range(2):
+        result = run(config, f"sqlite:///{tmp_path / f'{i}.db'}")
+        trials = result.study.trials
+        assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+        assert all(t.params["lr"] in (0.01, 0.05) for t in trials)
+        params.append([t.params for t in trials])
+    assert params[0] == params[1], f"{sampler} with the same seed must repeat itself"
+
+
+def test_grid_enumerates_the_whole_grid_then_stops(study_file, sqlite_url):
+    config = load_config(study_file(study={"sampler": "grid", "n_trials": 50}, space=DISCRETE))
+    result = run(config, sqlite_url)
+    combos = {(t.params["lr"], t.params["batch_size_log2"], t.params["width"])
+              for t in result.study.trials}
+    assert len(result.study.trials) == 8 and len(combos) == 8
+
+
+def test_cmaes_says_categoricals_fall_back_to_random(study_file, caplog):
+    with caplog.at_level(logging.WARNING, logger="tuner"):
+        load_config(study_file(study={"sampler": "cmaes"}))
+    assert "cmaes sampler cannot model categorical parameters; init will be sampled at random" \
+        in caplog.text
+
+
+@pytest.mark.parametrize("pruner", PRUNERS.names())
+def test_every_pruner_runs(pruner, study_file, sqlite_url):
+    config = load_config(study_file(
+        study={"pruner": pruner, "sampler": "random", "n_trials": 6},
+        objective={"epochs": 3},
+    ))
+    result = run(config, sqlite_url)
+    states = {t.state for t in result.study.trials}
+    assert states <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert len(result.study.trials) == 6
+    assert all(len(t.intermediate_values) >= 1 for t in result.study.trials)
+
+
+def test_median_pruner_prunes_a_hopeless_trial(study_file, sqlite_url):
+    # zeros init cannot break symmetry: it stays far below the others and gets pruned
+    config = load_config(study_file(
+        study={"pruner": "median", "sampler": "grid", "n_trials": 6},
+        objective={"epochs": 4},
+        pruner={"n_startup_trials": 2, "n_warmup_steps": 1},
+        space={"init": ["kaiming_normal", "zeros"], "lr": [0.05, 0.1, 0.02], "batch_size": 16},
+    ))
+    result = run(config, sqlite_url)
+    zeros = [t for t in result.study.trials if t.params["init"] == "zeros" and t.number >= 2]
+    assert zeros and any(t.state == TrialState.PRUNED for t in zeros)
+
+
+def test_pruner_settings_reach_the_optuna_pruner():
+    from tuner.pruners import build_pruner
+
+    median = build_pruner("median", {"n_startup_trials": 7, "n_warmup_steps": 3}, 10)
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert (median._n_startup_trials, median._n_warmup_steps) == (7, 3)
+    hyper = build_pruner("hyperband", {"reduction_factor": 2}, 9)
+    assert isinstance(hyper, optuna.pruners.HyperbandPruner)
+    assert (hyper._reduction_factor, hyper._max_resource) == (2, 9)
+    patient = build_pruner("patient", {"patience": 2, "n_warmup_steps": 4}, 5)
+    assert isinstance(patient, optuna.pruners.PatientPruner)
+    assert patient._wrapped_pruner._n_warmup_steps == 4
