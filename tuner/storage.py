@@ -20,8 +20,13 @@ DEFAULT_URL = "sqlite:///tuner.db"
 ENV_VAR = "TUNER_STORAGE"
 JOURNAL_PREFIX = "journal:"
 SQLITE_TIMEOUT_S = 60  # how long a writer waits on a lock before "database is locked"
+# An unreachable host fails in 10 s instead of minutes; keepalives notice a silently dead
+# server (cut network) so the reconnection logic in tuner.rdb can take over.
+PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
+                   "keepalives_interval": 10, "keepalives_count": 3}
 
 _CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd)=)[^&\s]*", re.IGNORECASE)
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -31,7 +36,8 @@ def resolve_url(url: str | None = None) -> str:
 
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***`` (safe to print or log)."""
-    return _CREDENTIALS.sub(lambda m: f"{m['head']}***@", url)
+    url = _CREDENTIALS.sub(lambda m: f"{m['head']}***@", url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", url)
 
 
 def _scrub(text: str, url: str) -> str:
@@ -76,8 +82,11 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
     from sqlalchemy import exc
     from sqlalchemy.engine import make_url
 
+    from tuner.credentials import with_password
+    from tuner.rdb import ResilientRDBStorage, storage_settings
+
     shown = mask_url(url)  # the user's spelling, not the driver-qualified one
-    url = normalise_url(url)
+    url = normalise_url(with_password(url))
     try:
         parsed = make_url(url)
         parsed.get_dialect()
@@ -103,8 +112,11 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql":
+            engine_kwargs["connect_args"] = dict(PG_CONNECT_ARGS)
+    settings = storage_settings()  # heartbeats, retry window (bad $TUNER_* values fail here)
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        storage = ResilientRDBStorage(url, shown=shown, engine_kwargs=engine_kwargs, **settings)
     except Exception as e:  # sqlalchemy/psycopg errors, or optuna's schema-version RuntimeError
         raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
     if path is not None:

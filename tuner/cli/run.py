@@ -26,6 +26,10 @@ def run(
     ),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Study seed (sampler and data)."),
     name: str | None = typer.Option(None, "--name", help="Study name (default: from the file)."),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1,
+        help="Local worker processes (each a `tuner worker`; the CPU cores are split among them).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Run a study from a study file until it has its budget of finished trials.
@@ -41,7 +45,13 @@ def run(
                          timeout=timeout)
     url = resolve_url(storage)
     header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
-    result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header))
+    if jobs > 1:
+        from tuner.workers import run_jobs
+
+        progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
+        result = run_jobs(config, url, jobs=jobs, progress=progress)
+    else:
+        result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header))
     _report(result, config.metric, url)
 
 

@@ -1,0 +1,55 @@
+"""``tuner worker``: one more process on a stored study, from any machine."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from tuner.cli._app import app, storage_option
+from tuner.cli._progress import TrialProgress
+
+
+@app.command()
+def worker(
+    name: str = typer.Argument(..., help="Name of a stored study (created by tuner run)."),
+    storage: str | None = storage_option(),
+    n_trials: int | None = typer.Option(
+        None, "--n-trials", min=1,
+        help="Run at most this many trials in this worker (the study's budget still stops it).",
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.001, help="Stop starting trials after this many seconds."
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1,
+        help="Torch threads for this worker (default: all cores); give cores/N when N workers "
+        "share a machine.",
+    ),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0.0,
+        help="Wait up to this many seconds for the study to be created (workers started "
+        "together with the `tuner run` that creates it).",
+    ),
+    salt: int | None = typer.Option(None, "--salt", min=0, hidden=True),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Join a stored study and run trials until the study as a whole has its budget.
+
+    Sampler, pruner, objective and search space come from the study stored with it; the
+    budget counts finished trials of all workers together. Start as many workers as you like,
+    on as many machines as can reach the storage (PostgreSQL for several machines).
+    """
+    from tuner.cli.run import _report
+    from tuner.storage import mask_url, resolve_url
+    from tuner.workers import work
+
+    if quiet:
+        logging.getLogger("tuner").setLevel(logging.WARNING)
+    url = resolve_url(storage)
+    header = f"worker on study {name!r} · storage {mask_url(url)}"
+    result = work(name, url, n_trials=n_trials, timeout=timeout, threads=threads, wait_s=wait,
+                  seed_salt=salt, progress=TrialProgress(quiet=quiet, header=header))
+    metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
+    if not quiet or result.interrupted:
+        _report(result, metric, url)

@@ -1,0 +1,26 @@
+"""Many processes, one study: ``tuner worker`` and ``tuner run --jobs N``.
+
+Optuna's shared-storage model does the distribution (every worker asks the storage for its next
+trial); tuner adds an exact study-wide budget (:mod:`tuner.workers._claim`), crash recovery
+(heartbeats, :mod:`tuner.rdb`) and the local process pool (:mod:`tuner.workers._jobs`).
+"""
+
+from __future__ import annotations
+
+from tuner.workers._claim import Decision, claim_lock, decide
+from tuner.workers._jobs import WorkerError, run_jobs, threads_per_worker
+from tuner.workers._worker import cpu_cores, run_worker, set_torch_threads, work, worker_config
+
+__all__ = [
+    "Decision",
+    "WorkerError",
+    "claim_lock",
+    "cpu_cores",
+    "decide",
+    "run_jobs",
+    "run_worker",
+    "set_torch_threads",
+    "threads_per_worker",
+    "work",
+    "worker_config",
+]

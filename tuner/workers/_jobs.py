@@ -1,0 +1,148 @@
+"""``tuner run --jobs N``: N local worker processes on one study.
+
+The parent creates (or joins) the study, starts N ``tuner worker`` processes, draws the
+progress of the whole study from the storage, and relays the workers' warnings and errors.
+Processes, not threads: training holds the GIL between torch calls. Each worker gets
+``cores // N`` torch threads so N workers do not oversubscribe the machine, and its own
+sampler seed. The storage URL reaches the workers in their environment, never on a command
+line (where ``ps`` would show a password).
+
+Ctrl-C or SIGTERM to the parent sends one SIGTERM to every worker; each marks its running
+trial failed and exits 130, and so does the parent. The workers run in their own session so
+that a terminal's Ctrl-C reaches them only through the parent, once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO
+
+import optuna
+
+from tuner.config import StudyConfig
+from tuner.errors import TunerError
+from tuner.storage import ENV_VAR, open_storage, resolve_url
+from tuner.study import ProgressHook, RunResult, _best_value, n_finished, prepare_study
+from tuner.workers._worker import cpu_cores
+
+STOP_GRACE_S = 30.0  # how long stopped workers get to mark their trials failed
+_DEBUG_HINT = " (run with --debug for the traceback)"
+
+
+class WorkerError(TunerError):
+    """A worker process stopped on bad input (its own ``error:`` line is the message)."""
+
+
+def threads_per_worker(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` workers on this machine (at least 1)."""
+    return max(1, cpu_cores() // jobs)
+
+
+class _Worker:
+    def __init__(self, index: int, argv: list[str], env: dict[str, str]) -> None:
+        self.index = index
+        self.errors: list[str] = []
+        self.proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        assert self.proc.stderr is not None
+        self.relay = threading.Thread(target=self._relay, args=(self.proc.stderr,), daemon=True)
+        self.relay.start()
+
+    def _relay(self, stream: IO[str]) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            if line.startswith("error: "):
+                self.errors.append(line[len("error: "):])
+            elif line and not line.startswith("interrupted"):
+                print(f"worker {self.index}: {line}", file=sys.stderr, flush=True)
+
+
+def run_jobs(
+    config: StudyConfig,
+    storage_url: str | None = None,
+    *,
+    jobs: int,
+    timeout: float | None = None,
+    progress: ProgressHook | None = None,
+) -> RunResult:
+    """Run ``config`` with ``jobs`` local worker processes until its study has its budget of
+    finished trials (exactly: see :mod:`tuner.workers._claim`), or ``timeout`` seconds."""
+    url = resolve_url(storage_url)
+    study = prepare_study(config, open_storage(url))
+    result = RunResult(study)
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    remaining = config.n_trials - n_finished(study)
+    if remaining <= 0:
+        return result
+    started = time.monotonic()
+    timeout = timeout or config.timeout
+    threads = threads_per_worker(jobs)
+    env = {**os.environ, ENV_VAR: url, "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    argv = [sys.executable, "-m", "tuner", "worker", config.name, "--quiet",
+            "--threads", str(threads), *(["--timeout", str(timeout)] if timeout else [])]
+    workers: list[_Worker] = []
+    if progress is not None:
+        progress.start(study, remaining, timeout)
+    try:
+        for i in range(jobs):
+            workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1)], env))
+        while any(w.proc.poll() is None for w in workers):
+            time.sleep(0.5)
+            _report_new(study, seen, result, progress)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        _stop(workers)
+    finally:
+        for w in workers:
+            w.relay.join(timeout=5)
+        if progress is not None:
+            _report_new(study, seen, result, progress)
+            progress.stop()
+    result.elapsed_s = time.monotonic() - started
+    if any(w.proc.returncode == 130 for w in workers):
+        result.interrupted = True
+    _raise_for_workers(workers)
+    return result
+
+
+def _stop(workers: list[_Worker]) -> None:
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # its trial goes stale and is retried later
+            w.proc.kill()
+            w.proc.wait()
+
+
+def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
+                progress: ProgressHook | None) -> None:
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.is_finished() and trial.number not in seen:
+            seen.add(trial.number)
+            result.trial_numbers.append(trial.number)
+            if progress is not None:
+                progress.trial_finished(trial, _best_value(study))
+
+
+def _raise_for_workers(workers: list[_Worker]) -> None:
+    for w in workers:
+        code = w.proc.returncode
+        if code in (0, 130):
+            continue
+        message = w.errors[-1] if w.errors else f"exited with status {code}"
+        if code == 2:
+            raise WorkerError(f"worker {w.index}: {message}")
+        message = message.removeprefix("unexpected failure: ").removesuffix(_DEBUG_HINT)
+        raise RuntimeError(f"worker {w.index} failed (exit status {code}): {message}")

@@ -1,0 +1,225 @@
+"""``tuner worker NAME``: join a stored study and work on it until the study has its budget.
+
+A worker takes everything (sampler, pruner, objective, space, budget) from the study file
+stored with the study, so any machine that can reach the storage and import the objective can
+join. Trials are claimed under the study's claim lock (see :mod:`tuner.workers._claim`), so
+the workers together finish exactly the budget of finished (complete + pruned) trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import warnings
+
+import optuna
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.config import StudyConfig
+from tuner.errors import ConfigError, ObjectiveError, StudyNotFoundError
+from tuner.objectives import ObjectiveContext
+from tuner.pruners import build_pruner
+from tuner.rdb import ResilientRDBStorage
+from tuner.samplers import build_sampler
+from tuner.storage import open_storage, resolve_url
+from tuner.study import (
+    MAX_CONSECUTIVE_FAILURES,
+    ProgressHook,
+    RunResult,
+    _best_value,
+    _fail_running,
+    _raise_if_hopeless,
+    load_existing,
+    sampler_seed,
+    stored_config,
+)
+from tuner.workers._claim import ClaimLock, Decision, claim_lock, decide
+
+log = logging.getLogger("tuner")
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_torch_threads(threads: int) -> None:
+    """Limit torch's intra-op threads, so N workers on one machine share its cores."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def work(
+    name: str,
+    storage_url: str | None = None,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    threads: int | None = None,
+    wait_s: float = 0.0,
+    seed_salt: int | None = None,
+    progress: ProgressHook | None = None,
+) -> RunResult:
+    """Join stored study ``name`` and run trials until it has its budget of finished trials.
+
+    ``n_trials``: at most this many trials from this worker. ``threads``: torch threads
+    (default: torch's own choice, all cores). ``wait_s``: wait this long for the study to be
+    created (workers started together with the process that creates it). ``seed_salt`` makes
+    this worker's sampler seed differ from the others' (default: random).
+    """
+    if threads is not None:
+        set_torch_threads(threads)
+    url = resolve_url(storage_url)
+    storage = open_storage(url, must_exist=True)
+    study = _wait_for_study(name, storage, wait_s)
+    config = worker_config(study)
+    if seed_salt is None:
+        seed_salt = random.SystemRandom().randrange(1, 2**31)
+    return run_worker(study, config, storage, claim_lock(url, storage, name),
+                      budget=config.n_trials, n_trials=n_trials,
+                      timeout=timeout or config.timeout, seed_salt=seed_salt, progress=progress)
+
+
+def _wait_for_study(name: str, storage: BaseStorage, wait_s: float) -> optuna.Study:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return load_existing(name, storage)
+        except StudyNotFoundError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(1.0)
+
+
+def worker_config(study: optuna.Study) -> StudyConfig:
+    """The stored study file of ``study``, its objective imported on this machine."""
+    name = study.study_name
+    try:
+        config = stored_config(study)
+    except ObjectiveError as e:
+        raise ObjectiveError(
+            f"study {name!r}: {e}; every worker must be able to import the study's objective "
+            "(install its package here, or start the worker in the folder that holds it)"
+        ) from None
+    if config is None:
+        raise ConfigError(
+            f"study {name!r} was not created by tuner (it stores no study file); adopt it once "
+            f"with: tuner resume {name} --config STUDY_FILE --n-trials 1"
+        )
+    return config
+
+
+def run_worker(
+    study: optuna.Study,
+    config: StudyConfig,
+    storage: BaseStorage,
+    lock: ClaimLock,
+    *,
+    budget: int,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    seed_salt: int = 1,
+    progress: ProgressHook | None = None,
+) -> RunResult:
+    """The worker loop: claim, run, repeat, until the study has ``budget`` finished trials,
+    this worker ran ``n_trials``, ``timeout`` seconds passed or the objective keeps failing.
+    Ctrl-C / SIGTERM end it with ``interrupted=True`` and this worker's trial marked FAIL."""
+    started = time.monotonic()
+    result = RunResult(study)
+    seed = sampler_seed(config.seed, len(study.get_trials(deepcopy=False)), seed_salt)
+    study.sampler = build_sampler(config.sampler, config.sampler_options, seed, config.space)
+    study.pruner = build_pruner(
+        config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
+    )
+    ctx = ObjectiveContext(settings=config.objective_settings, space=config.space,
+                           seed=config.seed, metric=config.metric)
+    assert config.spec is not None
+    mine: dict[int, int] = {}  # trial number -> trial id, for this worker
+    failures: list[FrozenTrial] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        lock.release()  # the trial exists: the next worker may claim its own
+        mine[trial.number] = trial._trial_id
+        result.trial_numbers.append(trial.number)
+        try:
+            return config.spec.fn(trial, ctx)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except Exception as e:
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+            raise
+
+    def out_of_time() -> bool:
+        return timeout is not None and time.monotonic() - started >= timeout
+
+    if progress is not None:
+        progress.start(study, n_trials, timeout)
+    waiting_noted = False
+    try:
+        while not out_of_time() and len(failures) < MAX_CONSECUTIVE_FAILURES:
+            if n_trials is not None and len(result.trial_numbers) >= n_trials:
+                break
+            before = len(result.trial_numbers)
+            lock.acquire()
+            try:
+                _fail_stale_trials(study)
+                decision, finished, running = decide(study, storage, budget)
+                if decision is Decision.GO:
+                    study.optimize(objective, n_trials=1, catch=(Exception,),
+                                   gc_after_trial=False)
+            except UpdateFinishedTrialError:
+                number = result.trial_numbers[-1] if result.trial_numbers else "?"
+                log.warning("trial %s was declared dead by another worker (no heartbeat "
+                            "reached the storage in time); its retry runs elsewhere", number)
+                continue
+            finally:
+                lock.release()
+            if decision is Decision.DONE:
+                break
+            if decision is Decision.WAIT:
+                if not waiting_noted:
+                    log.info("waiting: %d finished + %d running trials cover the budget of %d; "
+                             "a trial whose worker dies is run again", finished, running, budget)
+                    waiting_noted = True
+                time.sleep(_poll_s(storage))
+                continue
+            waiting_noted = False
+            if len(result.trial_numbers) > before:
+                trial = study._storage.get_trial(mine[result.trial_numbers[-1]])
+                failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
+                if progress is not None:
+                    progress.trial_finished(trial, _best_value(study))
+    except KeyboardInterrupt:
+        result.interrupted = True
+        last = result.trial_numbers[-1:]  # earlier trials of this worker are finished
+        _fail_running(study, {n: mine[n] for n in last if n in mine}, "interrupted")
+    finally:
+        lock.release()
+        if progress is not None:
+            progress.stop()
+    result.elapsed_s = time.monotonic() - started
+    _raise_if_hopeless(study, result, failures)
+    return result
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _poll_s(storage: BaseStorage) -> float:
+    interval = storage.heartbeat_interval if isinstance(storage, ResilientRDBStorage) else None
+    return max(0.2, min(2.0, (interval or 2) / 2))
