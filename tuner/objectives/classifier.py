@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 import torch
 
+from tuner.cadence import trial_report_steps
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.device import check_device, resolve_device
 from tuner.errors import ConfigError
@@ -96,7 +97,8 @@ def _load(settings: dict[str, Any], seed: int, device: str | torch.device) -> Da
 
 
 def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
-    """Train one configuration; report the metric every epoch; return the last epoch's value."""
+    """Train one configuration; report the metric at the epochs the pruner can act on
+    (:mod:`tuner.cadence`); return the last epoch's value."""
     hp = ctx.suggest(trial)
     s = ctx.settings
     device = resolve_device(s["device"])
@@ -115,15 +117,18 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
                       optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
                       momentum=hp["momentum"])
-    trial.set_user_attr("batch_size", cfg.batch_size)
+    if trial.user_attrs.get("batch_size") != cfg.batch_size:  # a searched one is stored already
+        trial.set_user_attr("batch_size", cfg.batch_size)
 
     curve: list[EpochStats] = []
+    steps = trial_report_steps(trial, cfg.epochs)  # only where the pruner can act: tuner.cadence
 
     def on_epoch(stats: EpochStats) -> None:
         curve.append(stats)
-        trial.report(_metric(stats, ctx.metric), stats.epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
+        if stats.epoch in steps:
+            trial.report(_metric(stats, ctx.metric), stats.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
 
     try:
         train(model, data, cfg, on_epoch=on_epoch, generator=generator)

@@ -1,0 +1,102 @@
+"""The fast training loop's device policies and the reporting cadence (tuner.cadence)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import unique
+from tuner.cadence import report_steps
+from tuner.config import load_config
+from tuner.data import load_dataset
+from tuner.init import apply_init
+from tuner.models import MODELS, ModelSpec
+from tuner.pruners import build_pruner
+from tuner.study import run
+from tuner.training import TrainConfig, amp_dtype, bare_step, train
+
+
+@pytest.mark.parametrize(
+    ("pruner", "options", "epochs", "steps"),
+    [
+        ("none", {}, 10, set()),
+        ("median", {}, 5, {1, 2, 3, 4}),  # tuner's defaults: warm-up 1; never the last epoch
+        ("median", {"n_warmup_steps": 3}, 10, {3, 4, 5, 6, 7, 8, 9}),
+        ("median", {"n_warmup_steps": 2, "interval_steps": 3}, 10, {2, 5, 8}),
+        ("median", {"n_warmup_steps": 0}, 3, {1, 2}),
+        ("halving", {}, 20, {1, 4, 16}),  # min_resource 1, reduction factor 4
+        ("halving", {"min_resource": 2, "reduction_factor": 3}, 20, {2, 6, 18}),
+        ("halving", {"min_resource": "auto"}, 4, {1, 2, 3, 4}),  # reads others' last step
+        ("hyperband", {}, 10, {1, 3, 9}),
+        ("hyperband", {"max_resource": "auto"}, 3, {1, 2, 3}),
+        ("patient", {}, 4, {1, 2, 3, 4}),  # counts steps: every epoch
+    ],
+)
+def test_report_steps_follow_the_pruner(pruner, options, epochs, steps):
+    assert report_steps(build_pruner(pruner, options, epochs), epochs) == steps
+
+
+@pytest.mark.parametrize(
+    ("pruner", "options", "reported"),
+    [("none", {}, set()), ("median", {"n_warmup_steps": 2}, {2, 3})],
+)
+def test_classifier_reports_only_useful_epochs(study_file, pruner, options, reported):
+    config = load_config(study_file(
+        study={"name": unique(), "pruner": pruner, "n_trials": 2},
+        pruner=options, objective={"epochs": 4},
+    ))
+    study = run(config, f"journal:{study_file().parent / 'cadence.log'}").study
+    for t in study.trials:  # two trials: fewer than the median pruner's startup trials
+        assert set(t.intermediate_values) == reported
+        assert len(t.user_attrs["curve"]["val_loss"]) == 4, "the whole curve is still stored"
+
+
+def test_amp_is_off_on_cpu_and_for_small_cuda_models():
+    model = MODELS.get("mlp")(ModelSpec(64, 10, None, 2, 64, "relu"))
+    assert amp_dtype(model, torch.device("cpu")) is None
+    assert amp_dtype(model, torch.device("cpu"), amp=True) is None
+    assert amp_dtype(model, torch.device("cuda")) is None, "launch-bound: casts cost more"
+    assert amp_dtype(model, torch.device("cuda"), amp=False) is None
+
+
+def test_bare_step_matches_the_full_step_and_respects_hooks():
+    torch.manual_seed(0)
+    a = MODELS.get("mlp")(ModelSpec(4, 3, None, 1, 8, "relu"))
+    b = MODELS.get("mlp")(ModelSpec(4, 3, None, 1, 8, "relu"))
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.Adam(a.parameters(), lr=0.1)
+    opt_b = torch.optim.Adam(b.parameters(), lr=0.1)
+    x = torch.randn(16, 4)
+    for model, step in ((a, opt_a.step), (b, bare_step(opt_b))):
+        model(x).pow(2).mean().backward()
+        step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    calls: list[int] = []
+    opt_b.register_step_post_hook(lambda *args: calls.append(1))
+    bare_step(opt_b)()
+    assert calls == [1], "a registered hook gets the full step"
+
+
+def test_train_reads_the_same_numbers_as_evaluate():
+    from tuner.training import evaluate
+
+    data = load_dataset("iris", seed=0)
+    torch.manual_seed(1)
+    model = apply_init(MODELS.get("mlp")(ModelSpec(4, 3, None, 1, 16, "relu")),
+                       "kaiming_normal", "relu")
+    last = train(model, data, TrainConfig(lr=0.05, batch_size=16, epochs=2))[-1]
+    val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
+    assert last.val_loss == pytest.approx(val_loss, rel=1e-6)
+    assert last.val_accuracy == val_acc
+
+
+def test_cpu_training_uses_one_thread_by_default(monkeypatch):
+    import tuner.training as training
+
+    monkeypatch.setattr(training, "_threads_set", False)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv(training.CPU_THREADS_ENV, raising=False)
+        assert training.use_cpu_threads() == 1
+    finally:
+        torch.set_num_threads(before)
