@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 import torch
 
+from tuner import artifacts
 from tuner.cadence import trial_report_steps
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.device import check_device, resolve_device
@@ -38,7 +39,8 @@ PARAM_RULES: dict[str, ParamRule] = {
     "width": ParamRule(integer=True, low=1, high=8192, default=64, help="units per layer"),
 }
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
-SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto"}
+SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto",
+            "artifacts": True}  # per-trial pictures for the dashboard (tuner.artifacts)
 
 
 def validate(
@@ -67,6 +69,7 @@ def validate(
             f"{where}: [objective] epochs must be a whole number >= 1, got {epochs!r}"
         )
     check_device(out["device"], f"{where}: [objective] device")
+    artifacts.check_setting(out["artifacts"], where)
     vf = out["val_fraction"]
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
         raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
@@ -114,6 +117,8 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
     spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
                      hp["activation"])
     model = apply_init(MODELS.get(s["model"])(spec), hp["init"], hp["activation"]).to(device)
+    # The dashboard's init picture shows the network as initialised: capture before training.
+    pictures = artifacts.TrialPictures.capture(trial, ctx, model, data.x_val, hp)
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
                       optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
                       momentum=hp["momentum"])
@@ -140,11 +145,13 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
         raise
     finally:
         # One write per trial: the learning curve, for reports and the dashboard.
-        trial.set_user_attr("curve", {
+        history = {
             "train_loss": [c.train_loss for c in curve],
             "val_loss": [c.val_loss for c in curve],
             "val_accuracy": [c.val_accuracy for c in curve],
-        })
+        }
+        trial.set_user_attr("curve", history)
+        pictures.save(history)
     return _metric(curve[-1], ctx.metric)
 
 
