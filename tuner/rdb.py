@@ -142,7 +142,7 @@ class ResilientRDBStorage(RDBStorage):
         self.shown = shown
         self.retry_s = retry_s
         self._local = threading.local()
-        self._gave_up = False
+        self.lost: StorageError | None = None  # set once the retries ran out
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             super().__init__(url, **kwargs)
@@ -176,12 +176,12 @@ class ResilientRDBStorage(RDBStorage):
                 if not _transient(e):
                     raise
                 waited = time.monotonic() - started
-                if self._gave_up or waited + delay > self.retry_s:
-                    self._gave_up = True
-                    raise StorageError(
+                if self.lost is not None or waited + delay > self.retry_s:
+                    self.lost = self.lost or StorageError(
                         f"lost the connection to storage {self.shown} and could not get it back "
                         f"within {self.retry_s:g}s ({_scrub(_first_line(e), self.url)})"
-                    ) from None
+                    )
+                    raise self.lost from None
                 if not warned:
                     log.warning("storage %s: %s; retrying for up to %gs", self.shown,
                                 _scrub(_first_line(e), self.url), self.retry_s)

@@ -184,6 +184,13 @@ def run_worker(
                 log.warning("trial %s was declared dead by another worker (no heartbeat "
                             "reached the storage in time); its retry runs elsewhere", number)
                 continue
+            except Exception:
+                # Optuna's clean-up after a failed storage call can hide the StorageError
+                # under its own error; the storage remembers that it lost the connection.
+                lost = getattr(storage, "lost", None)
+                if lost is not None:
+                    raise lost from None
+                raise
             finally:
                 lock.release()
             if decision is Decision.DONE:

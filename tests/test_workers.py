@@ -1,0 +1,200 @@
+"""Many worker processes on one study: exact budget, crash recovery, clean stops.
+
+Real ``tuner`` processes on a real SQLite file, journal file or the local PostgreSQL server;
+the objective sleeps (``tests/_workerkit.py``) so a test decides how long a trial runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import optuna
+import pytest
+from _workerkit import (
+    FAST_HEARTBEAT,
+    create_study,
+    finish,
+    running_trial_of,
+    sleepy_study,
+    spawn,
+    states,
+    trials,
+    wait_for,
+)
+from conftest import unique
+from optuna.trial import TrialState
+
+from tuner.rdb import ResilientRDBStorage, heartbeat_settings
+from tuner.storage import open_storage
+from tuner.workers import threads_per_worker
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every storage kind that has heartbeats: a fresh SQLite file, the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tuner.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def _assert_exact(url: str, name: str, budget: int) -> None:
+    got = trials(url, name)
+    numbers = [t.number for t in got]
+    assert len(numbers) == len(set(numbers))
+    assert sorted(numbers) == list(range(len(numbers)))
+    finished = [t for t in got if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == budget, states(url, name)
+    assert not [t for t in got if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+@pytest.mark.slow
+def test_run_jobs_four_processes_on_sqlite_reach_exactly_the_budget(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    study = sleepy_study(tmp_path, "four", n_trials=16, sleep=0.2, record_threads=True)
+    proc = spawn("run", str(study), "--jobs", "4", cwd=tmp_path, env={"TUNER_STORAGE": url})
+    (rc, out, err), = finish([proc])
+    assert rc == 0, err
+    assert "database is locked" not in err
+    _assert_exact(url, "four", 16)
+    got = trials(url, "four")
+    assert len({t.user_attrs["pid"] for t in got}) >= 2  # several processes did the work
+    assert {t.user_attrs["torch_threads"] for t in got} == {threads_per_worker(4)}
+    assert all("--storage" not in t.user_attrs["cmdline"] for t in got)  # URL stays out of ps
+    assert "16 trials this run (16 complete)" in out
+
+
+def test_threads_per_worker_split_the_cores() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert threads_per_worker(1) == cores
+    assert threads_per_worker(cores) == 1
+    assert threads_per_worker(4 * cores) == 1
+
+
+@pytest.mark.slow
+def test_sigkilled_workers_trial_is_retried_with_the_same_params(any_url: str,
+                                                                  tmp_path: Path) -> None:
+    name = unique("kill")
+    create_study(sleepy_study(tmp_path, name, n_trials=5, sleep=1.0), any_url)
+    args = ("worker", name, "--storage", any_url)
+    victim = spawn(*args, cwd=tmp_path, env=FAST_HEARTBEAT)
+    survivor = spawn(*args, cwd=tmp_path, env=FAST_HEARTBEAT)
+    killed = wait_for(lambda: running_trial_of(any_url, name, victim.pid), what="a trial")
+    victim.kill()
+    (rc, _, err), = finish([survivor])
+    finish([victim])
+    assert rc == 0, err
+    _assert_exact(any_url, name, 5)
+    by_number = {t.number: t for t in trials(any_url, name)}
+    assert by_number[killed.number].state == TrialState.FAIL
+    retries = [t for t in by_number.values() if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    assert f"trial {killed.number}: its worker sent no heartbeat" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, storage", [(signal.SIGINT, "sqlite"), (signal.SIGTERM, "postgres")],
+                         ids=["sigint-sqlite", "sigterm-postgres"])
+def test_signal_stops_a_worker_cleanly_and_resume_completes(
+    sig: signal.Signals, storage: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (f"sqlite:///{tmp_path / 'tuner.db'}" if storage == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    name = unique("sig")
+    create_study(sleepy_study(tmp_path, name, n_trials=1, sleep=2.0), url)
+    proc = spawn("worker", name, "--storage", url, cwd=tmp_path)
+    trial = wait_for(lambda: running_trial_of(url, name, proc.pid), what="a running trial")
+    proc.send_signal(sig)
+    (rc, _, err), = finish([proc], timeout=30)
+    assert rc == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    stopped = {t.number: t for t in trials(url, name)}[trial.number]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["fail_reason"] == "interrupted"
+    assert states(url, name).get("RUNNING", 0) == 0
+    (rc, _, err), = finish([spawn("resume", name, "--storage", url, "-q", cwd=tmp_path)])
+    assert rc == 0, err
+    assert states(url, name) == {"FAIL": 1, "COMPLETE": 1}
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_run_jobs_stops_every_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    study = sleepy_study(tmp_path, "jobs", n_trials=6, sleep=3.0)
+    proc = spawn("run", str(study), "--storage", url, "--jobs", "2", cwd=tmp_path)
+    wait_for(lambda: len({t.user_attrs.get("pid") for t in trials(url, "jobs")
+                          if t.state == TrialState.RUNNING} - {None}) == 2,
+             what="both workers running a trial")
+    proc.send_signal(signal.SIGINT)
+    (rc, _, err), = finish([proc], timeout=60)
+    assert rc == 130, err
+    got = trials(url, "jobs")
+    assert not [t for t in got if t.state == TrialState.RUNNING]
+    assert sum(t.user_attrs.get("fail_reason") == "interrupted" for t in got) == 2
+    for pid in {t.user_attrs["pid"] for t in got}:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_workers_on_a_journal_file_stop_at_the_budget(tmp_path: Path) -> None:
+    url = f"journal:{tmp_path / 'study.log'}"
+    create_study(sleepy_study(tmp_path, "jr", n_trials=6, sleep=0.2), url)
+    results = finish([spawn("worker", "jr", "--storage", url, cwd=tmp_path) for _ in range(2)])
+    assert [r[0] for r in results] == [0, 0], results
+    _assert_exact(url, "jr", 6)
+
+
+@pytest.mark.slow
+def test_worker_waits_for_its_study_and_caps_its_own_trials(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    study = sleepy_study(tmp_path, "later", n_trials=5, sleep=0.1)
+    open_storage(url)  # the database exists, the study not yet
+    proc = spawn("worker", "later", "--storage", url, "--wait", "60", "--n-trials", "2",
+                 cwd=tmp_path)
+    create_study(study, url)
+    (rc, out, err), = finish([proc])
+    assert rc == 0, err
+    assert "2 trials this run" in out
+    assert states(url, "later") == {"COMPLETE": 2}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_stale_trial_is_retried_at_most_twice(sqlite_url: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNER_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("TUNER_HEARTBEAT_GRACE", "2")
+    storage = open_storage(sqlite_url)
+    assert isinstance(storage, ResilientRDBStorage)
+    study = optuna.create_study(storage=storage, study_name="stale")
+    trial = study.ask()
+    x = trial.suggest_float("x", 0, 1)
+    for _ in range(4):
+        storage.record_heartbeat(trial._trial_id)
+        with storage.engine.begin() as conn:  # the worker died long ago
+            conn.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'")
+        optuna.storages.fail_stale_trials(study)
+        if not study.get_trials(states=(TrialState.WAITING,)):
+            break
+        trial = study.ask()  # pops the queued copy
+        assert trial.suggest_float("x", 0, 1) == x
+    got = study.get_trials()
+    assert [t.state for t in got] == [TrialState.FAIL] * 3
+    assert [t.system_attrs.get("retry_history") for t in got] == [None, [0], [0, 1]]
+
+
+@pytest.mark.parametrize("env, interval, grace", [
+    ({}, 10, 60),
+    ({"TUNER_HEARTBEAT_INTERVAL": "2"}, 2, 60),
+    ({"TUNER_HEARTBEAT_INTERVAL": "40"}, 40, 80),
+    ({"TUNER_HEARTBEAT_INTERVAL": "1", "TUNER_HEARTBEAT_GRACE": "3"}, 1, 3),
+])
+def test_heartbeat_settings(env: dict[str, str], interval: int, grace: int,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("TUNER_HEARTBEAT_INTERVAL", "TUNER_HEARTBEAT_GRACE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert heartbeat_settings() == (interval, grace)
