@@ -15,9 +15,13 @@ Formulas (fan_in/fan_out as torch computes them, receptive field included for co
 ``kaiming_normal``      W ~ N(0, gain²/fan_in); gain matched to the activation (√2 for ReLU)
 ``orthogonal``          W orthogonal (rows or columns orthonormal), scaled by the activation gain
 ``lecun_normal``        W ~ N(0, 1/fan_in)
+``pretrained``          hidden layers copied from a tuner checkpoint, a fresh Xavier head
 ======================  ===============================================================
 
-``pretrained`` (weights from a checkpoint) is registered by :mod:`tuner.finetune` when present.
+``pretrained`` is the one scheme that needs more than the model: ``apply(..., checkpoint=PATH)``
+(the study file's ``[objective] checkpoint``); :mod:`tuner.finetune` does the loading and
+checking. A vectorised trainer that initialises tensor by tensor can use ``init_weight`` for
+every scheme whose ``from_checkpoint`` is false.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from tuner.errors import CheckpointError
 from tuner.models import ACTIVATIONS, weight_layers
 from tuner.registry import Registry
 
@@ -40,14 +46,30 @@ WeightInit = Callable[[torch.Tensor, float], None]
 
 @dataclass(frozen=True)
 class InitScheme:
-    """A named scheme. ``symmetric`` schemes give every unit of a layer the same weights."""
+    """A named scheme. ``symmetric`` schemes give every unit of a layer the same weights;
+    ``from_checkpoint`` schemes copy weights from a file instead of drawing them."""
 
     name: str
     init_weight: WeightInit
     symmetric: bool = False
+    from_checkpoint: bool = False
 
-    def apply(self, model: nn.Module, activation: str) -> nn.Module:
-        """Initialise every Linear/Conv layer of ``model`` in place and return it."""
+    def apply(
+        self, model: nn.Module, activation: str, checkpoint: str | Path | None = None
+    ) -> nn.Module:
+        """Initialise every Linear/Conv layer of ``model`` in place and return it.
+
+        ``checkpoint`` is used (and required) only by ``from_checkpoint`` schemes.
+        """
+        if self.from_checkpoint:
+            from tuner.finetune import load_pretrained  # torch.load and file checks live there
+
+            if checkpoint is None:
+                raise CheckpointError(
+                    f"init scheme {self.name!r} needs a checkpoint: set [objective] checkpoint "
+                    "to a file written by 'tuner pretrain'"
+                )
+            return load_pretrained(model, checkpoint, activation)
         gain = nn.init.calculate_gain(ACTIVATIONS.get(activation).gain_name)
         with torch.no_grad():
             for layer in weight_layers(model):
@@ -82,6 +104,11 @@ def _lecun_normal(w: torch.Tensor, gain: float) -> None:
     nn.init.normal_(w, 0.0, 1.0 / math.sqrt(_fans(w)[0]))
 
 
+def _needs_model(w: torch.Tensor, gain: float) -> None:
+    raise CheckpointError("init scheme 'pretrained' copies whole layers from a checkpoint; "
+                          "use InitScheme.apply(model, activation, checkpoint=PATH)")
+
+
 for _scheme in (
     InitScheme("zeros", lambda w, g: nn.init.zeros_(w), symmetric=True),
     InitScheme("constant", lambda w, g: nn.init.constant_(w, CONSTANT_VALUE), symmetric=True),
@@ -94,10 +121,18 @@ for _scheme in (
     InitScheme("kaiming_normal", _kaiming_normal),
     InitScheme("orthogonal", lambda w, g: nn.init.orthogonal_(w, gain=g)),
     InitScheme("lecun_normal", _lecun_normal),
+    InitScheme("pretrained", _needs_model, from_checkpoint=True),
 ):
     SCHEMES.add(_scheme.name, _scheme)
 
 
-def apply_init(model: nn.Module, scheme: str, activation: str) -> nn.Module:
+def apply_init(
+    model: nn.Module, scheme: str, activation: str, checkpoint: str | Path | None = None
+) -> nn.Module:
     """Initialise ``model`` in place with the named scheme (see the module table)."""
-    return SCHEMES.get(scheme).apply(model, activation)
+    return SCHEMES.get(scheme).apply(model, activation, checkpoint)
+
+
+def random_schemes() -> list[str]:
+    """The schemes that draw weights (every one but those that load a checkpoint)."""
+    return [name for name in SCHEMES if not SCHEMES.get(name).from_checkpoint]

@@ -17,17 +17,21 @@ from tuner.registry import Registry
 
 @dataclass(frozen=True)
 class Activation:
-    """An activation: a module factory and the name ``torch.nn.init.calculate_gain`` knows."""
+    """An activation: a module factory and the name ``torch.nn.init.calculate_gain`` knows.
+
+    ``bounds``: the output range of a squashing activation (where it saturates), else ``None``.
+    """
 
     make: Callable[[], nn.Module]
     gain_name: str  # one of torch's nonlinearity names, for gain-matched init schemes
+    bounds: tuple[float, float] | None = None
 
 
 ACTIVATIONS: Registry[Activation] = Registry("activation")
 ACTIVATIONS.add("relu", Activation(nn.ReLU, "relu"))
 ACTIVATIONS.add("leaky_relu", Activation(lambda: nn.LeakyReLU(0.01), "leaky_relu"))
-ACTIVATIONS.add("tanh", Activation(nn.Tanh, "tanh"))
-ACTIVATIONS.add("sigmoid", Activation(nn.Sigmoid, "sigmoid"))
+ACTIVATIONS.add("tanh", Activation(nn.Tanh, "tanh", bounds=(-1.0, 1.0)))
+ACTIVATIONS.add("sigmoid", Activation(nn.Sigmoid, "sigmoid", bounds=(0.0, 1.0)))
 ACTIVATIONS.add("selu", Activation(nn.SELU, "selu"))
 # GELU/SiLU/ELU have no gain of their own in torch; ReLU's is the customary stand-in.
 ACTIVATIONS.add("gelu", Activation(nn.GELU, "relu"))
