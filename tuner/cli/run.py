@@ -26,9 +26,10 @@ def run(
     ),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Study seed (sampler and data)."),
     name: str | None = typer.Option(None, "--name", help="Study name (default: from the file)."),
-    jobs: int = typer.Option(
-        1, "--jobs", "-j", min=1,
-        help="Local worker processes (each a `tuner worker`; the CPU cores are split among them).",
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", min=1, show_default=False,
+        help="Run the trials in N local worker processes (each a `tuner worker`; the CPU cores "
+        "are split among them). Default: in this process.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -45,7 +46,7 @@ def run(
                          timeout=timeout)
     url = resolve_url(storage)
     header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
-    if jobs > 1:
+    if jobs is not None:
         from tuner.workers import run_jobs
 
         progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
