@@ -65,11 +65,19 @@ def test_run_jobs_four_processes_on_sqlite_reach_exactly_the_budget(tmp_path: Pa
     assert "16 trials this run (16 complete)" in out
 
 
-def test_threads_per_worker_split_the_cores() -> None:
+@pytest.mark.parametrize("wanted, jobs, expected", [
+    (None, 1, 1), (None, 8, 1),  # training's default (one thread) fits any split
+    ("64", 1, "cores"), ("64", 2, "cores//2"), ("64", 1000, 1), ("1", 1, 1),
+])
+def test_threads_per_worker_never_oversubscribe(wanted: str | None, jobs: int, expected: object,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     cores = len(os.sched_getaffinity(0))
-    assert threads_per_worker(1) == cores
-    assert threads_per_worker(cores) == 1
-    assert threads_per_worker(4 * cores) == 1
+    if wanted is None:
+        monkeypatch.delenv("TUNER_CPU_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("TUNER_CPU_THREADS", wanted)
+    expected = {"cores": cores, "cores//2": max(1, cores // 2)}.get(expected, expected)
+    assert threads_per_worker(jobs) == expected
 
 
 @pytest.mark.slow

@@ -23,8 +23,8 @@ def worker(
     ),
     threads: int | None = typer.Option(
         None, "--threads", min=1,
-        help="Torch threads for this worker (default: all cores); give cores/N when N workers "
-        "share a machine.",
+        help="Torch threads for this worker's training (default: $TUNER_CPU_THREADS, else 1); "
+        "at most cores/N when N workers share a machine.",
     ),
     wait: float = typer.Option(
         0.0, "--wait", min=0.0,

@@ -2,10 +2,10 @@
 
 The parent creates (or joins) the study, starts N ``tuner worker`` processes, draws the
 progress of the whole study from the storage, and relays the workers' warnings and errors.
-Processes, not threads: training holds the GIL between torch calls. Each worker gets
-``cores // N`` torch threads so N workers do not oversubscribe the machine, and its own
-sampler seed. The storage URL reaches the workers in their environment, never on a command
-line (where ``ps`` would show a password).
+Processes, not threads: training holds the GIL between torch calls. Each worker gets at most
+``cores // N`` torch threads (:func:`threads_per_worker`) so N workers do not oversubscribe the
+machine, and its own sampler seed. The storage URL reaches the workers in their environment,
+never on a command line (where ``ps`` would show a password).
 
 Ctrl-C or SIGTERM to the parent sends one SIGTERM to every worker; each marks its running
 trial failed and exits 130, and so does the parent. The workers run in their own session so
@@ -39,8 +39,12 @@ class WorkerError(TunerError):
 
 
 def threads_per_worker(jobs: int) -> int:
-    """Torch threads for each of ``jobs`` workers on this machine (at least 1)."""
-    return max(1, cpu_cores() // jobs)
+    """Torch threads for each of ``jobs`` workers on this machine: the training's own setting
+    (``$TUNER_CPU_THREADS``, default 1), capped at ``cores // jobs`` (at least 1)."""
+    from tuner.training import CPU_THREADS_ENV
+
+    wanted = int(os.environ.get(CPU_THREADS_ENV) or 1)
+    return max(1, min(wanted, cpu_cores() // jobs))
 
 
 class _Worker:
@@ -84,8 +88,7 @@ def run_jobs(
     started = time.monotonic()
     timeout = timeout or config.timeout
     threads = threads_per_worker(jobs)
-    env = {**os.environ, ENV_VAR: url, "OMP_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, ENV_VAR: url}
     argv = [sys.executable, "-m", "tuner", "worker", config.name, "--quiet",
             "--threads", str(threads), *(["--timeout", str(timeout)] if timeout else [])]
     workers: list[_Worker] = []

@@ -51,10 +51,14 @@ def cpu_cores() -> int:
 
 
 def set_torch_threads(threads: int) -> None:
-    """Limit torch's intra-op threads, so N workers on one machine share its cores."""
+    """Set torch's intra-op threads for this process's training, so N workers on one machine
+    share its cores (``$TUNER_CPU_THREADS`` is what :mod:`tuner.training` applies)."""
     import torch
 
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    from tuner.training import CPU_THREADS_ENV
+
+    os.environ[CPU_THREADS_ENV] = os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
 
 
