@@ -14,12 +14,12 @@ from typing import Any
 import optuna
 import torch
 
-from tuner import artifacts
+from tuner import artifacts, finetune, health
 from tuner.cadence import trial_report_steps
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
-from tuner.device import check_device, resolve_device
+from tuner.device import check_device, fit_batch_size, resolve_device
 from tuner.errors import ConfigError
-from tuner.init import SCHEMES, apply_init
+from tuner.init import SCHEMES
 from tuner.models import ACTIVATIONS, MODELS, OPTIMIZERS, ModelSpec
 from tuner.objectives import ObjectiveContext, ObjectiveSpec
 from tuner.space import ParamRule, SearchSpace
@@ -37,10 +37,14 @@ PARAM_RULES: dict[str, ParamRule] = {
     "momentum": ParamRule(kind="float", low=0.0, high=1.0, default=0.9, help="sgd/rmsprop"),
     "depth": ParamRule(integer=True, low=1, high=64, default=2, help="hidden layers"),
     "width": ParamRule(integer=True, low=1, high=8192, default=64, help="units per layer"),
+    **finetune.PARAM_RULES,  # freeze_layers, head_lr_mult: act on init = "pretrained" only
 }
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto",
             "artifacts": True}  # per-trial pictures for the dashboard (tuner.artifacts)
+# Init science (tuner.health, tuner.finetune): prune dead inits before epoch 1; a checkpoint
+# for init = "pretrained" (a file name, relative to the study file; None: no checkpoint).
+SETTINGS.update({"prune_dead_inits": True, **finetune.SETTINGS})
 
 
 def validate(
@@ -59,7 +63,7 @@ def validate(
             f"valid: {', '.join(sorted(valid))}"
         )
     out = {**valid, **settings}
-    missing = [k for k, v in out.items() if v is None and k != "classes"]
+    missing = [k for k, v in out.items() if v is None and k not in ("classes", "checkpoint")]
     if missing:
         raise ConfigError(f"{where}: [objective] dataset {dataset!r} needs {', '.join(missing)}")
     MODELS.get(out["model"], f"{where}: [objective] model")
@@ -91,6 +95,9 @@ def validate(
         raise ConfigError(
             f"{where}: [objective] model 'cnn' needs image data; {dataset!r} is tabular"
         )
+    space = fit_batch_size(space, out, data, where)  # on a GPU: the largest that fits (2^k)
+    health.check_setting(out["prune_dead_inits"], where)
+    finetune.check_settings(out, space, data, where)
     return out, space
 
 
@@ -116,7 +123,7 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
     generator = torch.Generator(device=device).manual_seed(seed)
     spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
                      hp["activation"])
-    model = apply_init(MODELS.get(s["model"])(spec), hp["init"], hp["activation"]).to(device)
+    model = finetune.init_model(MODELS.get(s["model"])(spec), hp, s).to(device)
     # The dashboard's init picture shows the network as initialised: capture before training.
     pictures = artifacts.TrialPictures.capture(trial, ctx, model, data.x_val, hp)
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
@@ -136,6 +143,9 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
                 raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
 
     try:
+        # Record the init's health; a dead init (symmetric, vanishing …) stops before epoch 1.
+        health.check_trial_init(trial, model, data, hp["activation"], ctx.metric,
+                                s["prune_dead_inits"])
         train(model, data, cfg, on_epoch=on_epoch, generator=generator)
     except Diverged as e:
         trial.set_user_attr("prune_reason", str(e))
