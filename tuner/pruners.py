@@ -1,23 +1,52 @@
 """Pruners by name: ``none``, ``median``, ``halving``, ``hyperband``, ``patient``.
 
-``[pruner]`` options are the keyword arguments of the Optuna class (``n_startup_trials``,
-``n_warmup_steps``, ``reduction_factor`` …). ``patient`` wraps another pruner named by its
-``wrapped`` option (default ``median``) and passes it the remaining options it understands.
+``[pruner]`` options are the keyword arguments of the Optuna class, each checked against
+:data:`OPTION_RULES` (type and lower bound) before the pruner is built, so a study file fails at
+load time, never mid-study:
+
+* median: ``n_startup_trials`` (int >= 0), ``n_warmup_steps`` (int >= 0),
+  ``interval_steps`` (int >= 1), ``n_min_trials`` (int >= 1)
+* halving: ``min_resource`` (int >= 1 or "auto"), ``reduction_factor`` (int >= 2),
+  ``min_early_stopping_rate`` (int >= 0), ``bootstrap_count`` (int >= 0)
+* hyperband: ``min_resource`` (int >= 1), ``max_resource`` (int >= 1 or "auto"; default: the
+  objective's epochs; not below ``min_resource``), ``reduction_factor``, ``bootstrap_count``
+* patient: ``patience`` (int >= 0, default 1), ``min_delta`` (number >= 0), ``wrapped`` (the
+  pruner it wraps, default ``median``; ``none``: plain early stopping on the trial's own curve)
+  and the wrapped pruner's own options
+* none: no options
+
+``patient`` passes the options it does not own to the pruner it wraps; a step is an epoch. It
+lets the wrapped pruner judge a trial (or, wrapping ``none``, prunes it) only once the trial's
+best value over its last ``patience + 1`` steps is worse than its best before them by more than
+``min_delta`` (Optuna's rule: a flat curve is not pruned, a falling one is).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.pruners import (
+    BasePruner,
+    HyperbandPruner,
+    MedianPruner,
+    NopPruner,
+    PatientPruner,
+    SuccessiveHalvingPruner,
+)
 
 from tuner.errors import ConfigError
 from tuner.options import accepted_options, build
 from tuner.registry import Registry
 
-PrunerFactory = Callable[[Mapping[str, Any], int, str], optuna.pruners.BasePruner]
+PrunerFactory = Callable[[Mapping[str, Any], int, str], BasePruner]
 PRUNERS: Registry[PrunerFactory] = Registry("pruner")
+CLASSES: dict[str, type[BasePruner]] = {
+    "none": NopPruner, "median": MedianPruner, "halving": SuccessiveHalvingPruner,
+    "hyperband": HyperbandPruner, "patient": PatientPruner,
+}
 
 # Steps are epochs. With few epochs per trial, the pruner must start early to matter.
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -27,38 +56,99 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _simple(cls: type, name: str) -> PrunerFactory:
-    def factory(options: Mapping[str, Any], max_epochs: int, where: str):
-        return build(cls, {**_DEFAULTS.get(name, {}), **options}, where)
+@dataclass(frozen=True)
+class OptionRule:
+    """A number option: ``kind`` (int or float), inclusive ``low``; ``auto`` also allows the
+    string ``"auto"``."""
+
+    kind: type
+    low: float
+    auto: bool = False
+
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` breaks the rule, or ``None``."""
+        if self.auto and value == "auto":
+            return None
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (self.kind is int and not isinstance(value, int)) or value < self.low:
+            what = "a whole number" if self.kind is int else "a number"
+            auto = ' or "auto"' if self.auto else ""
+            return f"must be {what} >= {self.low:g}{auto}, got {value!r}"
+        return None
+
+
+OPTION_RULES: dict[str, OptionRule] = {
+    "n_startup_trials": OptionRule(int, 0),
+    "n_warmup_steps": OptionRule(int, 0),
+    "interval_steps": OptionRule(int, 1),
+    "n_min_trials": OptionRule(int, 1),
+    "min_resource": OptionRule(int, 1, auto=True),
+    "max_resource": OptionRule(int, 1, auto=True),
+    "reduction_factor": OptionRule(int, 2),
+    "min_early_stopping_rate": OptionRule(int, 0),
+    "bootstrap_count": OptionRule(int, 0),
+    "patience": OptionRule(int, 0),
+    "min_delta": OptionRule(float, 0),
+}
+
+
+def check_options(options: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` for the first option whose value breaks its rule."""
+    for key, value in options.items():
+        rule = OPTION_RULES.get(key)
+        problem = rule.check(value) if rule is not None else None
+        if problem:
+            raise ConfigError(f"{where}: {key} {problem}")
+
+
+def _simple(name: str) -> PrunerFactory:
+    def factory(options: Mapping[str, Any], max_epochs: int, where: str) -> BasePruner:
+        check_options(options, where)
+        return build(CLASSES[name], {**_DEFAULTS.get(name, {}), **options}, where)
 
     return factory
 
 
-PRUNERS.add("none", _simple(optuna.pruners.NopPruner, "none"))
-PRUNERS.add("median", _simple(optuna.pruners.MedianPruner, "median"))
-PRUNERS.add("halving", _simple(optuna.pruners.SuccessiveHalvingPruner, "halving"))
+PRUNERS.add("none", _simple("none"))
+PRUNERS.add("median", _simple("median"))
+PRUNERS.add("halving", _simple("halving"))
 
 
 @PRUNERS.register("hyperband")
-def _hyperband(options: Mapping[str, Any], max_epochs: int, where: str):
-    defaults = {**_DEFAULTS["hyperband"], "max_resource": max(max_epochs, 1)}
-    return build(optuna.pruners.HyperbandPruner, {**defaults, **options}, where)
+def _hyperband(options: Mapping[str, Any], max_epochs: int, where: str) -> BasePruner:
+    check_options(options, where)
+    merged = {**_DEFAULTS["hyperband"], "max_resource": max(max_epochs, 1), **options}
+    low, high = merged["min_resource"], merged["max_resource"]
+    if not isinstance(low, int):  # Optuna would fail at the first report, mid-study
+        raise ConfigError(f"{where}: min_resource must be a whole number >= 1 for hyperband, "
+                          f"got {low!r}")
+    if isinstance(high, int) and low > high:
+        raise ConfigError(f"{where}: min_resource ({low}) must not exceed max_resource ({high}; "
+                          "default: the objective's epochs)")
+    return build(HyperbandPruner, merged, where)
 
 
 @PRUNERS.register("patient")
-def _patient(options: Mapping[str, Any], max_epochs: int, where: str):
+def _patient(options: Mapping[str, Any], max_epochs: int, where: str) -> BasePruner:
     options = dict(options)
     wrapped = options.pop("wrapped", "median")
-    if wrapped == "patient":
-        raise ConfigError(f"{where}: 'wrapped' cannot be 'patient' itself")
-    own = set(accepted_options(optuna.pruners.PatientPruner))
+    inner_names = [n for n in PRUNERS.names() if n != "patient"]
+    if not isinstance(wrapped, str) or wrapped not in inner_names:
+        raise ConfigError(f"{where}: wrapped must name the pruner patient wraps "
+                          f"({', '.join(inner_names)}), got {wrapped!r}")
+    own = set(accepted_options(PatientPruner))
+    inner_valid = set(accepted_options(CLASSES[wrapped]))
+    unknown = sorted(set(options) - own - inner_valid)
+    if unknown:
+        valid = ", ".join(["wrapped", *sorted(own), *sorted(inner_valid)])
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)} for patient wrapping "
+                          f"{wrapped}; valid: {valid}")
+    check_options(options, where)
     inner_options = {k: v for k, v in options.items() if k not in own}
     inner = None if wrapped == "none" else PRUNERS.get(wrapped)(inner_options, max_epochs, where)
     outer_options = {k: v for k, v in options.items() if k in own}
     outer_options.setdefault("patience", 1)
-    return build(
-        optuna.pruners.PatientPruner, outer_options, where, fixed={"wrapped_pruner": inner}
-    )
+    return build(PatientPruner, outer_options, where, fixed={"wrapped_pruner": inner})
 
 
 def build_pruner(
