@@ -2,7 +2,7 @@
 
 A study file is TOML with these tables (only ``[objective]`` and ``[space]`` are required)::
 
-    [study]     name, direction, metric, sampler, pruner, n_trials, timeout, seed
+    [study]     name, direction, metric, sampler, pruner, n_trials, timeout, seed, pack
     [sampler]   keyword arguments of the sampler (e.g. n_startup_trials)
     [pruner]    keyword arguments of the pruner (e.g. n_warmup_steps)
     [objective] name = "classifier" | "pkg.module:function" | entry-point name, plus its settings
@@ -40,6 +40,7 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "n_trials": 20,
     "timeout": None,
     "seed": 0,
+    "pack": 1,  # trials trained together as one vectorised population (tuner.packing)
 }
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -64,6 +65,7 @@ class StudyConfig:
     space_table: dict[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
     spec: ObjectiveSpec | None = field(default=None, repr=False, compare=False)
+    pack: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical TOML-shaped form, stored with the study and reloadable by
@@ -80,9 +82,11 @@ class StudyConfig:
     def fingerprint(self) -> str:
         """What must match for two configs to feed one study: objective, space, direction."""
         d = self.to_dict()
+        # Where a study runs (cpu, cuda:N) is a choice of each run, not part of what it is.
+        objective = {k: v for k, v in d["objective"].items() if k != "device"}
         return json.dumps(
             {"direction": self.direction, "metric": self.metric,
-             "objective": d["objective"], "space": d["space"]},
+             "objective": objective, "space": d["space"]},
             sort_keys=True, default=str,
         )
 
@@ -153,7 +157,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
         pruner=study["pruner"], n_trials=study["n_trials"], timeout=study["timeout"],
         seed=study["seed"], objective=name, objective_settings=objective, space=space,
         sampler_options=sampler_options, pruner_options=pruner_options,
-        space_table=space_table, source=source, spec=spec,
+        space_table=space_table, source=source, spec=spec, pack=study["pack"],
     )
 
 
@@ -187,6 +191,8 @@ def _check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
         raise bad("timeout", "a positive number of seconds")
     if not _is_int(out["seed"]) or out["seed"] < 0:
         raise bad("seed", "a whole number >= 0")
+    if not _is_int(out["pack"]) or out["pack"] < 1:
+        raise bad("pack", "a whole number >= 1 (trials trained together; 1: no packing)")
     return out
 
 

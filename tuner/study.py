@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner import __version__
 from tuner.config import StudyConfig, config_from_dict
+from tuner.device import with_device
 from tuner.errors import ConfigError, StudyNotFoundError, TunerError
 from tuner.objectives import ObjectiveContext
 from tuner.pruners import build_pruner
@@ -92,12 +93,13 @@ def load_existing(name: str, storage: BaseStorage) -> optuna.Study:
         raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
 
 
-def stored_config(study: optuna.Study) -> StudyConfig | None:
-    """The config a study was created with (``None`` for a study tuner did not create)."""
+def stored_config(study: optuna.Study, device: str | None = None) -> StudyConfig | None:
+    """The config a study was created with (``None`` for a study tuner did not create), to run
+    on ``device`` when given (before validation: the stored device may not exist here)."""
     raw = study.user_attrs.get(CONFIG_ATTR)
     if raw is None:
         return None
-    return config_from_dict(raw, f"<stored study {study.study_name!r}>")
+    return config_from_dict(with_device(raw, device), f"<stored study {study.study_name!r}>")
 
 
 def _store_config(study: optuna.Study, config: StudyConfig) -> None:
@@ -163,16 +165,18 @@ def resume(
     timeout: float | None = None,
     progress: ProgressHook | None = None,
     config: StudyConfig | None = None,
+    pack: int | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Continue a stored study with the sampler, pruner and objective stored with it.
 
     ``n_trials``: run exactly this many more trials (the stored budget grows to match);
     without it, run until the stored budget is reached. ``config`` adopts a study that plain
-    Optuna created (it has no stored config).
+    Optuna created (it has no stored config). ``pack`` and ``device`` override the stored ones.
     """
     storage = open_storage(storage_url, must_exist=True)
     study = load_existing(name, storage)
-    stored = stored_config(study)
+    stored = stored_config(study, device)
     if config is not None:
         config = config.with_overrides(name=name)
         study = prepare_study(config, storage)
@@ -183,6 +187,8 @@ def resume(
         )
     else:
         config = stored
+    if pack is not None:
+        config = config.with_overrides(pack=pack)
     done = n_finished(study)
     if n_trials is not None:
         if done + n_trials > config.n_trials:
@@ -232,9 +238,12 @@ def optimize(
     assert config.spec is not None
     running: dict[int, int] = {}  # trial number -> storage trial id, for this process
 
-    def objective(trial: optuna.Trial) -> float:
+    def begin(trial: optuna.Trial) -> None:
         running[trial.number] = trial._trial_id
         result.trial_numbers.append(trial.number)
+
+    def objective(trial: optuna.Trial) -> float:
+        begin(trial)
         try:
             return config.spec.fn(trial, ctx)
         except optuna.TrialPruned:
@@ -258,8 +267,15 @@ def optimize(
     if progress is not None:
         progress.start(study, n_trials, timeout)
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[after_trial],
-                       catch=(Exception,), gc_after_trial=False)
+        if config.pack > 1:  # several trials as one vectorised population: tuner.packing
+            from tuner.packing import optimize_packed
+
+            optimize_packed(study, config.objective, config.spec.fn, ctx, config.pack,
+                            n_trials=n_trials, timeout=timeout, begin=begin,
+                            callbacks=[after_trial])
+        else:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout,
+                           callbacks=[after_trial], catch=(Exception,), gc_after_trial=False)
     except KeyboardInterrupt:
         result.interrupted = True
         _fail_running(study, running, "interrupted")

@@ -10,6 +10,10 @@ from tuner.cli._app import app, err, out, storage_option
 from tuner.cli._progress import TrialProgress
 from tuner.cli._render import render_trial_params
 
+PACK_HELP = ("Train this many trials at once as one vectorised population (those sharing "
+             "architecture and batch size); overrides [study] pack.")
+DEVICE_HELP = "auto, cpu, cuda or cuda:N (overrides [objective] device)."
+
 
 @app.command()
 def run(
@@ -31,6 +35,8 @@ def run(
         help="Run the trials in N local worker processes (each a `tuner worker`; the CPU cores "
         "are split among them). Default: in this process.",
     ),
+    pack: int | None = typer.Option(None, "--pack", min=1, help=PACK_HELP),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Run a study from a study file until it has its budget of finished trials.
@@ -39,11 +45,13 @@ def run(
     different objective, space or direction is refused.
     """
     from tuner.config import load_config
+    from tuner.device import config_on_device
     from tuner.storage import mask_url, resolve_url
     from tuner.study import run as run_study
 
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
-                         timeout=timeout)
+                         timeout=timeout, pack=pack)
+    config = config_on_device(config, device)
     url = resolve_url(storage)
     header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
     if jobs is not None:
@@ -68,18 +76,25 @@ def resume(
     config_file: Path | None = typer.Option(
         None, "--config", help="Study file for a study created outside tuner (plain Optuna)."
     ),
+    pack: int | None = typer.Option(None, "--pack", min=1, help=PACK_HELP),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Continue a stored study with its stored sampler, pruner, objective and space."""
     from tuner.config import load_config
+    from tuner.device import check_device, config_on_device
+
+    if device is not None:
+        check_device(device, "--device")
     from tuner.storage import mask_url, resolve_url
     from tuner.study import resume as resume_study
 
-    config = load_config(config_file) if config_file else None
+    config = config_on_device(load_config(config_file), device) if config_file else None
     url = resolve_url(storage)
     header = f"resuming study {name!r} · storage {mask_url(url)}"
     result = resume_study(name, url, n_trials=n_trials, timeout=timeout,
-                          progress=TrialProgress(quiet=quiet, header=header), config=config)
+                          progress=TrialProgress(quiet=quiet, header=header), config=config,
+                          pack=pack, device=device)
     metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
     _report(result, metric, url)
 
