@@ -1,0 +1,193 @@
+"""Trial packing: a packed member reaches what its configuration reaches alone."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from tests.conftest import unique
+from tuner.config import config_from_dict, load_config
+from tuner.data import load_dataset
+from tuner.errors import ConfigError
+from tuner.init import apply_init
+from tuner.models import MODELS, ModelSpec
+from tuner.objectives import ObjectiveContext
+from tuner.packing import STACKED_OPTIMIZERS, Population, train_population
+from tuner.packing._classifier import group_key
+from tuner.study import n_finished, prepare_study, run
+from tuner.study import optimize as study_optimize
+from tuner.training import TrainConfig, make_optimizer, train
+
+DIGITS = load_dataset("digits", seed=0)
+
+
+def _member(seed: int, init: str, model: str = "mlp", width: int = 32) -> torch.nn.Module:
+    torch.manual_seed(seed)  # what the classifier does for a trial with this seed
+    spec = ModelSpec(DIGITS.n_features, DIGITS.n_classes, DIGITS.image_shape, 1, width, "relu")
+    return apply_init(MODELS.get(model)(spec), init, "relu")
+
+
+@pytest.mark.parametrize("optimizer", STACKED_OPTIMIZERS.names())
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_stacked_optimizer_steps_like_torch_bit_for_bit(optimizer, weight_decay):
+    solo = _member(1, "xavier_uniform")
+    torch_opt = make_optimizer(solo, TrainConfig(lr=0.01, batch_size=8, epochs=1,
+                                                 optimizer=optimizer, weight_decay=weight_decay))
+    cfgs = [TrainConfig(lr=lr, batch_size=8, epochs=1, optimizer=optimizer, weight_decay=wd)
+            for lr, wd in ((0.01, weight_decay), (0.3, 0.0))]
+    pop = Population([_member(1, "xavier_uniform"), _member(2, "orthogonal")], cfgs)
+    for step in range(5):
+        torch.manual_seed(step)
+        for p in solo.parameters():
+            p.grad = torch.randn_like(p)
+        # the MLP population keeps weights transposed (in, out) and biases as (1, out)
+        for p, q in zip(solo.parameters(), pop.params, strict=True):
+            mine = p.grad.t() if p.dim() == 2 else p.grad.unsqueeze(0)
+            q.grad = torch.stack([mine, torch.ones_like(mine)]).contiguous()
+        torch_opt.step()
+        pop.optimizer.step()
+    for p, q in zip(solo.parameters(), pop.params, strict=True):
+        mine = q[0].t() if p.dim() == 2 else q[0, 0]
+        assert torch.equal(p.detach(), mine.detach())
+
+
+@pytest.mark.parametrize(
+    ("model", "optimizer", "lrs"),
+    [("mlp", "sgd", (0.01, 0.05, 0.1)), ("mlp", "adam", (1e-3, 3e-3, 1e-2)),
+     ("cnn", "sgd", (0.01, 0.05, 0.1))],
+)
+def test_packed_member_matches_its_solo_run(model, optimizer, lrs):
+    inits = ["kaiming_normal", "xavier_uniform", "orthogonal"]
+    cfgs = [TrainConfig(lr=lr, batch_size=64, epochs=2, optimizer=optimizer,
+                        weight_decay=1e-3 * k) for k, lr in enumerate(lrs)]
+    runs = train_population([_member(10 + k, inits[k], model) for k in range(3)], DIGITS, cfgs,
+                            [torch.Generator().manual_seed(10 + k) for k in range(3)])
+    for k, run_k in enumerate(runs):
+        alone = train(_member(10 + k, inits[k], model), DIGITS, cfgs[k],
+                      generator=torch.Generator().manual_seed(10 + k))
+        assert [s.epoch for s in run_k.history] == [1, 2]
+        for a, b in zip(alone, run_k.history, strict=True):
+            assert b.train_loss == pytest.approx(a.train_loss, rel=1e-5)
+            assert b.val_loss == pytest.approx(a.val_loss, rel=1e-5)
+            assert b.val_accuracy == pytest.approx(a.val_accuracy, abs=1 / 450)
+
+
+def test_stopped_and_diverged_members_leave_the_others_untouched():
+    cfgs = [TrainConfig(lr=lr, batch_size=64, epochs=3, optimizer="sgd", momentum=0.0)
+            for lr in (0.05, 1e9, 0.05, 0.1)]
+    seen: list[tuple[int, int]] = []
+
+    def hook(k: int, stats) -> bool:
+        seen.append((k, stats.epoch))
+        return not (k == 2 and stats.epoch == 1)  # "prune" member 2 after its first epoch
+
+    runs = train_population([_member(k, "kaiming_normal") for k in range(4)], DIGITS, cfgs,
+                            [torch.Generator().manual_seed(k) for k in range(4)], hook)
+    assert runs[1].diverged is not None and runs[1].history == []
+    assert runs[2].stopped and len(runs[2].history) == 1
+    assert (2, 2) not in seen and (1, 1) not in seen
+    for k in (0, 3):
+        alone = train(_member(k, "kaiming_normal"), DIGITS, cfgs[k],
+                      generator=torch.Generator().manual_seed(k))
+        assert runs[k].history[-1].val_loss == pytest.approx(alone[-1].val_loss, rel=1e-5)
+
+
+PACKED_STUDY = {
+    "study": {"sampler": "random", "pruner": "none", "n_trials": 7, "seed": 5},
+    "objective": {"name": "classifier", "dataset": "digits", "epochs": 2, "artifacts": False},
+    "space": {"lr": {"low": 1e-3, "high": 0.1, "log": True}, "batch_size": 64,
+              "weight_decay": {"low": 1e-6, "high": 1e-3, "log": True},
+              "init": ["xavier_uniform", "kaiming_normal", "zeros"], "optimizer": "sgd",
+              "width": 32, "depth": 1},
+    "sampler": {},
+}
+
+
+def _trials(pack: int, metric: str = "val_loss") -> list[optuna.trial.FrozenTrial]:
+    raw = {k: dict(v) for k, v in PACKED_STUDY.items()}
+    raw["study"].update(name=unique("pack"), pack=pack, metric=metric)
+    config = config_from_dict(raw)
+    study = prepare_study(config, optuna.storages.InMemoryStorage())
+    study_optimize(study, config, n_trials=7, budget=7)
+    return study.trials
+
+
+def test_a_packed_study_reproduces_the_sequential_one_trial_by_trial(monkeypatch):
+    import tuner.packing._classifier as packed_classifier
+
+    sizes: list[int] = []
+
+    def spy(models, *args, **kwargs):
+        sizes.append(len(models))
+        return train_population(models, *args, **kwargs)
+
+    monkeypatch.setattr(packed_classifier, "train_population", spy)
+    alone, packed = _trials(pack=1), _trials(pack=4)  # 7 trials: a pack of 4, then of 3
+    assert sizes and max(sizes) >= 2, "trials really trained together"
+    assert [t.params for t in packed] == [t.params for t in alone]
+    assert [t.state for t in packed] == [t.state for t in alone]
+    assert any(t.state == TrialState.PRUNED for t in alone), "zeros: a dead init, pruned"
+    for a, b in zip(alone, packed, strict=True):
+        assert b.user_attrs.get("prune_reason") == a.user_attrs.get("prune_reason")
+        if a.state == TrialState.COMPLETE:
+            assert b.value == pytest.approx(a.value, rel=1e-5)
+            assert b.user_attrs["curve"]["val_loss"] == pytest.approx(
+                a.user_attrs["curve"]["val_loss"], rel=1e-5)
+
+
+def test_packed_run_prunes_members_and_leaves_nothing_running(study_file, sqlite_url):
+    config = load_config(study_file(
+        study={"name": unique(), "pruner": "median", "n_trials": 9, "pack": 4},
+        pruner={"n_startup_trials": 1, "n_warmup_steps": 1},
+        objective={"epochs": 4}, space={"batch_size": 16},
+    ))
+    result = run(config, sqlite_url)
+    trials = result.study.trials
+    assert n_finished(result.study) == 9 and len(result.trial_numbers) == 9
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        assert set(t.intermediate_values) <= {1, 2, 3}, "reported only where median prunes"
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs["prune_reason"].startswith(("pruned after epoch", "dead init"))
+
+
+@pytest.mark.parametrize(
+    ("hp", "packable"),
+    [
+        ({}, True),
+        ({"init": "pretrained"}, False),  # frozen layers, a head lr of its own: alone
+        ({"optimizer": "lbfgs"}, False),  # no stacked twin
+        ({"dropout": 0.1}, False),  # a knob the packer does not know
+        ({"freeze_layers": 2}, True),  # inert without a checkpoint init
+    ],
+)
+def test_group_key_packs_only_what_it_can_train(hp, packable):
+    base = {"lr": 0.01, "batch_size": 32, "init": "xavier_uniform", "activation": "relu",
+            "optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.9, "depth": 2, "width": 64,
+            "freeze_layers": 0, "head_lr_mult": 1.0}
+    ctx = ObjectiveContext(settings={}, space=None)  # type: ignore[arg-type]
+    assert (group_key({**base, **hp}, ctx) is not None) is packable
+
+
+@pytest.mark.parametrize(
+    ("pack", "match"),
+    [(0, r"pack must be a whole number >= 1"), (-2, r"pack must be"), (2.5, r"pack must be"),
+     ("4", r"pack must be"), (True, r"pack must be")],
+)
+def test_bad_pack_in_study_file(study_file, pack, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(study_file(study={"pack": pack}))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--pack", "0"], "--pack"), (["--pack", "x"], "--pack"),
+     (["--device", "cuda"], "no CUDA GPU"), (["--device", "tpu"], "must be auto, cpu")],
+)
+def test_bad_pack_or_device_on_the_command_line(cli, study_file, args, message):
+    proc = cli("run", str(study_file()), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]

@@ -1,0 +1,167 @@
+"""Packed optimisation: ask K trials at once, train each packable group as one population.
+
+The loop mirrors ``optuna.Study.optimize`` (timeout, ``n_trials``, callbacks, ``study.stop()``
+from a callback, heartbeats of every running trial), but asks ``pack`` trials per round. Each
+round's trials are grouped by :func:`group_key`; a group of two or more trains as one
+population through the objective's packer (:data:`PACKERS`), every other trial runs alone
+through the objective itself, exactly as without packing. Every member reports, is pruned and
+finishes as its own trial; callbacks see each trial as it finishes.
+
+Falls back to one-at-a-time for what it cannot stack: objectives without a packer (anything
+but the built-in ``classifier``), checkpoint inits (``pretrained``: frozen layers and a head
+learning rate of their own), optimisers without a stacked twin, models with buffers, and a
+group of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.storages._heartbeat import fail_stale_trials, get_heartbeat_thread, is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.objectives import ObjectiveContext, ObjectiveFn
+from tuner.registry import Registry
+
+log = logging.getLogger("tuner")
+
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+@dataclass
+class Outcome:
+    """How one member trial ended: ``value`` (complete), else ``pruned`` or ``error`` (failed)."""
+
+    value: float | None = None
+    pruned: bool = False
+    error: BaseException | None = None
+
+
+Packer = Callable[[list[tuple[optuna.Trial, dict[str, Any]]], ObjectiveContext],
+                  dict[int, Outcome]]
+"""``packer(members, ctx) -> {trial number: outcome}`` trains ``members`` (trial, params) of one
+group together; a member missing from the result runs alone afterwards."""
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """How an objective packs: ``key(hp)`` groups trials (``None``: cannot pack this trial)."""
+
+    key: Callable[[dict[str, Any], ObjectiveContext], tuple | None]
+    train: Packer
+
+
+PACKERS: Registry[PackSpec] = Registry("packable objective")
+
+
+def optimize_packed(
+    study: optuna.Study,
+    objective: str,
+    fn: ObjectiveFn,
+    ctx: ObjectiveContext,
+    pack: int,
+    *,
+    n_trials: int | None,
+    timeout: float | None,
+    begin: Callable[[optuna.Trial], None],
+    callbacks: Sequence[Callback] = (),
+) -> None:
+    """Run up to ``n_trials`` trials of ``fn`` (objective named ``objective``) ``pack`` at a
+    time, until ``timeout`` seconds or a callback calls ``study.stop()``. ``begin(trial)`` runs
+    for each trial as soon as it is asked (bookkeeping for Ctrl-C)."""
+    spec = PACKERS.get(objective) if objective in PACKERS else None
+    if spec is None:
+        log.warning("objective %r cannot be packed; its trials run one at a time", objective)
+    started = time.monotonic()
+    asked = 0
+    # Optuna's own loop sets these two; callbacks (budget checks) call study.stop().
+    study._stop_flag = False
+    study._thread_local.in_optimize_loop = True
+    try:
+        while not study._stop_flag:
+            if timeout is not None and time.monotonic() - started >= timeout:
+                break
+            k = pack if n_trials is None else min(pack, n_trials - asked)
+            if k <= 0:
+                break
+            if is_heartbeat_enabled(study._storage):
+                fail_stale_trials(study)
+            trials = [study.ask() for _ in range(k)]
+            asked += k
+            for trial in trials:
+                begin(trial)
+            with contextlib.ExitStack() as beats:
+                for trial in trials:
+                    beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
+                _run_round(study, trials, fn, ctx, spec, callbacks)
+    finally:
+        study._thread_local.in_optimize_loop = False
+
+
+def _run_round(study: optuna.Study, trials: list[optuna.Trial], fn: ObjectiveFn,
+               ctx: ObjectiveContext, spec: PackSpec | None,
+               callbacks: Sequence[Callback]) -> None:
+    groups: dict[tuple, list[tuple[optuna.Trial, dict[str, Any]]]] = {}
+    alone: list[optuna.Trial] = []
+    for trial in trials:
+        key = None
+        if spec is not None:
+            try:
+                hp = ctx.suggest(trial)
+                key = spec.key(hp, ctx)
+            except Exception:  # the objective itself will fail it, with its own message
+                key = None
+        if key is None:
+            alone.append(trial)
+        else:
+            groups.setdefault(key, []).append((trial, hp))
+    for members in groups.values():
+        if len(members) == 1:
+            alone.append(members[0][0])
+            continue
+        try:
+            outcomes = spec.train(members, ctx)
+        except Exception as e:  # a bug in packing fails the group, like a failing objective
+            outcomes = {t.number: Outcome(error=e) for t, _ in members}
+        for trial, _ in members:
+            if trial.number in outcomes:
+                _finish(study, trial, outcomes[trial.number], callbacks)
+            else:
+                alone.append(trial)
+    for trial in sorted(alone, key=lambda t: t.number):
+        _finish(study, trial, _run_alone(trial, fn, ctx), callbacks)
+
+
+def _run_alone(trial: optuna.Trial, fn: ObjectiveFn, ctx: ObjectiveContext) -> Outcome:
+    try:
+        return Outcome(value=fn(trial, ctx))
+    except optuna.TrialPruned:
+        return Outcome(pruned=True)
+    except Exception as e:
+        return Outcome(error=e)
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, outcome: Outcome,
+            callbacks: Sequence[Callback]) -> None:
+    """Tell the storage how ``trial`` ended, then run the callbacks (as Optuna's loop does)."""
+    if outcome.error is not None:
+        e = outcome.error
+        trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+        log.debug("trial %d failed", trial.number, exc_info=e)
+        frozen = study.tell(trial, state=TrialState.FAIL)
+    elif outcome.pruned:
+        frozen = study.tell(trial, state=TrialState.PRUNED)
+    elif outcome.value is None or not math.isfinite(outcome.value):
+        trial.set_user_attr("fail_reason", f"the objective returned {outcome.value!r}")
+        frozen = study.tell(trial, state=TrialState.FAIL)
+    else:
+        frozen = study.tell(trial, outcome.value)
+    for callback in callbacks:
+        callback(study, frozen)
