@@ -43,7 +43,8 @@ log = logging.getLogger("tuner")
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Every storage call a study makes; each is one transaction, so running it again after a
-# dropped connection is safe (the failed attempt was rolled back).
+# dropped connection is safe (the failed attempt was rolled back; only a commit whose answer
+# was lost would be repeated).
 _RETRIED = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
@@ -53,6 +54,8 @@ _RETRIED = (
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials",
     "get_n_trials", "get_best_trial", "get_trial_params", "get_trial_user_attrs",
     "get_trial_system_attrs", "record_heartbeat", "_get_stale_trial_ids",
+    # what Optuna's trial cache (_CachedStorage) calls instead of the public methods
+    "_create_new_trial", "_get_trials", "_set_trial_param", "_get_best_trial_id",
 )
 
 

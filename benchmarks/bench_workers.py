@@ -1,0 +1,80 @@
+"""Workers: finished trials per minute with 1 and with 2 worker processes on local PostgreSQL.
+
+    .venv/bin/python benchmarks/bench_workers.py [--trials 40] [--rounds 3]
+
+The quickstart objective (digits, MLP 2x64, SGD, 5 epochs, the quickstart space) without
+pruning, so every trial trains all its epochs, and both sides train the same configurations
+(drawn once at random, queued into each study). A side is ``tuner run --jobs N``
+(:func:`tuner.workers.run_jobs`: N ``tuner worker`` processes, torch threads per worker from
+:func:`tuner.workers.threads_per_worker`) on a fresh study in one scratch database. Sides
+alternate 1, 2, 1, 2, …; the ratio is of the medians. Two rates: *wall* from launching the
+workers to the last one's exit (process start-up included) and *steady* from the first trial's
+start to the last trial's end, read from the storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import optuna
+from _common import enqueue, fixed_params, machine, scratch_pg
+
+from tuner.config import load_config
+from tuner.storage import open_storage
+from tuner.study import prepare_study
+from tuner.workers import run_jobs, threads_per_worker
+
+
+def one_side(config, params, url: str, jobs: int, tag: str) -> tuple[float, float]:
+    """(wall, steady) finished trials per minute of ``jobs`` workers."""
+    config = config.with_overrides(name=f"bench-{tag}")
+    enqueue(prepare_study(config, open_storage(url)), params)
+    started = time.perf_counter()
+    result = run_jobs(config, url, jobs=jobs)
+    wall = time.perf_counter() - started
+    done = [t for t in result.study.get_trials(deepcopy=False) if t.state.is_finished()]
+    assert len(done) == len(params) and all(t.state.name == "COMPLETE" for t in done), \
+        f"{tag}: {len(done)} finished of {len(params)}"
+    first = min(t.datetime_start for t in done)
+    last = max(t.datetime_complete for t in done)
+    steady = (last - first).total_seconds()
+    return 60 * len(done) / wall, 60 * len(done) / steady
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = load_config("studies/quickstart.toml", sampler="random", n_trials=args.trials)
+    config = config.with_overrides(pruner="none")
+    params = fixed_params(config, args.trials)
+    print(f"machine: {machine()}")
+    print(f"quickstart objective, no pruning, {args.trials} identical trials per side, "
+          f"threads per worker: 1 worker {threads_per_worker(1)}, 2 workers "
+          f"{threads_per_worker(2)}; {args.rounds} rounds")
+    rates: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    with scratch_pg() as url, tempfile.TemporaryDirectory() as pictures:
+        os.environ["TUNER_ARTIFACT_DIR"] = pictures  # the workers inherit it
+        for r in range(args.rounds):
+            for jobs in (1, 2):
+                rates[jobs].append(one_side(config, params, url, jobs, f"{jobs}w-{r}"))
+                wall, steady = rates[jobs][-1]
+                print(f"  round {r + 1}, {jobs} worker(s): {wall:6.1f} trials/min wall, "
+                      f"{steady:6.1f} steady", flush=True)
+    med = {j: (statistics.median(w for w, _ in v), statistics.median(s for _, s in v))
+           for j, v in rates.items()}
+    print(f"median 1 worker : {med[1][0]:6.1f} trials/min wall, {med[1][1]:6.1f} steady")
+    print(f"median 2 workers: {med[2][0]:6.1f} trials/min wall, {med[2][1]:6.1f} steady")
+    print(f"ratio 2/1       : {med[2][0] / med[1][0]:.2f}x wall, "
+          f"{med[2][1] / med[1][1]:.2f}x steady")
+    print(f"load average after: {machine().rsplit('load average ', 1)[1]}")
+
+
+if __name__ == "__main__":
+    main()
