@@ -20,7 +20,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STORAGE_HELP = (
     "Storage URL: sqlite:///FILE, postgresql://USER@HOST/DB, any SQLAlchemy URL, or "
-    "journal:FILE. Default: $TUNER_STORAGE, else sqlite:///tuner.db."
+    "journal:FILE. Default: $TUNER_STORAGE, else sqlite:///tuner.db. Keep passwords out of "
+    "it: $TUNER_STORAGE_PASSWORD or $TUNER_STORAGE_PASSWORD_FILE supply one."
 )
 
 
