@@ -17,7 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 from typer.exceptions import TyperException
 
 from tuner import __version__
-from tuner.cli import inspect, run, science, view, worker  # noqa: F401  (registers the commands)
+from tuner.cli import compare, inspect, run, science, view, worker  # noqa: F401  (commands)
 from tuner.cli._app import app
 from tuner.errors import TunerError
 

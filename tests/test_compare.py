@@ -1,0 +1,92 @@
+"""``tuner compare``: samplers × seeds, the target, the table, the plot and the raw results."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tuner.compare import Comparison, Run, _best_so_far, _default_target, compare
+from tuner.config import load_config
+from tuner.errors import ConfigError
+
+
+def _comparison(direction: str, finals: dict[str, list[list[float | None]]]) -> Comparison:
+    runs = [Run(s, seed, values=v, states=["COMPLETE"] * len(v), elapsed_s=1.0,
+                best=_best_so_far(v, direction == "maximize"))
+            for s, per_seed in finals.items() for seed, v in enumerate(per_seed)]
+    return Comparison("s", "m", direction, 4, list(finals), runs, math.nan, 0.5)
+
+
+def test_best_so_far_skips_pruned_and_keeps_the_best():
+    assert _best_so_far([None, 0.5, 0.4, None, 0.9], maximize=True) == [None, 0.5, 0.5, 0.5, 0.9]
+    assert _best_so_far([0.5, 0.7, 0.2], maximize=False) == [0.5, 0.5, 0.2]
+
+
+@pytest.mark.parametrize(
+    ("direction", "share", "expected"),
+    # final bests, best first: 0.9, 0.8, 0.7, 0.6 (maximize); 0.1, 0.6, 0.7, 0.8 (minimize)
+    [("maximize", 0.5, 0.8), ("maximize", 0.25, 0.9), ("maximize", 1.0, 0.6),
+     ("minimize", 0.5, 0.6), ("minimize", 0.25, 0.1), ("minimize", 1.0, 0.8)],
+)
+def test_default_target_is_reached_by_the_given_share_of_runs(direction, share, expected):
+    c = _comparison(direction, {"a": [[0.1, 0.9], [0.8, None]], "b": [[0.7], [0.6, 0.6]]})
+    c.target_share = share
+    assert _default_target(c) == expected
+
+
+def test_trials_to_target_and_summary():
+    c = _comparison("maximize", {"a": [[0.5, 0.9, 0.9, 0.9], [0.95, 0.95, 0.95, 0.95]],
+                                 "b": [[0.1, 0.2, 0.3, 0.4], [0.1, 0.1, 0.1, 0.92]]})
+    c.target = 0.9
+    for r in c.runs:
+        r.to_target = next((i + 1 for i, b in enumerate(r.best) if b >= c.target), None)
+    rows = {row["sampler"]: row for row in c.summary()}
+    assert rows["a"]["reached"] == 2 and rows["a"]["median_trials_to_target"] == 1.5
+    assert rows["b"]["reached"] == 1 and math.isinf(rows["b"]["median_trials_to_target"])
+    table = c.table()
+    assert "| a | 2 | 2/2 | 1.5 |" in table and "| b | 2 | 1/2 | > 4 |" in table
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"samplers": ["tpe", "annealing"]}, r"unknown sampler 'annealing'; valid: "),
+     ({"samplers": []}, r"at least one sampler"),
+     ({"samplers": ["tpe"], "repeats": 0}, r"repeats and n_trials must be >= 1"),
+     ({"samplers": ["tpe"], "target_share": 0.0}, r"target share must be in \(0, 1\]")],
+)
+def test_bad_comparisons(study_file, kwargs, match):
+    samplers = kwargs.pop("samplers")
+    with pytest.raises(ConfigError, match=match):
+        compare(load_config(study_file()), samplers, **kwargs)
+
+
+@pytest.mark.slow
+def test_compare_cli_writes_plot_table_and_raw_results(cli, study_file, tmp_path):
+    path = study_file(study={"sampler": "tpe"}, sampler={"n_startup_trials": 2})
+    proc = cli("compare", str(path),
+               "--samplers", "random,tpe", "--repeats", "2", "--n-trials", "3", "-o", "out",
+               "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    assert (out / "best.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    raw = json.loads((out / "results.json").read_text())
+    assert [(r["sampler"], r["seed"]) for r in raw["runs"]] == [
+        ("random", 0), ("random", 1), ("tpe", 0), ("tpe", 1)]
+    assert all(len(r["values"]) == 3 and len(r["best"]) == 3 for r in raw["runs"])
+    assert [s["sampler"] for s in raw["summary"]] == ["random", "tpe"]
+    assert "| random | 2 |" in (out / "table.md").read_text()
+    assert "| tpe | 2 |" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--samplers", "random,nope"], "unknown sampler 'nope'"),
+     (["--repeats", "0"], "--repeats"), (["--target-share", "2"], "--target-share")],
+)
+def test_compare_cli_bad_input(cli, study_file, args, message):
+    proc = cli("compare", str(study_file()), "-o", "out", *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]

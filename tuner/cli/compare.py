@@ -1,0 +1,58 @@
+"""``tuner compare``: the same study under several samplers, several seeds each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuner.cli._app import app, err, out
+
+
+@app.command()
+def compare(
+    study_file: Path = typer.Argument(..., help="Study file (TOML), e.g. studies/quickstart.toml."),
+    samplers: str = typer.Option(
+        "random,tpe,gp", "--samplers", help="Comma-separated sampler names to compare."
+    ),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Seeds per sampler."),
+    n_trials: int | None = typer.Option(
+        None, "--n-trials", min=1, help="Trials per run (default: the study file's n_trials)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for best.png, table.md, "
+                                "results.json."),
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", min=1, help="Worker processes (default: one per CPU core)."
+    ),
+    target: float | None = typer.Option(
+        None, "--target", help="Metric value to reach (default: the median final best of all "
+        "runs, see --target-share)."
+    ),
+    target_share: float = typer.Option(
+        0.5, "--target-share", min=0.01, max=1.0,
+        help="Default target: the final best value this share of all runs reach.",
+    ),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="First seed (default: the "
+                                    "study file's; repeat r uses seed + r)."),
+) -> None:
+    """Run one study under each sampler with several seeds, in parallel, in memory; write a
+    best-so-far plot, a table of trials-to-target and final best, and the raw results."""
+    from tuner.compare import check_samplers
+    from tuner.compare import compare as run_compare
+    from tuner.config import load_config
+
+    names = [s.strip() for s in samplers.split(",") if s.strip()]
+    check_samplers(names)
+    config = load_config(study_file, seed=seed)
+    err.print(f"comparing {', '.join(names)} on study {config.name!r}: {repeats} seeds × "
+              f"{n_trials or config.n_trials} trials each, in memory")
+
+    def done(run) -> None:
+        best = run.best[-1] if run.best and run.best[-1] is not None else float("nan")
+        err.print(f"  {run.sampler} seed {run.seed}: best {best:.4g} in {run.elapsed_s:.1f}s")
+
+    result = run_compare(config, names, repeats=repeats, n_trials=n_trials, jobs=jobs,
+                         target=target, target_share=target_share, on_run=done)
+    paths = result.write(output)
+    out.print(result.table(), end="", markup=False)
+    out.print(f"wrote {paths['plot']}, {paths['table']}, {paths['results']}")
