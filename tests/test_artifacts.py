@@ -72,7 +72,7 @@ def test_every_trial_stores_both_pictures_beside_the_default_storage(grid_run):
         else:  # pruned before its first epoch (a dead init)
             assert "no epoch finished" in curve
         init = _texts(read_artifact(store, ids[INIT_ACTIVATIONS]))
-        assert "layer 1" in init
+        assert "layer 1" in init and "std per layer (log)" in init
         assert f"init {trial.params['init']} · activation relu" in init
 
 

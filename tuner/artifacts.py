@@ -91,14 +91,19 @@ def check_setting(value: Any, where: str) -> None:
 
 
 # --------------------------------------------------------------------------- inside a trial
+def _scratch() -> tempfile.TemporaryDirectory:
+    # upload_artifact copies from a file: keep that file in memory (tmpfs) where there is one.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="tuner-pictures-", dir=shm)
+
+
 @dataclass
 class _Sink:
     """Where this process's trials put their pictures: the store, and one scratch folder
-    (``upload_artifact`` copies from a file; a fresh temp folder per trial would cost more)."""
+    for the whole run (a fresh temp folder per trial would cost more)."""
 
     store: FileSystemArtifactStore
-    scratch: tempfile.TemporaryDirectory = field(
-        default_factory=lambda: tempfile.TemporaryDirectory(prefix="tuner-pictures-"))
+    scratch: tempfile.TemporaryDirectory = field(default_factory=_scratch)
 
 
 def _sink_for(trial: optuna.Trial, ctx: ObjectiveContext) -> _Sink | None:

@@ -149,46 +149,78 @@ def _get(stats: Any, key: str) -> Any:
 
 def activations_svg(layers: Sequence[Any], title: str, subtitle: str = "",
                     columns: int = 5) -> str:
-    """One histogram per hidden layer of the activations of a freshly initialised network.
+    """One histogram per hidden layer of the activations of a freshly initialised network,
+    then the std of every layer on a log scale.
 
-    ``layers``: :class:`tuner.diagnostics.LayerStats` (or their dicts), first layer first; each
-    cell shows the layer's mean and std, so shrinking (vanishing), saturated (±1 for tanh) or
-    constant (symmetric) layers stand out at a glance.
+    ``layers``: :class:`tuner.diagnostics.LayerStats` (or their dicts), first layer first. Each
+    histogram spans its own layer's range (read the axis labels); the last cell compares the
+    layers, so shrinking (vanishing), growing (exploding) or zero (symmetric) std stands out.
     """
-    cols = max(1, min(columns, len(layers)))
-    rows = max(1, math.ceil(len(layers) / cols))
+    if not layers:
+        msg = (f"<text x='210' y='80' font-size='14' text-anchor='middle' {FONT}>"
+               "the network has no hidden activations</text>")
+        return _svg(420, 120, title, subtitle, [msg])
+    cells = len(layers) + 1  # the last one: std per layer
+    cols = max(1, min(columns, cells))
+    rows = math.ceil(cells / cols)
     cell_w, cell_h = 190, 150
     width, height = max(cols * cell_w + 20, 420), rows * cell_h + 70
-    if not layers:
-        msg = (f"<text x='{width / 2}' y='80' font-size='14' text-anchor='middle' {FONT}>"
-               "the network has no hidden activations</text>")
-        return _svg(width, 120, title, subtitle, [msg])
+
+    def box(i: int) -> tuple[float, float]:
+        return 10 + (i % cols) * cell_w + 30, 56 + (i // cols) * cell_h + 34
+
     body: list[str] = []
     for i, layer in enumerate(layers):
-        counts = list(_get(layer, "hist_counts"))
-        edges = list(_get(layer, "hist_edges"))
-        x0 = 10 + (i % cols) * cell_w + 30
-        y0 = 56 + (i // cols) * cell_h + 34
-        panel = _Panel(x0, y0, cell_w - 45, cell_h - 72,
-                       (edges[0], edges[-1]) if edges else (0.0, 1.0), (0.0, 1.0))
-        mean, std = _get(layer, "mean"), _get(layer, "std")
-        body += panel.frame([], [], f"layer {_get(layer, 'layer')}")
-        body.append(f"<text x='{x0 + panel.w / 2:.1f}' y='{y0 + panel.h + 28:.1f}' "
-                    f"font-size='10' text-anchor='middle' {FONT}>mean {_fmt(mean)} · "
-                    f"std {_fmt(std)}</text>")
-        body.append(f"<text x='{x0:.1f}' y='{y0 + panel.h + 13:.1f}' font-size='9' {FONT}>"
-                    f"{_fmt(edges[0]) if edges else ''}</text>"
-                    f"<text x='{x0 + panel.w:.1f}' y='{y0 + panel.h + 13:.1f}' font-size='9' "
-                    f"text-anchor='end' {FONT}>{_fmt(edges[-1]) if edges else ''}</text>")
-        # Log heights: a ReLU layer's spike at 0 would otherwise flatten the rest of it.
-        top = math.log1p(max(counts, default=0)) or 1
-        bar_w = panel.w / max(len(counts), 1)
-        for j, c in enumerate(counts):
-            if c:
-                h = math.log1p(c) / top * panel.h
-                body.append(f"<rect x='{x0 + j * bar_w:.1f}' y='{y0 + panel.h - h:.1f}' "
-                            f"width='{max(bar_w - 0.5, 0.5):.1f}' height='{h:.1f}' "
-                            "fill='#4c78a8'/>")
+        body += _histogram(layer, *box(i), cell_w - 45, cell_h - 72)
+    body += _std_by_layer([_get(layer, "std") for layer in layers], *box(len(layers)),
+                          cell_w - 45, cell_h - 72)
     body.append(f"<text x='{width - 10}' y='{height - 6}' font-size='9' fill='#777' "
-                f"text-anchor='end' {FONT}>bar height: log(1 + count)</text>")
+                f"text-anchor='end' {FONT}>bar height: √count</text>")
     return _svg(width, height, title, subtitle, body)
+
+
+def _histogram(layer: Any, x0: float, y0: float, w: float, h: float) -> list[str]:
+    counts = list(_get(layer, "hist_counts"))
+    edges = list(_get(layer, "hist_edges")) or [0.0, 1.0]
+    panel = _Panel(x0, y0, w, h, (edges[0], edges[-1]), (0.0, 1.0))
+    out = panel.frame([], [], f"layer {_get(layer, 'layer')}")
+    out.append(f"<text x='{x0 + w / 2:.1f}' y='{y0 + h + 28:.1f}' font-size='10' "
+               f"text-anchor='middle' {FONT}>mean {_fmt(_get(layer, 'mean'))} · "
+               f"std {_fmt(_get(layer, 'std'))}</text>"
+               f"<text x='{x0:.1f}' y='{y0 + h + 13:.1f}' font-size='9' {FONT}>"
+               f"{_fmt(edges[0])}</text><text x='{x0 + w:.1f}' y='{y0 + h + 13:.1f}' "
+               f"font-size='9' text-anchor='end' {FONT}>{_fmt(edges[-1])}</text>")
+    # Square-root heights: a ReLU layer's spike at 0 would flatten the rest of it, while
+    # tanh's pile-up at ±1 (saturation) must still stand out.
+    top = math.sqrt(max(counts, default=0)) or 1
+    bar_w = w / max(len(counts), 1)
+    for j, c in enumerate(counts):
+        if c > 0:
+            bh = math.sqrt(c) / top * h
+            out.append(f"<rect x='{x0 + j * bar_w:.1f}' y='{y0 + h - bh:.1f}' "
+                       f"width='{max(bar_w - 0.5, 0.5):.1f}' height='{bh:.1f}' fill='#4c78a8'/>")
+    return out
+
+
+def _std_by_layer(stds: Sequence[float], x0: float, y0: float, w: float, h: float) -> list[str]:
+    floor = 1e-12  # a zero std (a constant layer) is drawn at the bottom and labelled 0
+    logs = [math.log10(max(s, floor)) if math.isfinite(s) else 0.0 for s in stds]
+    lo, hi = math.floor(min(logs)), math.ceil(max(logs))
+    if hi - lo < 2:
+        lo, hi = lo - 1, hi + 1
+    step = max(1, math.ceil((hi - lo) / 4))
+    panel = _Panel(x0, y0, w, h, (0.5, len(stds) + 0.5), (lo, hi))
+    out = panel.frame([], [], "std per layer (log)")
+    for k in range(lo, hi + 1, step):
+        y = panel.py(k)
+        out.append(f"<line x1='{x0:.1f}' x2='{x0 + w:.1f}' y1='{y:.1f}' y2='{y:.1f}' "
+                   f"stroke='#e3e3e3'/><text x='{x0 - 4:.1f}' y='{y + 3:.1f}' font-size='9' "
+                   f"text-anchor='end' {FONT}>1e{k}</text>")
+    points = [(panel.px(i), panel.py(v)) for i, v in enumerate(logs, start=1)]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    out.append(f"<polyline points='{path}' fill='none' stroke='#d62728' stroke-width='2'/>")
+    out += [f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3' fill='#d62728'/>" for x, y in points]
+    zero = " · std 0 drawn at 1e-12" if any(s <= floor for s in stds) else ""
+    out.append(f"<text x='{x0 + w / 2:.1f}' y='{y0 + h + 13:.1f}' font-size='9' "
+               f"text-anchor='middle' {FONT}>layer 1 … {len(stds)}{zero}</text>")
+    return out
