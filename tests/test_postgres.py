@@ -37,10 +37,9 @@ def with_password(url: str) -> str:
 
 
 @pytest.mark.slow
-def test_four_workers_finish_a_40_trial_study_exactly(pg_url: str, study_file: Callable[..., Path],
-                                                     tmp_path: Path) -> None:
+def test_four_workers_finish_a_40_trial_study_exactly(pg_url: str, tmp_path: Path) -> None:
     name = unique("four")
-    create_study(study_file(study={"name": name, "n_trials": 40}), pg_url)
+    create_study(sleepy_study(tmp_path, name, n_trials=40, sleep=0.05), pg_url)
     url = with_password(pg_url)
     results = finish([spawn("worker", name, "--threads", "1", cwd=tmp_path,
                             env={"TUNER_STORAGE": url}) for _ in range(4)])

@@ -86,10 +86,7 @@ def test_no_command_echoes_the_password(pg_url: str, tmp_path: Path) -> None:
     study = sleepy_study(tmp_path, name, n_trials=2, sleep=0.1)
     runs = [
         ("run", str(study), "--storage", url, "--jobs", "2"),
-        ("worker", name, "--storage", url),
         ("list", "--storage", url),
-        ("show", name, "--storage", url),
-        ("export", name, "--storage", url, "--format", "json"),
         ("show", "no-such-study", "--storage", url),
         ("list", "--storage", url.replace("127.0.0.1:5432", "127.0.0.1:1")),
     ]

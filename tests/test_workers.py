@@ -84,7 +84,7 @@ def test_threads_per_worker_never_oversubscribe(wanted: str | None, jobs: int, e
 def test_sigkilled_workers_trial_is_retried_with_the_same_params(any_url: str,
                                                                   tmp_path: Path) -> None:
     name = unique("kill")
-    create_study(sleepy_study(tmp_path, name, n_trials=5, sleep=1.0), any_url)
+    create_study(sleepy_study(tmp_path, name, n_trials=4, sleep=1.0), any_url)
     args = ("worker", name, "--storage", any_url)
     victim = spawn(*args, cwd=tmp_path, env=FAST_HEARTBEAT)
     survivor = spawn(*args, cwd=tmp_path, env=FAST_HEARTBEAT)
@@ -93,7 +93,7 @@ def test_sigkilled_workers_trial_is_retried_with_the_same_params(any_url: str,
     (rc, _, err), = finish([survivor])
     finish([victim])
     assert rc == 0, err
-    _assert_exact(any_url, name, 5)
+    _assert_exact(any_url, name, 4)
     by_number = {t.number: t for t in trials(any_url, name)}
     assert by_number[killed.number].state == TrialState.FAIL
     retries = [t for t in by_number.values() if t.system_attrs.get("failed_trial") == killed.number]
