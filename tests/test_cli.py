@@ -33,6 +33,8 @@ def test_help_lists_the_commands(cli):
     assert proc.returncode == 0
     for command in ("run", "resume", "list", "show", "export", "delete"):
         assert command in proc.stdout
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("tuner ")
     run_help = cli("run", "--help").stdout
     assert "--storage" in run_help and "--n-trials" in run_help and "--sampler" in run_help
 

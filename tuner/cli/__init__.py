@@ -22,14 +22,21 @@ from tuner.cli._app import app
 from tuner.errors import TunerError
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"tuner {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of unexpected errors."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version,
+        help="Print the version and exit.",
+    ),
 ) -> None:
-    if version:
-        print(f"tuner {__version__}")
-        raise typer.Exit(0)
+    """Options that apply to every command (``--version`` runs before any command is needed)."""
 
 
 def _setup_logging() -> None:
