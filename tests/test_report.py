@@ -82,6 +82,8 @@ def test_report_has_every_section_and_embeds_plotly_once(folder, tmp_path):
     assert re.search(r"<td class='l'>(16|32)</td>", html), "top table shows real batch sizes"
     assert "[objective]" in html and 'dataset = "iris"' in html
     assert "data:image/svg+xml;base64," in html, "the best trial's pictures are embedded"
+    assert "<h2>Initial networks per init scheme</h2>" in html
+    assert html.count("alt='kaiming_normal: trial") == 1 and html.count("alt='xavier_uniform:") == 1
 
 
 def test_too_few_trials_are_said_plainly_and_plain_optuna_studies_work(tmp_path):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import os
 import tempfile
-from collections.abc import Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner import __version__
 from tuner.errors import ConfigError
 from tuner.report import _figures as figs
+from tuner.report._gallery import Gallery
 from tuner.results import trial_params
 from tuner.study import CONFIG_ATTR, count_states
 
@@ -29,7 +28,7 @@ h1{margin:24px 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bot
 .sub{color:#666}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px}
 table{border-collapse:collapse;font-size:14px}td,th{border-bottom:1px solid #e5e5e5;
 padding:4px 10px;text-align:right}th{background:#f5f5f5}td.l,th.l{text-align:left}
-pre{background:#f7f7f7;padding:12px;overflow-x:auto}.row{display:flex;flex-wrap:wrap;gap:12px}
+pre{background:#f7f7f7;padding:12px;white-space:pre-wrap}.row{display:flex;flex-wrap:wrap;gap:12px}
 .row>div{flex:1 1 560px;min-width:0}img.pic{max-width:100%;border:1px solid #ddd}
 """
 
@@ -90,11 +89,15 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
     searched = sorted({figs._label(p) for t in trials for p in t.params})
     page = _Page()
 
+    gallery = Gallery(study, artifact_dir)
+
     page.add(_header(study, trials, top[0], metric))
     page.section("Optimisation history", figs.history(trials, metric, maximize))
     for param, title in (("init", "Init schemes compared"), ("activation", "Activations compared")):
         if param in searched:
             page.section(title, figs.by_category(trials, param, metric, maximize))
+        if param == "init" and param in searched:
+            page.add(gallery.per_init(trials, maximize))
     page.section("Parameter importance", figs.importances(study, trials))
     numeric = [p for p in ("lr", "batch_size", *searched) if p in searched
                and all(isinstance(trial_params(t).get(p, 0), int | float) for t in done)]
@@ -102,7 +105,7 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
                                   for p in dict.fromkeys(numeric)])
     page.section("Parallel coordinates", figs.parallel(trials, metric))
     page.section("Learning curves", figs.learning_curves(trials, top[:5]))
-    page.add(_best_pictures(study, top[0], artifact_dir))
+    page.add(gallery.best(top[0]))
     page.add(_top_table(top, metric))
     page.add(_failures(trials))
     page.add(_settings(config))
@@ -150,31 +153,6 @@ def _header(study: optuna.Study, trials: list[FrozenTrial], best: FrozenTrial, m
             f"{len(trials)} trials ({_states(trials)}) · report by tuner {__version__}, {when}</p>"
             f"<p><b>Best trial #{best.number}: {escape(metric)} = {_v(best.value)}</b>"
             f" — {params}</p>")
-
-
-def _best_pictures(study: optuna.Study, best: FrozenTrial, artifact_dir: Any) -> str:
-    pics = list(_pictures(study, best, artifact_dir))
-    if not pics:
-        return ("<p class='note'>The best trial's pictures (learning curve, initial "
-                "activations) were not found in the artifact store.</p>")
-    imgs = "".join(f"<div><img class='pic' alt='{escape(n)}' src='data:image/svg+xml;base64,"
-                   f"{base64.b64encode(b).decode()}'></div>" for n, b in pics)
-    return f"<h3>Best trial #{best.number}: its pictures</h3><div class='row'>{imgs}</div>"
-
-
-def _pictures(study: optuna.Study, trial: FrozenTrial, artifact_dir: Any
-              ) -> Iterator[tuple[str, bytes]]:
-    from tuner import artifacts as art
-
-    directory = art.artifact_dir(art.storage_url(study._storage), artifact_dir)
-    if directory is None or not directory.is_dir():
-        return
-    store = art.open_store(directory, create=False)
-    ids = art.trial_artifacts(study, trial)
-    for name in (art.LEARNING_CURVE, art.INIT_ACTIVATIONS):
-        data = art.read_artifact(store, ids[name]) if name in ids else None
-        if data:
-            yield name, data
 
 
 def _top_table(top: list[FrozenTrial], metric: str) -> str:

@@ -149,7 +149,7 @@ def slice_plot(trials: list[FrozenTrial], param: str, metric: str) -> Figure:
         ticks = sorted(set(xs))
         fig.update_xaxes(type="log", tickvals=ticks, ticktext=[str(t) for t in ticks])
     elif numeric and max(xs) / min(xs) >= 8:
-        fig.update_xaxes(type="log")
+        fig.update_xaxes(type="log", dtick=1)  # a label per decade
     fig.update_layout(title=f"{metric} against {param}", xaxis_title=param, yaxis_title=metric,
                       legend={"orientation": "h", "y": -0.2}, **LAYOUT)
     return fig
