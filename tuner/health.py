@@ -102,8 +102,8 @@ def _symmetric(s: _Signal, t: HealthThresholds) -> str | None:
         if _identical_units(a, t.symmetric_tol):
             value = a.flatten()[0].item()
             return (f"all {a.shape[1]} units of hidden layer {i} output the same values "
-                    f"(e.g. {value:.3g}); identical units get identical gradients, so training "
-                    "never tells them apart")
+                    f"(e.g. {value:.3g}): identical units get identical gradients and never "
+                    "separate")
     return None
 
 
