@@ -1,12 +1,14 @@
 """What the per-trial pictures (tuner.artifacts) cost a trial: the quickstart study with
 ``[objective] artifacts`` off and on, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_artifacts.py [--n-trials 30] [--rounds 4]
+    .venv/bin/python benchmarks/bench_artifacts.py [--n-trials 40] [--rounds 2]
 
-Each round runs the same study (same seed, so the same trials, the same pruning) once without
-and once with pictures, each into a fresh SQLite file (the default storage), in alternating
-order so that machine noise hits both alike. Printed: seconds per trial of each, the ratio of
-medians, and the pictures' own cost measured directly (capture + save, repeated on one trial).
+Two copies of the quickstart study (same seed, so the same parameters trial by trial), one
+without and one with pictures, each in its own SQLite file opened as tuner opens it (WAL), run
+in lockstep: trial i of one, then trial i of the other, alternating which goes first. A busy
+machine then slows both alike, and each pair compares the same configuration. Printed: the
+median seconds per trial of each, the median of the per-pair ratios, the ratio of the totals,
+and the pictures' own cost measured directly (capture + save, repeated on fresh trials).
 """
 
 from __future__ import annotations
@@ -21,31 +23,59 @@ from pathlib import Path
 import optuna
 
 from tuner.artifacts import TrialPictures
-from tuner.config import config_from_dict, load_config
+from tuner.config import StudyConfig, config_from_dict, load_config
 from tuner.data import load_dataset
 from tuner.init import apply_init
 from tuner.models import MODELS, ModelSpec
 from tuner.objectives import ObjectiveContext
+from tuner.pruners import build_pruner
+from tuner.samplers import build_sampler
 from tuner.storage import open_storage
-from tuner.study import run
+from tuner.study import prepare_study
 from tuner.training import use_cpu_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def one_run(pictures: bool, n_trials: int, folder: Path) -> tuple[float, float]:
-    """Wall and CPU seconds per trial of the quickstart study, with or without pictures."""
-    raw = load_config(ROOT / "studies" / "quickstart.toml", n_trials=n_trials).to_dict()
-    raw["objective"]["artifacts"] = pictures
-    config = config_from_dict(raw, "quickstart (benchmark)")
-    db = folder / f"{'on' if pictures else 'off'}-{time.monotonic_ns()}.db"
-    started, cpu = time.perf_counter(), time.process_time()
-    result = run(config, f"sqlite:///{db}")
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    n = len(result.trial_numbers)
-    if pictures:
-        assert any(folder.glob(f"{db.stem}-artifacts/*")), "no pictures were written"
-    return elapsed / n, cpu / n
+class Copy:
+    """One copy of the quickstart study, with or without pictures, run one trial at a time."""
+
+    def __init__(self, pictures: bool, folder: Path, tag: str) -> None:
+        raw = load_config(ROOT / "studies" / "quickstart.toml").to_dict()
+        raw["objective"]["artifacts"] = pictures
+        config: StudyConfig = config_from_dict(raw, "quickstart (benchmark)")
+        db = folder / f"{'on' if pictures else 'off'}-{tag}.db"
+        self.study = prepare_study(config, open_storage(f"sqlite:///{db}"))
+        self.study.sampler = build_sampler(config.sampler, config.sampler_options, config.seed,
+                                           config.space)
+        self.study.pruner = build_pruner(config.pruner, config.pruner_options,
+                                         config.objective_settings["epochs"])
+        ctx = ObjectiveContext(settings=config.objective_settings, space=config.space,
+                               seed=config.seed, metric=config.metric)
+        assert config.spec is not None
+        self.objective = lambda trial: config.spec.fn(trial, ctx)
+
+    def trial(self) -> float:
+        """Seconds for one more trial (ask, train, tell)."""
+        started = time.perf_counter()
+        self.study.optimize(self.objective, n_trials=1, gc_after_trial=False)
+        return time.perf_counter() - started
+
+
+def lockstep(n_trials: int, folder: Path, tag: str) -> tuple[list[float], list[float]]:
+    off, on = Copy(False, folder, tag), Copy(True, folder, tag)
+    t_off: list[float] = []
+    t_on: list[float] = []
+    for i in range(n_trials):
+        if i % 2 == 0:
+            t_off.append(off.trial())
+            t_on.append(on.trial())
+        else:
+            t_on.append(on.trial())
+            t_off.append(off.trial())
+    same = [a.params == b.params for a, b in zip(off.study.trials, on.study.trials, strict=True)]
+    assert all(same), "the two copies drew different parameters: not a paired comparison"
+    return t_off, t_on
 
 
 def direct_cost(folder: Path, repeats: int) -> float:
@@ -74,32 +104,32 @@ def direct_cost(folder: Path, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-trials", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--n-trials", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    off: list[tuple[float, float]] = []
-    on: list[tuple[float, float]] = []
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    off: list[float] = []
+    on: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        one_run(False, 3, folder)  # warm up: imports, dataset, first-call costs
+        lockstep(3, folder, "warm-up")  # imports, dataset, first-call costs
         for r in range(args.rounds):
-            order = (False, True) if r % 2 == 0 else (True, False)
-            for pictures in order:
-                (on if pictures else off).append(one_run(pictures, args.n_trials, folder))
-            print(f"round {r + 1}: wall off {off[-1][0] * 1e3:6.1f} on {on[-1][0] * 1e3:6.1f} "
-                  f"ms/trial ({on[-1][0] / off[-1][0]:.3f})   cpu off {off[-1][1] * 1e3:6.1f} "
-                  f"on {on[-1][1] * 1e3:6.1f} ms/trial ({on[-1][1] / off[-1][1]:.3f})")
+            t_off, t_on = lockstep(args.n_trials, folder, f"r{r}")
+            off += t_off
+            on += t_on
+            print(f"round {r + 1}: {len(t_off)} pairs   off {sum(t_off):6.2f} s   "
+                  f"on {sum(t_on):6.2f} s   ratio {sum(t_on) / sum(t_off):.3f}")
         direct = direct_cost(folder, repeats=50)
-    print(f"\nquickstart, {args.n_trials} trials x {args.rounds} rounds, SQLite, medians:")
-    for i, what in enumerate(("wall", "cpu ")):
-        m_off = statistics.median(x[i] for x in off)
-        m_on = statistics.median(x[i] for x in on)
-        print(f"  {what}: off {m_off * 1e3:6.1f} ms/trial   on {m_on * 1e3:6.1f} ms/trial   "
-              f"ratio on/off {m_on / m_off:.3f}")
-    m_off = statistics.median(x[0] for x in off)
+    pairs = [b / a for a, b in zip(off, on, strict=True)]
+    m_off = statistics.median(off)
+    print(f"\nquickstart, {len(off)} trial pairs in lockstep, SQLite (WAL):")
+    print(f"  pictures off: {m_off * 1e3:6.1f} ms/trial (median)")
+    print(f"  pictures on : {statistics.median(on) * 1e3:6.1f} ms/trial (median)")
+    print(f"  ratio on/off: {statistics.median(pairs):.3f} (median of pairs), "
+          f"{sum(on) / sum(off):.3f} (totals)")
     print(f"  capture + save measured directly: {direct:.2f} ms per trial "
-          f"= {direct / (m_off * 1e3) * 100:.1f}% of a median trial (wall, pictures off)")
+          f"= {direct / (m_off * 1e3) * 100:.1f}% of a median trial")
 
 
 if __name__ == "__main__":

@@ -144,20 +144,20 @@ class TrialPictures:
         return pictures
 
     def save(self, curve: Mapping[str, Sequence[float]]) -> None:
-        """Upload both pictures; ``curve`` as in the trial's ``curve`` user attribute."""
+        """Upload the pictures (no learning curve when no epoch finished); ``curve`` as in the
+        trial's ``curve`` user attribute."""
         if self.sink is None:
             return
         from tuner.report.pictures import activations_svg, learning_curve_svg
 
         hp, n = self.hp, self.trial.number
         what = f"init {hp.get('init')} · activation {hp.get('activation')}"
-        files = {
-            INIT_ACTIVATIONS: activations_svg(
-                self.init_layers, f"trial {n}: activations of the initial network", what),
-            LEARNING_CURVE: learning_curve_svg(
+        files = {INIT_ACTIVATIONS: activations_svg(
+            self.init_layers, f"trial {n}: activations of the initial network", what)}
+        if any(curve.values()):  # a trial pruned before its first epoch has no curve to draw
+            files[LEARNING_CURVE] = learning_curve_svg(
                 curve, f"trial {n}: learning curve", f"lr {hp.get('lr', float('nan')):.3g} · "
-                f"batch size {hp.get('batch_size')} · {what}"),
-        }
+                f"batch size {hp.get('batch_size')} · {what}")
         try:
             for name, text in files.items():
                 path = Path(self.sink.scratch.name) / name
