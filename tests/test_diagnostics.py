@@ -162,22 +162,34 @@ def test_cli_table_and_png(cli, tmp_path):
     assert png.startswith(PNG_MAGIC) and len(png) > 20_000
 
 
-def test_cli_several_combinations(cli, tmp_path):
-    r = cli("diagnose", "--init", "zeros,small_normal,xavier_normal", "--activation",
-            "tanh,relu", "--depth", "3", "--width", "20", "--samples", "30", "--json",
-            "--png", "grid.png")
+def test_cli_several_combinations(cli):
+    r = cli("diagnose", "--init", "zeros,xavier_normal", "--activation", "tanh,relu",
+            "--depth", "3", "--width", "20", "--samples", "30", "--json")
     assert r.returncode == 0, r.stderr
     records = json.loads(r.stdout)
-    assert [(d["scheme"], d["activation"]) for d in records][:3] == \
-        [("zeros", "tanh"), ("zeros", "relu"), ("small_normal", "tanh")]
-    assert len(records) == 6
-    assert (tmp_path / "grid.png").read_bytes().startswith(PNG_MAGIC)
-    table = cli("diagnose", "--init", "zeros,xavier_normal", "--activation", "tanh",
-                "--depth", "3", "--width", "20")
-    assert "symmetric" in table.stdout and "healthy" in table.stdout
+    assert [(d["scheme"], d["activation"], d["verdict"]) for d in records] == [
+        ("zeros", "tanh", "symmetric"), ("zeros", "relu", "symmetric"),
+        ("xavier_normal", "tanh", "healthy"), ("xavier_normal", "relu", "healthy")]
 
 
-@pytest.mark.parametrize(("args", "match"), [
+def test_figures_have_a_panel_per_layer_and_a_row_per_run(tmp_path):
+    from tuner.diagnostics_plot import figure_many, figure_one, save_png
+
+    runs = diagnose_many("zeros,small_normal,xavier_normal", "tanh", depth=4, width=20,
+                         samples=30)
+    one = figure_one(runs[0])
+    titled = sorted(ax.get_title() for ax in one.get_axes() if ax.get_visible())
+    assert titled == sorted(["activation mean", "activation std", "gradient std (dL/dh, log)",
+                             "layer 1", "layer 2", "layer 3", "layer 4"])
+    many = figure_many(runs)
+    assert len([ax for ax in many.get_axes() if ax.get_visible()]) == 3 * (1 + 4)
+    labels = [ax.get_ylabel() for ax in many.get_axes() if ax.get_ylabel()]
+    assert labels == ["zeros\n+ tanh\nsymmetric", "small_normal\n+ tanh\nvanishing",
+                      "xavier_normal\n+ tanh\nhealthy"]
+    assert save_png(runs, tmp_path / "three.png").read_bytes().startswith(PNG_MAGIC)
+
+
+BAD_CLI = [
     (["--init", "he_normal", "--activation", "tanh"], "unknown init scheme 'he_normal'"),
     (["--init", "zeros", "--activation", "swish"], "unknown activation 'swish'"),
     (["--init", "zeros", "--activation", "tanh", "--depth", "0"], "depth must be"),
@@ -187,10 +199,23 @@ def test_cli_several_combinations(cli, tmp_path):
     (["--init", "zeros"], "Missing option '--activation'"),
     (["--init", "zeros", "--activation", "tanh", "--depth", "2", "--png", "no/such/dir.png"],
      "cannot write"),
-])
-def test_cli_bad_input(cli, args, match):
-    r = cli("diagnose", *args)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+]
+
+
+@pytest.mark.parametrize(("args", "match"), BAD_CLI)
+def test_cli_bad_input(args, match, capsys, tmp_path, monkeypatch):
+    """The CLI's own entry point, in process (the subprocess run below checks one for real)."""
+    from tuner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["diagnose", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert re.search(match, lines[0]), lines[0]
+
+
+def test_cli_bad_input_for_real(cli):
+    r = cli("diagnose", "--init", "he_normal", "--activation", "tanh")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: unknown init scheme 'he_normal'; valid: constant")
+    assert len(r.stderr.strip().splitlines()) == 1

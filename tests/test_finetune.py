@@ -96,7 +96,7 @@ def test_a_pretrained_study_runs(study_file, sqlite_url, tmp_path):
 
 @pytest.mark.slow
 def test_cli_pretrain_then_finetune(cli, study_file, tmp_path):
-    r = cli("pretrain", "--classes", "0-4", "--epochs", "3", "-p", "width=32", "-o", "src.pt")
+    r = cli("pretrain", "--classes", "0-4", "--epochs", "1", "-p", "width=32", "-o", "src.pt")
     assert r.returncode == 0, r.stderr
     assert re.search(r"wrote .*src\.pt: mlp, depth 2, width 32, relu, 64 features -> 5 classes",
                      r.stdout)
