@@ -9,16 +9,20 @@ pruning, so every trial trains all its epochs, and both sides train the same con
 :func:`tuner.workers.threads_per_worker`) on a fresh study in one scratch database. Sides
 alternate 1, 2, 1, 2, …; the ratio is of the medians. Two rates: *wall* from launching the
 workers to the last one's exit (process start-up included) and *steady* from the first trial's
-start to the last trial's end, read from the storage.
+start to the last trial's end, read from the storage. It also prints the CPU time per trial
+spent in the workers (start-up included) and in the PostgreSQL server: on 2 cores the server's
+share is what 2 workers cannot have.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import optuna
 from _common import enqueue, fixed_params, machine, scratch_pg
@@ -29,15 +33,38 @@ from tuner.study import prepare_study
 from tuner.workers import run_jobs, threads_per_worker
 
 
+def postgres_cpu_s() -> float:
+    """CPU seconds used so far by the local PostgreSQL server (Linux /proc): its live
+    processes, plus the backends that already ended (in the postmaster's children times)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            if fields[0].endswith("(postgres"):
+                total += sum(int(x) for x in fields[1].split()[11:15])  # u/s time, children's
+        except (OSError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def one_side(config, params, url: str, jobs: int, tag: str) -> tuple[float, float]:
-    """(wall, steady) finished trials per minute of ``jobs`` workers."""
+    """(wall, steady) finished trials per minute of ``jobs`` workers; also prints the CPU
+    each trial cost in the workers and in the PostgreSQL server."""
     config = config.with_overrides(name=f"bench-{tag}")
     enqueue(prepare_study(config, open_storage(url)), params)
+    pg_before = postgres_cpu_s()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = run_jobs(config, url, jobs=jobs)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    worker_cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    pg_cpu = postgres_cpu_s() - pg_before
+    print(f"    {jobs} worker(s): CPU per trial {1000 * worker_cpu / len(params):.0f} ms in the "
+          f"workers, {1000 * pg_cpu / len(params):.0f} ms in PostgreSQL (whole server)")
     done = [t for t in result.study.get_trials(deepcopy=False) if t.state.is_finished()]
-    assert len(done) == len(params) and all(t.state.name == "COMPLETE" for t in done), \
+    # Diverging configurations end early as pruned ones, the same on both sides.
+    assert len(done) == len(params) and all(t.state.name != "FAIL" for t in done), \
         f"{tag}: {len(done)} finished of {len(params)}"
     first = min(t.datetime_start for t in done)
     last = max(t.datetime_complete for t in done)
