@@ -22,7 +22,7 @@ import contextlib
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -139,15 +139,6 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 # --------------------------------------------------------------------------- helpers
-def epoch_batches(
-    n: int, batch_size: int, device: torch.device, generator: torch.Generator | None
-) -> Iterator[torch.Tensor]:
-    """Row indices ``(≤ batch_size,)`` of one epoch: a fresh permutation of ``range(n)``, cut in
-    order (the last batch may be short). The packed trainer draws the same sequence."""
-    perm = torch.randperm(n, device=device, generator=generator)
-    return iter(perm.split(batch_size))
-
-
 @torch.no_grad()
 def evaluate_sums(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None
@@ -198,24 +189,28 @@ def train(
     optimizer = make_optimizer(model, cfg)
     step = bare_step(optimizer) if scaler is None else None
     params = [p for p in model.parameters() if p.requires_grad]
+    one = torch.ones((), device=device)  # d loss / d loss, made once rather than per backward
     history: list[EpochStats] = []
     model.train()
     for epoch in range(1, cfg.epochs + 1):
-        # -- one pass over a fresh permutation; the loss sum stays on the device
+        # -- one pass over a fresh permutation, gathered once per epoch: the batches are then
+        #    contiguous views (the same rows, in the same order, as indexing batch by batch)
+        perm = torch.randperm(n, device=device, generator=generator)
+        xs, ys = x[perm].split(cfg.batch_size), y[perm].split(cfg.batch_size)
         loss_sum = torch.zeros((), device=device)
-        for idx in epoch_batches(n, cfg.batch_size, device, generator):
+        for xb, yb in zip(xs, ys, strict=True):
             with autocast(device, dtype):
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                loss = nn.functional.cross_entropy(model(xb), yb)
             for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its profiler scope
                 p.grad = None
             if step is not None:
-                loss.backward()
+                loss.backward(one)
                 step()
             else:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-            loss_sum.add_(loss.detach().float(), alpha=idx.shape[0])
+            loss_sum.add_(loss.detach().float(), alpha=len(yb))
         # -- evaluate, then read all three numbers in one synchronisation
         val_loss_sum, correct = evaluate_sums(model, data.x_val, data.y_val, dtype)
         train_sum, val_sum, n_correct = torch.stack(

@@ -5,8 +5,9 @@ leading member dimension ``K``, and one ``vmap`` of the model's functional forwa
 them at once. Each member keeps everything that makes its run its own:
 
 * its initial weights (built by the caller, e.g. under ``torch.manual_seed(trial_seed)``),
-* its batch order: a generator per member, drawn exactly as :func:`tuner.training.epoch_batches`
-  draws it, so member ``k`` sees the same batches as its model trained alone,
+* its batch order: a generator per member, one ``randperm`` per epoch cut into batches in
+  order, as :func:`tuner.training.train` draws it, so member ``k`` sees the same batches as its
+  model trained alone,
 * its learning rate and weight decay (:mod:`tuner.packing._optim`),
 * its fate: after every epoch the caller decides per member whether it goes on; stopped and
   diverged members leave the population, the others carry on.

@@ -1,0 +1,119 @@
+"""(d) tuner's overhead per trial vs the bare training time, on SQLite (and in memory).
+
+    .venv/bin/python benchmarks/bench_overhead.py [--trials 30] [--rounds 3]
+
+The quickstart study as it ships (digits, MLP 2x64, 10 epochs, TPE, median pruner) runs
+through :func:`tuner.study.optimize` (the ``tuner run`` path) on a SQLite file and in memory,
+with the study's defaults (init health check, per-trial pictures) and with pictures off. The
+sampler is seeded and training is deterministic, so every run draws the same trials (checked).
+Trials are not queued in advance: Optuna's cache re-reads every WAITING trial from the database
+on each read, which would inflate the storage cost. Then every trial is replayed bare: seed,
+build, initialise and train the same configuration for exactly the epochs it trained in the
+study (pruned trials train less), with no Optuna and no storage. Runs
+alternate within each round; medians over rounds. Overhead = (study time − bare time) / bare.
+The storage-only figure (each storage vs in-memory) is bench_storage.py's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+from _common import machine
+
+from tuner.config import load_config
+from tuner.data import load_dataset
+from tuner.init import apply_init
+from tuner.models import MODELS, ModelSpec
+from tuner.objectives import trial_seed
+from tuner.results import trial_params
+from tuner.storage import open_storage
+from tuner.study import optimize, prepare_study
+from tuner.training import TrainConfig, train, use_cpu_threads
+
+
+def study_run(config, n_trials, storage) -> tuple[float, list[tuple[dict, int, int]]]:
+    """Seconds for the whole run, and (params, trial number, epochs trained) per trial."""
+    study = prepare_study(config, storage)
+    started = time.perf_counter()
+    optimize(study, config, n_trials=n_trials, budget=None)
+    elapsed = time.perf_counter() - started
+    done = [(trial_params(t), t.number, len(t.user_attrs["curve"]["val_loss"]))
+            for t in study.get_trials(deepcopy=False)]
+    return elapsed, done
+
+
+def bare_run(config, done) -> float:
+    """The same trainings with nothing around them: seconds."""
+    data = load_dataset("digits", seed=config.seed)
+    settings = {p.name: p.value for p in config.space.params if p.kind == "fixed"}
+    started = time.perf_counter()
+    for hp, number, epochs in done:
+        hp = {**settings, **hp}
+        if epochs == 0:
+            continue
+        seed = trial_seed(config.seed, number)
+        torch.manual_seed(seed)
+        spec = ModelSpec(data.n_features, data.n_classes, None, hp["depth"], hp["width"],
+                         hp["activation"])
+        model = apply_init(MODELS.get("mlp")(spec), hp["init"], hp["activation"])
+        cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=epochs,
+                          optimizer=hp["optimizer"], momentum=hp["momentum"])
+        train(model, data, cfg, generator=torch.Generator().manual_seed(seed))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    use_cpu_threads()
+    config = load_config("studies/quickstart.toml", n_trials=args.trials)
+    no_pictures = config.to_dict()
+    no_pictures["objective"]["artifacts"] = False
+    from tuner.config import config_from_dict
+
+    plain = config_from_dict(no_pictures, config.source)
+    kinds = {"sqlite": config, "sqlite, no pictures": plain, "in-memory": config}
+    times: dict[str, list[float]] = {k: [] for k in [*kinds, "bare"]}
+    print(f"machine: {machine()}")
+    print(f"quickstart study, {args.trials} identical trials, {args.rounds} rounds")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TUNER_ARTIFACT_DIR"] = str(Path(tmp) / "artifacts")
+        study_run(plain.with_overrides(name="warm-up"), 3, optuna.storages.InMemoryStorage())
+        for r in range(args.rounds):
+            runs = []
+            for kind, cfg in kinds.items():
+                db = Path(tmp) / f"{r}-{len(times[kind])}-{len(kind)}.db"
+                storage = (optuna.storages.InMemoryStorage() if kind == "in-memory"
+                           else open_storage(f"sqlite:///{db}"))
+                elapsed, done = study_run(cfg.with_overrides(name=f"b{r}{len(kind)}"),
+                                          args.trials, storage)
+                runs.append(done)
+                times[kind].append(elapsed / args.trials)
+            if any(done != runs[0] for done in runs):
+                print("  warning: the runs drew different trials; per-trial times still compare")
+            times["bare"].append(bare_run(config, runs[0]) / args.trials)
+            print(f"  round {r + 1}: " + "  ".join(f"{k} {v[-1] * 1000:.0f} ms"
+                                                  for k, v in times.items()), flush=True)
+    bare = statistics.median(times["bare"])
+    print(f"{'per trial':<22} {'ms':>7} {'overhead vs bare':>17}")
+    print(f"{'bare training':<22} {bare * 1000:7.1f}")
+    for kind in kinds:
+        t = statistics.median(times[kind])
+        print(f"{'tuner, ' + kind:<22} {t * 1000:7.1f} {(t - bare) * 1000:8.1f} ms "
+              f"{(t - bare) / bare:6.1%}")
+    print(f"goal: under 10% on SQLite; load average after: "
+          f"{machine().rsplit('load average ', 1)[1]}")
+
+
+if __name__ == "__main__":
+    main()
