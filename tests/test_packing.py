@@ -191,3 +191,17 @@ def test_bad_pack_or_device_on_the_command_line(cli, study_file, args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+@pytest.mark.slow
+def test_workers_claim_packs_and_keep_the_exact_budget(cli, study_file, sqlite_url):
+    name = unique("wpack")
+    path = study_file(study={"name": name, "n_trials": 7, "pack": 3},
+                      objective={"artifacts": False}, space={"batch_size": 16})
+    proc = cli("run", str(path), "--storage", sqlite_url, "--jobs", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    more = cli("worker", name, "--storage", sqlite_url, "--pack", "4", "-q")
+    assert more.returncode == 0, more.stderr
+    study = optuna.load_study(study_name=name, storage=sqlite_url)
+    assert len(study.trials) == 7, "two workers taking packs of up to 3 stop at the budget"
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)

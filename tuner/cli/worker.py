@@ -8,6 +8,7 @@ import typer
 
 from tuner.cli._app import app, storage_option
 from tuner.cli._progress import TrialProgress
+from tuner.cli.run import DEVICE_HELP, PACK_HELP
 
 
 @app.command()
@@ -32,6 +33,8 @@ def worker(
         "together with the `tuner run` that creates it).",
     ),
     salt: int | None = typer.Option(None, "--salt", min=0, hidden=True),
+    pack: int | None = typer.Option(None, "--pack", min=1, help=PACK_HELP),
+    device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Join a stored study and run trials until the study as a whole has its budget.
@@ -48,8 +51,13 @@ def worker(
         logging.getLogger("tuner").setLevel(logging.WARNING)
     url = resolve_url(storage)
     header = f"worker on study {name!r} · storage {mask_url(url)}"
+    if device is not None:
+        from tuner.device import check_device
+
+        check_device(device, "--device")
     result = work(name, url, n_trials=n_trials, timeout=timeout, threads=threads, wait_s=wait,
-                  seed_salt=salt, progress=TrialProgress(quiet=quiet, header=header))
+                  seed_salt=salt, progress=TrialProgress(quiet=quiet, header=header),
+                  pack=pack, device=device)
     metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
     if not quiet or result.interrupted:
         _report(result, metric, url)

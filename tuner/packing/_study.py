@@ -105,6 +105,34 @@ def optimize_packed(
         study._thread_local.in_optimize_loop = False
 
 
+def optimize_claimed(
+    study: optuna.Study,
+    objective: str,
+    fn: ObjectiveFn,
+    ctx: ObjectiveContext,
+    pack: int,
+    *,
+    claimable: int,
+    begin: Callable[[optuna.Trial], None],
+    release: Callable[[], None],
+) -> int:
+    """A worker's packed claim: ask ``min(pack, claimable)`` trials (at least one), call
+    ``release()`` as soon as the last of them exists (the next worker may claim), then train
+    them as :func:`optimize_packed` does. Returns how many trials were asked."""
+    k = max(1, min(pack, claimable))
+    asked: list[int] = []
+
+    def begin_then_release(trial: optuna.Trial) -> None:
+        begin(trial)
+        asked.append(trial.number)
+        if len(asked) == k:
+            release()
+
+    optimize_packed(study, objective, fn, ctx, k, n_trials=k, timeout=None,
+                    begin=begin_then_release)
+    return len(asked)
+
+
 def _run_round(study: optuna.Study, trials: list[optuna.Trial], fn: ObjectiveFn,
                ctx: ObjectiveContext, spec: PackSpec | None,
                callbacks: Sequence[Callback]) -> None:

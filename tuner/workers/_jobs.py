@@ -68,6 +68,19 @@ class _Worker:
                 print(f"worker {self.index}: {line}", file=sys.stderr, flush=True)
 
 
+def _gpu(index: int, config: StudyConfig) -> list[str]:
+    """``--device cuda:N`` for worker ``index`` when this machine has several GPUs, so the
+    workers spread over them (:func:`tuner.device.worker_device`); nothing otherwise."""
+    import torch
+
+    requested = config.objective_settings.get("device")
+    if requested is None or torch.cuda.device_count() < 2:
+        return []
+    from tuner.device import worker_device
+
+    return ["--device", worker_device(index, requested)]
+
+
 def run_jobs(
     config: StudyConfig,
     storage_url: str | None = None,
@@ -96,7 +109,7 @@ def run_jobs(
         progress.start(study, remaining, timeout)
     try:
         for i in range(jobs):
-            workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1)], env))
+            workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1), *_gpu(i, config)], env))
         while any(w.proc.poll() is None for w in workers):
             time.sleep(0.5)
             _report_new(study, seen, result, progress)

@@ -72,20 +72,25 @@ def work(
     wait_s: float = 0.0,
     seed_salt: int | None = None,
     progress: ProgressHook | None = None,
+    pack: int | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Join stored study ``name`` and run trials until it has its budget of finished trials.
 
     ``n_trials``: at most this many trials from this worker. ``threads``: torch threads
     (default: torch's own choice, all cores). ``wait_s``: wait this long for the study to be
     created (workers started together with the process that creates it). ``seed_salt`` makes
-    this worker's sampler seed differ from the others' (default: random).
+    this worker's sampler seed differ from the others' (default: random). ``pack`` and
+    ``device`` override the stored ``[study] pack`` and ``[objective] device`` for this worker.
     """
     if threads is not None:
         set_torch_threads(threads)
     url = resolve_url(storage_url)
     storage = open_storage(url, must_exist=True)
     study = _wait_for_study(name, storage, wait_s)
-    config = worker_config(study)
+    config = worker_config(study, device)
+    if pack is not None:
+        config = config.with_overrides(pack=pack)
     if seed_salt is None:
         seed_salt = random.SystemRandom().randrange(1, 2**31)
     return run_worker(study, config, storage, claim_lock(url, storage, name),
@@ -104,11 +109,12 @@ def _wait_for_study(name: str, storage: BaseStorage, wait_s: float) -> optuna.St
         time.sleep(1.0)
 
 
-def worker_config(study: optuna.Study) -> StudyConfig:
-    """The stored study file of ``study``, its objective imported on this machine."""
+def worker_config(study: optuna.Study, device: str | None = None) -> StudyConfig:
+    """The stored study file of ``study``, its objective imported on this machine (to run on
+    ``device`` when given)."""
     name = study.study_name
     try:
-        config = stored_config(study)
+        config = stored_config(study, device)
     except ObjectiveError as e:
         raise ObjectiveError(
             f"study {name!r}: {e}; every worker must be able to import the study's objective "
@@ -150,10 +156,13 @@ def run_worker(
     mine: dict[int, int] = {}  # trial number -> trial id, for this worker
     failures: list[FrozenTrial] = []
 
-    def objective(trial: optuna.Trial) -> float:
-        lock.release()  # the trial exists: the next worker may claim its own
+    def began(trial: optuna.Trial) -> None:
         mine[trial.number] = trial._trial_id
         result.trial_numbers.append(trial.number)
+
+    def objective(trial: optuna.Trial) -> float:
+        lock.release()  # the trial exists: the next worker may claim its own
+        began(trial)
         try:
             return config.spec.fn(trial, ctx)
         except optuna.TrialPruned:
@@ -180,7 +189,14 @@ def run_worker(
             try:
                 _fail_stale_trials(study)
                 decision, finished, running = decide(study, storage, budget)
-                if decision is Decision.GO:
+                if decision is Decision.GO and config.pack > 1:  # K per claim: tuner.packing
+                    from tuner.packing import optimize_claimed
+
+                    left = budget if n_trials is None else n_trials - len(result.trial_numbers)
+                    optimize_claimed(study, config.objective, config.spec.fn, ctx, config.pack,
+                                     claimable=min(budget - finished - running, left),
+                                     begin=began, release=lock.release)
+                elif decision is Decision.GO:
                     study.optimize(objective, n_trials=1, catch=(Exception,),
                                    gc_after_trial=False)
             except UpdateFinishedTrialError:
@@ -207,14 +223,14 @@ def run_worker(
                 time.sleep(_poll_s(storage))
                 continue
             waiting_noted = False
-            if len(result.trial_numbers) > before:
-                trial = study._storage.get_trial(mine[result.trial_numbers[-1]])
+            for number in result.trial_numbers[before:]:  # one, or a pack
+                trial = study._storage.get_trial(mine[number])
                 failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
                 if progress is not None:
                     progress.trial_finished(trial, _best_value(study))
     except KeyboardInterrupt:
         result.interrupted = True
-        last = result.trial_numbers[-1:]  # earlier trials of this worker are finished
+        last = result.trial_numbers[-config.pack:]  # earlier trials of this worker are finished
         _fail_running(study, {n: mine[n] for n in last if n in mine}, "interrupted")
     finally:
         lock.release()
