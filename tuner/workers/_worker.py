@@ -237,7 +237,11 @@ def run_worker(
         if progress is not None:
             progress.stop()
     result.elapsed_s = time.monotonic() - started
-    _raise_if_hopeless(study, result, failures)
+    # "Every trial diverged" is judged over the whole study: one worker's one or two trials
+    # say little about the learning-rate range.
+    everyone = RunResult(study, [t.number for t in study.get_trials(deepcopy=False)],
+                         interrupted=result.interrupted)
+    _raise_if_hopeless(study, everyone, failures)
     return result
 
 
