@@ -85,8 +85,9 @@ def test_compare_cli_writes_plot_table_and_raw_results(cli, study_file, tmp_path
     [(["--samplers", "random,nope"], "unknown sampler 'nope'"),
      (["--repeats", "0"], "--repeats"), (["--target-share", "2"], "--target-share")],
 )
-def test_compare_cli_bad_input(cli, study_file, args, message):
-    proc = cli("compare", str(study_file()), "-o", "out", *args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+def test_compare_cli_bad_input(capsys, study_file, tmp_path, args, message):
+    from tuner.cli import main  # in process: the entry point's own error handling
+
+    assert main(["compare", str(study_file()), "-o", str(tmp_path / "out"), *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]

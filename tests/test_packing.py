@@ -186,10 +186,11 @@ def test_bad_pack_in_study_file(study_file, pack, match):
     [(["--pack", "0"], "--pack"), (["--pack", "x"], "--pack"),
      (["--device", "cuda"], "no CUDA GPU"), (["--device", "tpu"], "must be auto, cpu")],
 )
-def test_bad_pack_or_device_on_the_command_line(cli, study_file, args, message):
-    proc = cli("run", str(study_file()), *args)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
+def test_bad_pack_or_device_on_the_command_line(capsys, study_file, sqlite_url, args, message):
+    from tuner.cli import main  # in process: the entry point's own error handling
+
+    assert main(["run", str(study_file()), "--storage", sqlite_url, *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
