@@ -119,7 +119,7 @@ def test_unknown_study_in_an_existing_storage(cli, study_file):
     assert cli("run", str(study_file(study={"n_trials": 1}))).returncode == 0
     for command in (["resume", "ghost"], ["show", "ghost"], ["export", "ghost"],
                     ["delete", "ghost", "--yes"]):
-        assert "no study named 'ghost'; stored studies: tiny" in _one_error_line(cli(*command))
+        assert "no study named 'ghost' in this storage; stored studies: tiny" in _one_error_line(cli(*command))
 
 
 def test_passwords_never_reach_the_terminal(cli, study_file):
