@@ -27,7 +27,7 @@ from pathlib import Path
 import optuna
 from _common import enqueue, fixed_params, machine, scratch_pg
 
-from tuner.config import load_config
+from tuner.config import config_from_dict, load_config
 from tuner.storage import open_storage
 from tuner.study import prepare_study
 from tuner.workers import run_jobs, threads_per_worker
@@ -76,13 +76,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=40)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None, help="default: the study file's")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    config = load_config("studies/quickstart.toml", sampler="random", n_trials=args.trials)
-    config = config.with_overrides(pruner="none")
+    raw = load_config("studies/quickstart.toml").to_dict()
+    raw["study"].update(sampler="random", pruner="none", n_trials=args.trials)
+    if args.epochs:
+        raw["objective"]["epochs"] = args.epochs
+    config = config_from_dict(raw, "studies/quickstart.toml")
     params = fixed_params(config, args.trials)
     print(f"machine: {machine()}")
-    print(f"quickstart objective, no pruning, {args.trials} identical trials per side, "
+    print(f"quickstart objective ({config.objective_settings['epochs']} epochs), no pruning, "
+          f"{args.trials} identical trials per side, "
           f"threads per worker: 1 worker {threads_per_worker(1)}, 2 workers "
           f"{threads_per_worker(2)}; {args.rounds} rounds")
     rates: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
