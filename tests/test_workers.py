@@ -103,8 +103,8 @@ def test_sigkilled_workers_trial_is_retried_with_the_same_params(any_url: str,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, storage", [(signal.SIGINT, "sqlite"), (signal.SIGTERM, "postgres")],
-                         ids=["sigint-sqlite", "sigterm-postgres"])
+@pytest.mark.parametrize("sig, storage", [(signal.SIGINT, "postgres"), (signal.SIGTERM, "sqlite")],
+                         ids=["sigint-postgres", "sigterm-sqlite"])  # SIGINT on SQLite: --jobs
 def test_signal_stops_a_worker_cleanly_and_resume_completes(
     sig: signal.Signals, storage: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
