@@ -77,9 +77,10 @@ def work(
 ) -> RunResult:
     """Join stored study ``name`` and run trials until it has its budget of finished trials.
 
-    ``n_trials``: at most this many trials from this worker. ``threads``: torch threads
-    (default: torch's own choice, all cores). ``wait_s``: wait this long for the study to be
-    created (workers started together with the process that creates it). ``seed_salt`` makes
+    ``n_trials``: at most this many trials from this worker. ``threads``: torch threads for
+    its training (default: the training's own setting, ``$TUNER_CPU_THREADS``). ``wait_s``:
+    wait this long for the study to be created (workers started together with the process
+    that creates it). ``seed_salt`` makes
     this worker's sampler seed differ from the others' (default: random). ``pack`` and
     ``device`` override the stored ``[study] pack`` and ``[objective] device`` for this worker.
     """
