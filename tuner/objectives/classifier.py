@@ -8,6 +8,7 @@ weight_decay, depth, width, optimizer, momentum (each may also be fixed or left 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,18 +107,36 @@ def _load(settings: dict[str, Any], seed: int, device: str | torch.device) -> Da
     return load_dataset(settings["dataset"], seed=seed, device=str(device), **options)
 
 
-def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
-    """Train one configuration; report the metric at the epochs the pruner can act on
-    (:mod:`tuner.cadence`); return the last epoch's value."""
-    hp = ctx.suggest(trial)
-    s = ctx.settings
-    device = resolve_device(s["device"])
-    # The split is seeded by the study seed, so every trial sees the same data.
+@dataclass
+class TrialSetup:
+    """One trial, ready to train: what :func:`prepare_trial` builds for the sequential loop and
+    for a packed population (:mod:`tuner.packing`) alike, so both start from the same state."""
+
+    trial: optuna.Trial
+    data: Dataset
+    model: torch.nn.Module
+    cfg: TrainConfig
+    generator: torch.Generator
+    pictures: artifacts.TrialPictures
+    curve: list[EpochStats] = field(default_factory=list)
+
+
+def trial_data(ctx: ObjectiveContext) -> Dataset:
+    """The study's dataset on the training device, loaded once per process.
+
+    The split is seeded by the study seed, so every trial sees the same data."""
+    device = resolve_device(ctx.settings["device"])
     key = f"data:{device}"
     if key not in ctx.cache:
-        ctx.cache[key] = _load(s, seed=ctx.seed, device=device)
-    data: Dataset = ctx.cache[key]
+        ctx.cache[key] = _load(ctx.settings, seed=ctx.seed, device=device)
+    return ctx.cache[key]
 
+
+def prepare_trial(trial: optuna.Trial, hp: dict[str, Any], ctx: ObjectiveContext) -> TrialSetup:
+    """Seed, build and initialise the trial's model; capture its init picture; set its config."""
+    s = ctx.settings
+    data = trial_data(ctx)
+    device = data.x_train.device
     seed = ctx.trial_seed(trial)
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -131,41 +150,59 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
                       momentum=hp["momentum"])
     if trial.user_attrs.get("batch_size") != cfg.batch_size:  # a searched one is stored already
         trial.set_user_attr("batch_size", cfg.batch_size)
+    return TrialSetup(trial, data, model, cfg, generator, pictures)
 
-    curve: list[EpochStats] = []
-    steps = trial_report_steps(trial, cfg.epochs)  # only where the pruner can act: tuner.cadence
+
+def check_init(setup: TrialSetup, hp: dict[str, Any], ctx: ObjectiveContext) -> None:
+    """Record the init's health; a dead init (symmetric, vanishing …) is pruned before epoch 1."""
+    health.check_trial_init(setup.trial, setup.model, setup.data, hp["activation"], ctx.metric,
+                            ctx.settings["prune_dead_inits"])
+
+
+def finish_trial(setup: TrialSetup, prune_reason: str | None) -> None:
+    """The trial's last writes: why it was pruned, its learning curve (one write), pictures."""
+    if prune_reason is not None:
+        setup.trial.set_user_attr("prune_reason", prune_reason)
+    history = {
+        "train_loss": [c.train_loss for c in setup.curve],
+        "val_loss": [c.val_loss for c in setup.curve],
+        "val_accuracy": [c.val_accuracy for c in setup.curve],
+    }
+    setup.trial.set_user_attr("curve", history)
+    setup.pictures.save(history)
+
+
+def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
+    """Train one configuration; report the metric at the epochs the pruner can act on
+    (:mod:`tuner.cadence`); return the last epoch's value."""
+    hp = ctx.suggest(trial)
+    setup = prepare_trial(trial, hp, ctx)
+    steps = trial_report_steps(trial, setup.cfg.epochs)  # only where the pruner can act
 
     def on_epoch(stats: EpochStats) -> None:
-        curve.append(stats)
+        setup.curve.append(stats)
         if stats.epoch in steps:
-            trial.report(_metric(stats, ctx.metric), stats.epoch)
+            trial.report(metric_of(stats, ctx.metric), stats.epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
 
+    prune_reason = None
     try:
-        # Record the init's health; a dead init (symmetric, vanishing …) stops before epoch 1.
-        health.check_trial_init(trial, model, data, hp["activation"], ctx.metric,
-                                s["prune_dead_inits"])
-        train(model, data, cfg, on_epoch=on_epoch, generator=generator)
+        check_init(setup, hp, ctx)
+        train(setup.model, setup.data, setup.cfg, on_epoch=on_epoch, generator=setup.generator)
     except Diverged as e:
-        trial.set_user_attr("prune_reason", str(e))
-        raise optuna.TrialPruned(str(e)) from None
+        prune_reason = str(e)
+        raise optuna.TrialPruned(prune_reason) from None
     except optuna.TrialPruned as e:
-        trial.set_user_attr("prune_reason", str(e))
+        prune_reason = str(e)
         raise
     finally:
-        # One write per trial: the learning curve, for reports and the dashboard.
-        history = {
-            "train_loss": [c.train_loss for c in curve],
-            "val_loss": [c.val_loss for c in curve],
-            "val_accuracy": [c.val_accuracy for c in curve],
-        }
-        trial.set_user_attr("curve", history)
-        pictures.save(history)
-    return _metric(curve[-1], ctx.metric)
+        finish_trial(setup, prune_reason)
+    return metric_of(setup.curve[-1], ctx.metric)
 
 
-def _metric(stats: EpochStats, metric: str) -> float:
+def metric_of(stats: EpochStats, metric: str) -> float:
+    """The value of ``metric`` (``val_accuracy`` or ``val_loss``) in one epoch's statistics."""
     return stats.val_accuracy if metric == "val_accuracy" else stats.val_loss
 
 

@@ -1,10 +1,10 @@
 """The built-in classifier, packed: K trials of one architecture and batch size as one population.
 
-Each member is set up exactly as :func:`tuner.objectives.classifier.classifier` sets up a trial
-(same seed, same init, same health check, same pictures, same user attributes), so a packed
+Each member is set up and finished by the classifier's own ``prepare_trial`` / ``check_init`` /
+``finish_trial`` (same seed, init, health check, pictures and user attributes), so a packed
 member reaches the result of the same trial run alone; only the training loop differs
-(:func:`tuner.packing.train_population` instead of :func:`tuner.training.train`). Keep the two
-in step: ``tests/test_packing.py`` runs one study both ways and compares every trial.
+(:func:`tuner.packing.train_population` instead of :func:`tuner.training.train`).
+``tests/test_packing.py`` runs one study both ways and compares every trial.
 
 Members may differ in ``lr``, ``weight_decay`` and ``init`` (any scheme that draws weights); all
 other parameters must match. Knobs that only act on ``init = "pretrained"`` are ignored for the
@@ -16,19 +16,22 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-import torch
 
-from tuner import artifacts, finetune, health
+from tuner import finetune
 from tuner.cadence import trial_report_steps
-from tuner.device import resolve_device
 from tuner.init import SCHEMES
-from tuner.models import MODELS, ModelSpec
 from tuner.objectives import ObjectiveContext
-from tuner.objectives.classifier import _load, _metric
+from tuner.objectives.classifier import (
+    TrialSetup,
+    check_init,
+    finish_trial,
+    metric_of,
+    prepare_trial,
+)
 from tuner.packing._optim import STACKED_OPTIMIZERS
 from tuner.packing._population import can_stack, train_population
 from tuner.packing._study import PACKERS, Outcome, PackSpec
-from tuner.training import EpochStats, TrainConfig
+from tuner.training import EpochStats
 
 PER_MEMBER = ("lr", "weight_decay", "init")
 SHARED = ("batch_size", "activation", "optimizer", "momentum", "depth", "width")
@@ -50,81 +53,46 @@ def train_members(
     members: list[tuple[optuna.Trial, dict[str, Any]]], ctx: ObjectiveContext
 ) -> dict[int, Outcome]:
     """Train ``members`` (trial, params) of one group together; see the module doc."""
-    s = ctx.settings
-    device = resolve_device(s["device"])
-    key = f"data:{device}"  # the classifier's own cache entry: one copy of the data
-    if key not in ctx.cache:
-        ctx.cache[key] = _load(s, seed=ctx.seed, device=device)
-    data = ctx.cache[key]
     outcomes: dict[int, Outcome] = {}
-    live: list[dict[str, Any]] = []
+    live: list[TrialSetup] = []
     for trial, hp in members:
-        seed = ctx.trial_seed(trial)
-        torch.manual_seed(seed)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"],
-                         hp["width"], hp["activation"])
-        model = finetune.init_model(MODELS.get(s["model"])(spec), hp, s).to(device)
-        pictures = artifacts.TrialPictures.capture(trial, ctx, model, data.x_val, hp)
-        cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
-                          optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
-                          momentum=hp["momentum"])
-        if trial.user_attrs.get("batch_size") != cfg.batch_size:
-            trial.set_user_attr("batch_size", cfg.batch_size)
-        member = {"trial": trial, "model": model, "cfg": cfg, "generator": generator,
-                  "pictures": pictures, "curve": []}
+        setup = prepare_trial(trial, hp, ctx)
         try:
-            health.check_trial_init(trial, model, data, hp["activation"], ctx.metric,
-                                    s["prune_dead_inits"])
+            check_init(setup, hp, ctx)
         except optuna.TrialPruned as e:
-            _finish(member, f"{e}")
+            finish_trial(setup, str(e))
             outcomes[trial.number] = Outcome(pruned=True)
             continue
-        live.append(member)
-    if not live or not can_stack([m["model"] for m in live]):
+        live.append(setup)
+    if not live or not can_stack([m.model for m in live]):
         return outcomes  # the rest run alone
-    steps = trial_report_steps(live[0]["trial"], s["epochs"])
+    steps = trial_report_steps(live[0].trial, ctx.settings["epochs"])
+    reasons: dict[int, str] = {}
 
     def on_epoch(k: int, stats: EpochStats) -> bool:
         member = live[k]
-        member["curve"].append(stats)
+        member.curve.append(stats)
         if stats.epoch in steps:
-            trial = member["trial"]
-            trial.report(_metric(stats, ctx.metric), stats.epoch)
-            if trial.should_prune():
-                member["reason"] = f"pruned after epoch {stats.epoch}"
+            member.trial.report(metric_of(stats, ctx.metric), stats.epoch)
+            if member.trial.should_prune():
+                reasons[k] = f"pruned after epoch {stats.epoch}"
                 return False
         return True
 
-    runs = train_population([m["model"] for m in live], data, [m["cfg"] for m in live],
-                            [m["generator"] for m in live], on_epoch)
-    for member, run in zip(live, runs, strict=True):
-        number = member["trial"].number
+    runs = train_population([m.model for m in live], live[0].data, [m.cfg for m in live],
+                            [m.generator for m in live], on_epoch)
+    for k, (member, run) in enumerate(zip(live, runs, strict=True)):
+        number = member.trial.number
         if run.diverged is not None:
-            _finish(member, str(run.diverged))
+            finish_trial(member, str(run.diverged))
             outcomes[number] = Outcome(pruned=True)
         elif run.stopped:
-            _finish(member, member["reason"])
+            finish_trial(member, reasons[k])
             outcomes[number] = Outcome(pruned=True)
         else:
-            _finish(member, None)
-            outcomes[number] = Outcome(value=_metric(run.history[-1], ctx.metric))
+            finish_trial(member, None)
+            outcomes[number] = Outcome(value=metric_of(run.history[-1], ctx.metric))
     return outcomes
-
-
-def _finish(member: dict[str, Any], prune_reason: str | None) -> None:
-    """The classifier's last writes: why it was pruned, the learning curve, the pictures."""
-    trial = member["trial"]
-    if prune_reason is not None:
-        trial.set_user_attr("prune_reason", prune_reason)
-    curve: list[EpochStats] = member["curve"]
-    history = {
-        "train_loss": [c.train_loss for c in curve],
-        "val_loss": [c.val_loss for c in curve],
-        "val_accuracy": [c.val_accuracy for c in curve],
-    }
-    trial.set_user_attr("curve", history)
-    member["pictures"].save(history)
 
 
 PACKERS.add("classifier", PackSpec(key=group_key, train=train_members))
