@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tuner.config import dump_toml
+
 TUNER = str(Path(sys.executable).parent / "tuner")
 PG_ADMIN_URL = os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -29,25 +31,8 @@ TINY = {
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """A tiny TOML writer for test study files (tables of scalars, lists and inline tables)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-
-    lines = []
-    for section, table in data.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {value(v)}" for k, v in table.items()]
-        lines.append("")
-    return "\n".join(lines)
+    """Test study files are written by the same writer the report uses for stored configs."""
+    return dump_toml(data)
 
 
 def merged(base: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import __version__
+from tuner.config import dump_toml
 from tuner.errors import ConfigError
 from tuner.report import _figures as figs
 from tuner.report._gallery import Gallery
@@ -194,23 +195,5 @@ def _settings(config: dict[str, Any]) -> str:
     if not config:
         return ("<h2>Settings</h2><p class='note'>This study was created outside tuner: it "
                 "stores no study file.</p>")
-    text = escape(_toml(config), quote=False)
+    text = escape(dump_toml(config), quote=False)
     return f"<h2>Settings (the stored study file)</h2><pre>{text}</pre>"
-
-
-def _toml(config: dict[str, Any]) -> str:
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-
-    # TOML has no null: unset options are left out; so are empty tables.
-    return "\n".join(
-        f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items() if v is not None)
-        for name, table in config.items() if isinstance(table, dict) and table)
