@@ -257,11 +257,13 @@ def optimize(
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         running.pop(trial.number, None)
         failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
+        # One read of the (cached) trials serves both the progress line and the budget.
+        trials = study.get_trials(deepcopy=False)
         if progress is not None:
-            progress.trial_finished(trial, _best_value(study))
+            progress.trial_finished(trial, _best_value(study, trials))
         if len(failures) >= MAX_CONSECUTIVE_FAILURES:
             study.stop()
-        if budget is not None and n_finished(study) >= budget:
+        if budget is not None and sum(t.state in FINISHED for t in trials) >= budget:
             study.stop()
 
     if progress is not None:
@@ -287,9 +289,14 @@ def optimize(
     return result
 
 
-def _best_value(study: optuna.Study) -> float | None:
-    best = best_trial(study)
-    return None if best is None else best.value
+def _best_value(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> float | None:
+    """The best complete value, from ``trials`` when the caller has read them already."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not values:
+        return None
+    return max(values) if study.direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
 
 
 def _fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> None:
