@@ -133,3 +133,23 @@ def test_every_trial_diverging_is_an_error_that_keeps_the_trials(study_file, sql
         run(config, sqlite_url)
     study = optuna.load_study(study_name="tiny", storage=open_storage(sqlite_url))
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 3
+
+
+def test_a_study_stored_for_another_device_runs_here_on_the_one_asked_for(study_file, sqlite_url):
+    config = load_config(study_file())
+    run(config.with_overrides(n_trials=1), sqlite_url)
+    study = optuna.load_study(study_name="tiny", storage=open_storage(sqlite_url))
+    raw = study.user_attrs[CONFIG_ATTR]
+    raw["objective"]["device"] = "cuda:1"  # as a GPU machine would have stored it
+    study.set_user_attr(CONFIG_ATTR, raw)
+    assert len(run(config.with_overrides(n_trials=2), sqlite_url, device="cpu").trial_numbers) == 1
+    assert len(resume("tiny", sqlite_url, n_trials=1, device="cpu").trial_numbers) == 1
+
+
+def test_resume_overrides_belong_to_that_run_only(study_file, sqlite_url):
+    run(load_config(study_file()), sqlite_url)
+    resume("tiny", sqlite_url, n_trials=2, pack=2, device="cpu")
+    stored = optuna.load_study(study_name="tiny", storage=open_storage(sqlite_url)).user_attrs
+    assert stored[CONFIG_ATTR]["study"]["n_trials"] == 5, "the budget grew"
+    assert stored[CONFIG_ATTR]["study"]["pack"] == 1
+    assert stored[CONFIG_ATTR]["objective"]["device"] == "auto"

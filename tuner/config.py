@@ -81,20 +81,26 @@ class StudyConfig:
 
     def fingerprint(self) -> str:
         """What must match for two configs to feed one study: objective, space, direction."""
-        d = self.to_dict()
-        # Where a study runs (cpu, cuda:N) is a choice of each run, not part of what it is.
-        objective = {k: v for k, v in d["objective"].items() if k != "device"}
-        return json.dumps(
-            {"direction": self.direction, "metric": self.metric,
-             "objective": objective, "space": d["space"]},
-            sort_keys=True, default=str,
-        )
+        return fingerprint_of(self.to_dict())
 
     def with_overrides(self, **study_keys: Any) -> StudyConfig:
         """A re-validated copy with some ``[study]`` keys replaced (``None`` values ignored)."""
         raw = self.to_dict()
         raw["study"].update({k: v for k, v in study_keys.items() if v is not None})
         return config_from_dict(raw, self.source)
+
+
+def fingerprint_of(raw: Mapping[str, Any]) -> str:
+    """:meth:`StudyConfig.fingerprint` of a stored (TOML-shaped, canonical) config, without
+    validating it: a stored study may name a device or a file this machine lacks."""
+    study = raw.get("study", {})
+    # Where a study runs (cpu, cuda:N) is a choice of each run, not part of what it is.
+    objective = {k: v for k, v in raw.get("objective", {}).items() if k != "device"}
+    return json.dumps(
+        {"direction": study.get("direction"), "metric": study.get("metric"),
+         "objective": objective, "space": raw.get("space", {})},
+        sort_keys=True, default=str,
+    )
 
 
 def load_config(path: str | Path, **overrides: Any) -> StudyConfig:

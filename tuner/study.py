@@ -8,9 +8,10 @@ process working on the study.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import optuna
@@ -18,8 +19,8 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import __version__
-from tuner.config import StudyConfig, config_from_dict
-from tuner.device import with_device
+from tuner.config import StudyConfig, config_from_dict, fingerprint_of
+from tuner.device import config_on_device, with_device
 from tuner.errors import ConfigError, StudyNotFoundError, TunerError
 from tuner.objectives import ObjectiveContext
 from tuner.pruners import build_pruner
@@ -107,6 +108,13 @@ def _store_config(study: optuna.Study, config: StudyConfig) -> None:
     study.set_user_attr(VERSION_ATTR, __version__)
 
 
+def _grow_budget(study: optuna.Study, n_trials: int) -> None:
+    """Raise the stored budget and nothing else (a run's --pack/--device stay its own)."""
+    raw = copy.deepcopy(study.user_attrs[CONFIG_ATTR])
+    raw["study"]["n_trials"] = n_trials
+    study.set_user_attr(CONFIG_ATTR, raw)
+
+
 def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
     """Create the study, or join the stored one of that name if it is the same study.
 
@@ -122,19 +130,19 @@ def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
             f"study {config.name!r} already exists and is to {stored_direction}, but "
             f"{config.source} says {config.direction}; choose another --name"
         )
-    stored = stored_config(study)
-    if stored is not None and stored.fingerprint() != config.fingerprint():
-        differs = _differences(stored.to_dict(), config.to_dict())
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is not None and fingerprint_of(stored) != config.fingerprint():
+        differs = _differences(stored, config.to_dict())
         raise ConfigError(
             f"study {config.name!r} already exists with a different {', '.join(differs)}; "
             "refusing to mix the two: choose another --name or delete the stored study"
         )
-    _store_config(study, config)  # also records a grown n_trials budget
+    _store_config(study, config)  # the file's settings (budget, sampler …) are the latest word
     return study
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    out = [f"[{s}]" for s in ("objective", "space") if a[s] != b[s]]
+    out = [f"[{s}]" for s in ("objective", "space") if a.get(s) != b.get(s)]
     out += [k for k in ("direction", "metric") if a["study"].get(k) != b["study"].get(k)]
     return out or ["configuration"]
 
@@ -145,13 +153,16 @@ def run(
     storage_url: str | None = None,
     *,
     progress: ProgressHook | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Run ``config`` until its study has ``config.n_trials`` finished trials (or the timeout).
 
-    Re-running a stored study continues it toward its budget.
+    Re-running a stored study continues it toward its budget. ``device`` is where this run
+    trains; the study keeps the file's own device setting.
     """
     storage = open_storage(storage_url)
     study = prepare_study(config, storage)
+    config = config_on_device(config, device)
     remaining = config.n_trials - n_finished(study)
     return optimize(study, config, n_trials=max(remaining, 0), budget=config.n_trials,
                     timeout=config.timeout, progress=progress)
@@ -172,28 +183,28 @@ def resume(
 
     ``n_trials``: run exactly this many more trials (the stored budget grows to match);
     without it, run until the stored budget is reached. ``config`` adopts a study that plain
-    Optuna created (it has no stored config). ``pack`` and ``device`` override the stored ones.
+    Optuna created (it has no stored config). ``pack`` and ``device`` apply to this run only.
     """
     storage = open_storage(storage_url, must_exist=True)
     study = load_existing(name, storage)
-    stored = stored_config(study, device)
     if config is not None:
         config = config.with_overrides(name=name)
         study = prepare_study(config, storage)
-    elif stored is None:
-        raise ConfigError(
-            f"study {name!r} was not created by tuner (it stores no study file); resume it with "
-            "--config STUDY_FILE to say which objective and space to use"
-        )
+        config = config_on_device(config, device)
     else:
-        config = stored
+        config = stored_config(study, device)
+        if config is None:
+            raise ConfigError(
+                f"study {name!r} was not created by tuner (it stores no study file); resume it "
+                "with --config STUDY_FILE to say which objective and space to use"
+            )
     if pack is not None:
-        config = config.with_overrides(pack=pack)
+        config = replace(config, pack=pack)
     done = n_finished(study)
     if n_trials is not None:
         if done + n_trials > config.n_trials:
-            config = config.with_overrides(n_trials=done + n_trials)
-            _store_config(study, config)
+            config = replace(config, n_trials=done + n_trials)
+            _grow_budget(study, config.n_trials)
         return optimize(study, config, n_trials=n_trials, budget=None,
                         timeout=timeout or config.timeout, progress=progress)
     return optimize(study, config, n_trials=max(config.n_trials - done, 0),

@@ -45,22 +45,24 @@ def run(
     different objective, space or direction is refused.
     """
     from tuner.config import load_config
-    from tuner.device import config_on_device
+    from tuner.device import check_device, config_on_device
     from tuner.storage import mask_url, resolve_url
     from tuner.study import run as run_study
 
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
                          timeout=timeout, pack=pack)
-    config = config_on_device(config, device)
+    if device is not None:
+        check_device(device, "--device")
     url = resolve_url(storage)
     header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
     if jobs is not None:
         from tuner.workers import run_jobs
 
         progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
-        result = run_jobs(config, url, jobs=jobs, progress=progress)
+        result = run_jobs(config_on_device(config, device), url, jobs=jobs, progress=progress)
     else:
-        result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header))
+        result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header),
+                           device=device)
     _report(result, config.metric, url)
 
 
@@ -82,14 +84,14 @@ def resume(
 ) -> None:
     """Continue a stored study with its stored sampler, pruner, objective and space."""
     from tuner.config import load_config
-    from tuner.device import check_device, config_on_device
+    from tuner.device import check_device
 
     if device is not None:
         check_device(device, "--device")
     from tuner.storage import mask_url, resolve_url
     from tuner.study import resume as resume_study
 
-    config = config_on_device(load_config(config_file), device) if config_file else None
+    config = load_config(config_file) if config_file else None
     url = resolve_url(storage)
     header = f"resuming study {name!r} · storage {mask_url(url)}"
     result = resume_study(name, url, n_trials=n_trials, timeout=timeout,
