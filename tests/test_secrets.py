@@ -22,6 +22,10 @@ PW = "Zq9-hunter2"
     ("postgresql://u@h/d?password=pw&sslmode=require",
      "postgresql://u@h/d?password=***&sslmode=require"),
     ("postgresql://u@h/d", "postgresql://u@h/d"),
+    # SQLAlchemy accepts raw spaces and '@' in a password: both stay hidden
+    ("postgresql://u:pa ss@127.0.0.1:1/db", "postgresql://u:***@127.0.0.1:1/db"),
+    ("postgresql://u:p@ss@h/d", "postgresql://u:***@h/d"),
+    ("a postgresql://u:pw@h/d, b mysql://v:x@k/e", "a postgresql://u:***@h/d, b mysql://v:***@k/e"),
     ("sqlite:///tuner.db", "sqlite:///tuner.db"),
     ("journal:study.log", "journal:study.log"),
 ])

@@ -25,7 +25,8 @@ SQLITE_TIMEOUT_S = 60  # how long a writer waits on a lock before "database is l
 PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
                    "keepalives_interval": 10, "keepalives_count": 3}
 
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)@")
+# The password runs to the last '@' before the host's '/' (it may hold spaces, even '@').
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^/]*)@")
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd)=)[^&\s]*", re.IGNORECASE)
 
 
@@ -120,7 +121,10 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
     except Exception as e:  # sqlalchemy/psycopg errors, or optuna's schema-version RuntimeError
         raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
     if path is not None:
-        _enable_wal(storage)
+        try:
+            _enable_wal(storage)
+        except Exception as e:  # e.g. a database locked by another program
+            raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
     return storage
 
 
