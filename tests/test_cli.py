@@ -227,3 +227,9 @@ def test_missing_objective_is_an_error_at_load_time(cli, tmp_path, name, match):
     (tmp_path / "myobj.py").write_text(OBJECTIVE_MODULE)
     assert match in _one_error_line(cli("run", str(_custom_study(tmp_path, name))))
     assert not (tmp_path / "tuner.db").exists()
+
+
+def test_a_sampler_warning_is_said_once(cli, study_file):
+    proc = cli("run", str(study_file(study={"sampler": "cmaes", "n_trials": 2})))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("cmaes sampler cannot model categorical parameters") == 1

@@ -51,6 +51,8 @@ def test_parse_param_kinds(raw, rule, kind, attrs):
         ({"low": 1e-3, "high": 1.0, "log": True, "step": 0.1}, None, "cannot be combined"),
         ({"low": 1, "high": 2, "log": "yes"}, None, "'log' must be true or false"),
         ({"low": 0.0, "high": 1.0, "step": -1}, None, "'step' must be a positive"),
+        ({"low": 16, "high": 64, "step": 0.5}, None, "an int range needs a whole step, got 0.5"),
+        ({"low": 16, "high": 64, "step": 2.5}, None, "an int range needs a whole step, got 2.5"),
         ([], None, "must not be empty"),
         (["a", "a"], None, "unique"),
         ([["a"]], None, "plain values"),

@@ -59,12 +59,20 @@ def _qmc(options, seed, space, where):
 def _cmaes(options, seed, space, where):
     categorical = [p.name for p in space.searched() if p.kind == "categorical"]
     if categorical:
-        log.warning(
-            "%s: the cmaes sampler cannot model categorical parameters; %s will be sampled "
-            "at random", where, ", ".join(categorical),
-        )
+        _warn_once(f"{where}: the cmaes sampler cannot model categorical parameters; "
+                   f"{', '.join(categorical)} will be sampled at random")
     options = {"warn_independent_sampling": False, **options}
     return build(optuna.samplers.CmaEsSampler, options, where, fixed={"seed": seed})
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # A config is validated (and its sampler built) several times per command; say it once.
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 def build_sampler(

@@ -265,4 +265,6 @@ def _parse_table(name: str, raw: Mapping[str, Any], rule: ParamRule, where: str)
             raise ConfigError(f"{where}: 'step' does not apply to a pow2 range")
     if kind == "int" and not all(float(v).is_integer() for v in (low, high)):
         raise ConfigError(f"{where}: an int range needs whole bounds, got ({low}, {high})")
+    if kind == "int" and step is not None and not float(step).is_integer():
+        raise ConfigError(f"{where}: an int range needs a whole step, got {step!r}")
     return Param(name, kind, low=low, high=high, log=log, step=step)
