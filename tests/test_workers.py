@@ -26,7 +26,8 @@ from _workerkit import (
 from conftest import unique
 from optuna.trial import TrialState
 
-from tuner.rdb import ResilientRDBStorage, heartbeat_settings
+from tuner.errors import StorageError
+from tuner.rdb import ResilientRDBStorage, heartbeat_settings, reraise_lost
 from tuner.storage import open_storage
 from tuner.workers import threads_per_worker
 
@@ -191,6 +192,32 @@ def test_stale_trial_is_retried_at_most_twice(sqlite_url: str,
     got = study.get_trials()
     assert [t.state for t in got] == [TrialState.FAIL] * 3
     assert [t.system_attrs.get("retry_history") for t in got] == [None, [0], [0, 1]]
+
+
+def test_a_lost_connection_is_reported_not_hidden_by_optunas_clean_up(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import event, exc
+
+    monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "0.3")
+    storage = open_storage(sqlite_url)
+    study = optuna.create_study(storage=storage, study_name="lost")
+    down = False
+
+    def cut(*args: object) -> None:
+        if down:
+            raise exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    event.listen(storage.engine, "before_cursor_execute", cut)
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal down
+        down = True  # the server goes away while the trial runs
+        return 1.0
+
+    # Optuna fails to tell the trial, then raises UnboundLocalError from its own clean-up.
+    lost = pytest.raises(StorageError, match="lost the connection to storage sqlite:///")
+    with lost, reraise_lost(study._storage):  # Optuna's trial cache, around tuner's storage
+        study.optimize(objective, n_trials=1)
 
 
 @pytest.mark.parametrize("env, interval, grace", [

@@ -20,13 +20,13 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 from tuner.errors import ConfigError, StorageError
@@ -222,6 +222,22 @@ class ResilientRDBStorage(RDBStorage):
         with self.scoped_session() as session:
             rows = session.query(hb.trial_id).filter(hb.trial_id.in_(sorted(trial_ids))).all()
         return {row[0] for row in rows}
+
+
+@contextlib.contextmanager
+def reraise_lost(storage: BaseStorage) -> Iterator[None]:
+    """Raise the storage's "lost the connection" :class:`~tuner.errors.StorageError` for any
+    error in the block once the retries ran out: Optuna's clean-up after a failed storage call
+    hides it under its own error (an ``UnboundLocalError`` in ``_run_trial`` when telling the
+    trial failed). ``storage`` may be a study's ``_storage`` (Optuna's trial cache around ours).
+    """
+    try:
+        yield
+    except Exception:
+        lost = getattr(getattr(storage, "_backend", storage), "lost", None)
+        if lost is not None:
+            raise lost from None
+        raise
 
 
 def _scrub(text: str, url: str) -> str:

@@ -23,7 +23,7 @@ from tuner.config import StudyConfig
 from tuner.errors import ConfigError, ObjectiveError, StudyNotFoundError
 from tuner.objectives import ObjectiveContext
 from tuner.pruners import build_pruner
-from tuner.rdb import ResilientRDBStorage
+from tuner.rdb import ResilientRDBStorage, reraise_lost
 from tuner.samplers import build_sampler
 from tuner.storage import open_storage, resolve_url
 from tuner.study import (
@@ -188,30 +188,24 @@ def run_worker(
             before = len(result.trial_numbers)
             lock.acquire()
             try:
-                _fail_stale_trials(study)
-                decision, finished, running = decide(study, storage, budget)
-                if decision is Decision.GO and config.pack > 1:  # K per claim: tuner.packing
-                    from tuner.packing import optimize_claimed
+                with reraise_lost(storage):  # not Optuna's error hiding it
+                    _fail_stale_trials(study)
+                    decision, finished, running = decide(study, storage, budget)
+                    if decision is Decision.GO and config.pack > 1:  # K per claim: tuner.packing
+                        from tuner.packing import optimize_claimed
 
-                    left = budget if n_trials is None else n_trials - len(result.trial_numbers)
-                    optimize_claimed(study, config.objective, config.spec.fn, ctx, config.pack,
-                                     claimable=min(budget - finished - running, left),
-                                     begin=began, release=lock.release)
-                elif decision is Decision.GO:
-                    study.optimize(objective, n_trials=1, catch=(Exception,),
-                                   gc_after_trial=False)
+                        left = budget if n_trials is None else n_trials - len(result.trial_numbers)
+                        optimize_claimed(study, config.objective, config.spec.fn, ctx, config.pack,
+                                         claimable=min(budget - finished - running, left),
+                                         begin=began, release=lock.release)
+                    elif decision is Decision.GO:
+                        study.optimize(objective, n_trials=1, catch=(Exception,),
+                                       gc_after_trial=False)
             except UpdateFinishedTrialError:
                 number = result.trial_numbers[-1] if result.trial_numbers else "?"
                 log.warning("trial %s was declared dead by another worker (no heartbeat "
                             "reached the storage in time); its retry runs elsewhere", number)
                 continue
-            except Exception:
-                # Optuna's clean-up after a failed storage call can hide the StorageError
-                # under its own error; the storage remembers that it lost the connection.
-                lost = getattr(storage, "lost", None)
-                if lost is not None:
-                    raise lost from None
-                raise
             finally:
                 lock.release()
             if decision is Decision.DONE:
