@@ -40,6 +40,9 @@ def test_grid_enumerates_the_whole_grid_then_stops(study_file, sqlite_url):
 
 
 def test_cmaes_says_categoricals_fall_back_to_random(study_file, caplog):
+    from tuner import samplers
+
+    samplers._warned.clear()  # said once per process: forget earlier tests' cmaes studies
     with caplog.at_level(logging.WARNING, logger="tuner"):
         load_config(study_file(study={"sampler": "cmaes"}))
     assert "cmaes sampler cannot model categorical parameters; init will be sampled at random" \

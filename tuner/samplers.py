@@ -21,6 +21,7 @@ log = logging.getLogger("tuner")
 
 SamplerFactory = Callable[[Mapping[str, Any], int, SearchSpace, str], optuna.samplers.BaseSampler]
 SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
+_warned: set[tuple[str, ...]] = set()  # the categorical names cmaes has warned about
 
 
 @SAMPLERS.register("random")
@@ -58,21 +59,13 @@ def _qmc(options, seed, space, where):
 @SAMPLERS.register("cmaes")
 def _cmaes(options, seed, space, where):
     categorical = [p.name for p in space.searched() if p.kind == "categorical"]
-    if categorical:
-        _warn_once(f"{where}: the cmaes sampler cannot model categorical parameters; "
-                   f"{', '.join(categorical)} will be sampled at random")
+    if categorical and tuple(categorical) not in _warned:
+        # A config is validated (and its sampler built) several times per command; say it once.
+        _warned.add(tuple(categorical))
+        log.warning("%s: the cmaes sampler cannot model categorical parameters; %s will be "
+                    "sampled at random", where, ", ".join(categorical))
     options = {"warn_independent_sampling": False, **options}
     return build(optuna.samplers.CmaEsSampler, options, where, fixed={"seed": seed})
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    # A config is validated (and its sampler built) several times per command; say it once.
-    if message not in _warned:
-        _warned.add(message)
-        log.warning("%s", message)
 
 
 def build_sampler(
