@@ -153,3 +153,20 @@ def test_resume_overrides_belong_to_that_run_only(study_file, sqlite_url):
     assert stored[CONFIG_ATTR]["study"]["n_trials"] == 5, "the budget grew"
     assert stored[CONFIG_ATTR]["study"]["pack"] == 1
     assert stored[CONFIG_ATTR]["objective"]["device"] == "auto"
+
+
+def test_a_multi_objective_study_in_the_storage_is_listed_and_refused_by_name(sqlite_url):
+    from tuner.results import list_studies
+
+    storage = open_storage(sqlite_url)
+    multi = optuna.create_study(study_name="pareto", storage=storage,
+                                directions=["maximize", "minimize"])
+    multi.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=2)
+    [row] = list_studies(storage)
+    assert (row["name"], row["direction"], row["best_value"]) == ("pareto", "multi", None)
+    with pytest.raises(ConfigError, match="'pareto' has 2 objectives"):
+        resume("pareto", sqlite_url, n_trials=1)
+    with pytest.raises(ConfigError, match="has 2 objectives"):
+        from tuner.study import open_study
+
+        open_study("pareto", sqlite_url)

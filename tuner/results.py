@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -80,15 +81,14 @@ def list_studies(storage: BaseStorage) -> list[dict[str, Any]]:
         trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
         states = count_states(trials)
         best = None
-        try:
-            best_t = storage.get_best_trial(frozen._study_id)
-            best = _number(best_t.value)
-        except ValueError:
-            pass
+        multi = len(frozen.directions) > 1  # another Optuna user's multi-objective study
+        if not multi:
+            with contextlib.suppress(ValueError):  # no complete trial yet
+                best = _number(storage.get_best_trial(frozen._study_id).value)
         starts = [t.datetime_start for t in trials if t.datetime_start]
         rows.append({
             "name": frozen.study_name,
-            "direction": frozen.direction.name.lower(),
+            "direction": "multi" if multi else frozen.direction.name.lower(),
             "n_trials": len(trials),
             "states": states,
             "best_value": best,

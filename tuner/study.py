@@ -84,14 +84,29 @@ def study_names(storage: BaseStorage) -> list[str]:
     return sorted(s.study_name for s in storage.get_all_studies())
 
 
-def load_existing(name: str, storage: BaseStorage) -> optuna.Study:
-    """Load study ``name`` or raise :class:`StudyNotFoundError` listing the stored names."""
+def load_existing(name: str, storage: BaseStorage, *, any_objectives: bool = False) -> optuna.Study:
+    """Load study ``name`` or raise :class:`StudyNotFoundError` listing the stored names.
+
+    A multi-objective study (another Optuna user's, in a shared storage) is refused unless
+    ``any_objectives`` (deleting it is fine; tuning, showing or exporting it is not).
+    """
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = study_names(storage)
         hint = f"stored studies: {', '.join(names)}" if names else "the storage has no studies"
         raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
+    if not any_objectives:
+        _check_single_objective(study)
+    return study
+
+
+def _check_single_objective(study: optuna.Study) -> None:
+    if len(study.directions) > 1:
+        raise ConfigError(
+            f"study {study.study_name!r} has {len(study.directions)} objectives; tuner works "
+            "with single-objective studies"
+        )
 
 
 def stored_config(study: optuna.Study, device: str | None = None) -> StudyConfig | None:
@@ -124,6 +139,7 @@ def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
     study = optuna.create_study(
         storage=storage, study_name=config.name, direction=config.direction, load_if_exists=True
     )
+    _check_single_objective(study)
     stored_direction = study.direction.name.lower()
     if stored_direction != config.direction:
         raise ConfigError(

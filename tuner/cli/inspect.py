@@ -90,7 +90,7 @@ def delete(
     from tuner.study import load_existing
 
     store = open_storage(storage, must_exist=True)
-    study = load_existing(name, store)
+    study = load_existing(name, store, any_objectives=True)
     n = len(study.get_trials(deepcopy=False))
     if not yes:
         if not sys.stdin.isatty():
