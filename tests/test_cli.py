@@ -233,3 +233,10 @@ def test_a_sampler_warning_is_said_once(cli, study_file):
     proc = cli("run", str(study_file(study={"sampler": "cmaes", "n_trials": 2})))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("cmaes sampler cannot model categorical parameters") == 1
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_a_bad_thread_setting_fails_before_any_trial(cli, study_file, tmp_path, value):
+    line = _one_error_line(cli("run", str(study_file()), env={"TUNER_CPU_THREADS": value}))
+    assert f"$TUNER_CPU_THREADS must be a whole number >= 1, got '{value}'" in line
+    assert not (tmp_path / "tuner.db").exists()

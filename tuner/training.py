@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from tuner.data import Dataset
+from tuner.errors import ConfigError
 from tuner.models import OPTIMIZERS
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating; bounds memory on big validation sets
@@ -108,14 +109,26 @@ def bare_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
 _threads_set = False
 
 
+def cpu_threads_setting() -> int:
+    """``$TUNER_CPU_THREADS`` (default 1), checked: a bad value is a ConfigError."""
+    raw = os.environ.get(CPU_THREADS_ENV) or "1"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"${CPU_THREADS_ENV} must be a whole number >= 1, got {raw!r}")
+    return value
+
+
 def use_cpu_threads() -> int:
     """Set torch's intra-op threads for CPU training once per process; returns the count."""
     global _threads_set
-    wanted = int(os.environ.get(CPU_THREADS_ENV, "1") or 1)
+    wanted = cpu_threads_setting()
     if not _threads_set:
         # Changing the count rebuilds the thread pool (~20 ms), so it is done once, not per trial.
         if torch.get_num_threads() != wanted:
-            torch.set_num_threads(max(wanted, 1))
+            torch.set_num_threads(wanted)
         _threads_set = True
     return torch.get_num_threads()
 

@@ -55,6 +55,16 @@ def _setup_logging() -> None:
     logging.addLevelName(logging.INFO, "info")
 
 
+def _check_environment() -> None:
+    """Bad ``$TUNER_*`` settings fail before any work, not inside every trial."""
+    import os
+
+    if os.environ.get("TUNER_CPU_THREADS"):
+        from tuner.training import cpu_threads_setting
+
+        cpu_threads_setting()
+
+
 def _sigterm(signum: int, frame: object) -> None:
     # SIGTERM (docker stop, kill) ends a run like Ctrl-C: the running trial is marked failed.
     raise KeyboardInterrupt
@@ -67,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         _setup_logging()
+        _check_environment()
         rv = app(args=argv, prog_name="tuner", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except typer.Exit as e:
