@@ -219,3 +219,18 @@ def test_cli_bad_input_for_real(cli):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith("error: unknown init scheme 'he_normal'; valid: constant")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_init_that_overflows_is_pruned_as_exploding_not_failed(study_file, sqlite_url):
+    """Activations reaching inf must not break the statistics (histogram, picture) on the way
+    to the health verdict."""
+    from tuner.config import load_config
+    from tuner.study import run
+
+    config = load_config(study_file(study={"n_trials": 2}, space={
+        "init": "large_normal", "activation": "relu", "depth": 60, "width": 64,
+        "lr": [0.01, 0.02]}))
+    result = run(config, sqlite_url)
+    for trial in result.study.trials:
+        assert trial.state.name == "PRUNED"
+        assert trial.user_attrs["init_verdict"] == "exploding"

@@ -62,10 +62,18 @@ def _layer_stats(
     i: int, a: torch.Tensor, bins: int, hist_range: tuple[float, float] | None
 ) -> LayerStats:
     flat = a.float().flatten()
-    lo, hi = hist_range if hist_range is not None else (flat.min().item(), flat.max().item())
+    finite = flat[torch.isfinite(flat)]  # an exploding init overflows to inf/NaN
+    if hist_range is not None:
+        lo, hi = hist_range
+    elif finite.numel():
+        lo, hi = finite.min().item(), finite.max().item()
+    else:
+        lo, hi = 0.0, 0.0
     if hi <= lo:  # a constant layer (zeros init, dead ReLUs): one bin around the value
         lo, hi = lo - 0.5, hi + 0.5
-    counts = torch.histc(flat.clamp(lo, hi), bins=bins, min=lo, max=hi)
+    # NaN counts in the lowest bin, ±inf in the end bins, so every unit is still counted.
+    shown = flat.nan_to_num(nan=lo, posinf=hi, neginf=lo).clamp(lo, hi)
+    counts = torch.histc(shown, bins=bins, min=lo, max=hi)
     edges = torch.linspace(lo, hi, bins + 1)
     return LayerStats(i, flat.mean().item(), flat.std().item(),
                       [int(c) for c in counts.tolist()], edges.tolist())

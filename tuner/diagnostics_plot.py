@@ -80,7 +80,8 @@ def figure_one(d: Diagnosis) -> Figure:
     _curve(a1, xs, [layer.mean for layer in d.layers], BAR, "activation mean")
     _curve(a2, xs, [layer.std for layer in d.layers], STD, "activation std")
     # from zero, like the textbook: a flat 0.98 must not look like noise
-    a2.set_ylim(0, 1.1 * max(layer.std for layer in d.layers) or 1.0)
+    finite = [layer.std for layer in d.layers if math.isfinite(layer.std)]
+    a2.set_ylim(0, 1.1 * max(finite, default=0.0) or 1.0)
     _curve(a3, xs, [layer.grad_std for layer in d.layers], GRAD,
            "gradient std (dL/dh, log)", log=True)
     axes = bottom.subplots(rows, cols, squeeze=False)

@@ -99,7 +99,8 @@ Check = Callable[[_Signal, HealthThresholds], str | None]
 
 def _symmetric(s: _Signal, t: HealthThresholds) -> str | None:
     for i, a in enumerate(s.acts, start=1):
-        if _identical_units(a, t.symmetric_tol):
+        # An overflowed layer (all inf/NaN) looks uniform but is exploding, not symmetric.
+        if torch.isfinite(a).all() and _identical_units(a, t.symmetric_tol):
             value = a.flatten()[0].item()
             return (f"all {a.shape[1]} units of hidden layer {i} output the same values "
                     f"(e.g. {value:.3g}): identical units get identical gradients and never "
