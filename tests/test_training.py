@@ -24,6 +24,8 @@ from tuner.training import TrainConfig, amp_dtype, bare_step, train
         ("median", {"n_warmup_steps": 3}, 10, {3, 4, 5, 6, 7, 8, 9}),
         ("median", {"n_warmup_steps": 2, "interval_steps": 3}, 10, {2, 5, 8}),
         ("median", {"n_warmup_steps": 0}, 3, {1, 2}),
+        ("median", {"n_warmup_steps": 0, "interval_steps": 2}, 7, {1, 2, 4, 6}),
+        ("median", {"n_warmup_steps": 0, "interval_steps": 3}, 7, {1, 3, 6}),
         ("halving", {}, 20, {1, 4, 16}),  # min_resource 1, reduction factor 4
         ("halving", {"min_resource": 2, "reduction_factor": 3}, 20, {2, 6, 18}),
         ("halving", {"min_resource": "auto"}, 4, {1, 2, 3, 4}),  # reads others' last step
@@ -34,6 +36,20 @@ from tuner.training import TrainConfig, amp_dtype, bare_step, train
 )
 def test_report_steps_follow_the_pruner(pruner, options, epochs, steps):
     assert report_steps(build_pruner(pruner, options, epochs), epochs) == steps
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 2, 3])
+@pytest.mark.parametrize("interval", [1, 2, 3])
+def test_median_steps_are_where_optuna_itself_would_prune(warmup, interval):
+    """Reported every epoch, Optuna's percentile pruner acts at these steps; the cadence must
+    report exactly there (never the last epoch)."""
+    from optuna.pruners._percentile import _is_first_in_interval_step
+
+    epochs = 10
+    acts = {s for s in range(1, epochs) if s >= warmup and _is_first_in_interval_step(
+        s, dict.fromkeys(range(1, s + 1)).keys(), warmup, interval)}
+    pruner = build_pruner("median", {"n_warmup_steps": warmup, "interval_steps": interval}, 10)
+    assert report_steps(pruner, epochs) == acts
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ report can change the pruner's decision; the objective reports and asks only the
 pruner                 steps reported (``E`` = epochs of a trial)
 =====================  ===========================================================================
 none (Nop)             none
-median / percentile    ``n_warmup_steps + k·interval_steps`` (at least 1), below ``E``
+median / percentile    ``n_warmup_steps + k·interval_steps`` (step 1 too without warm-up), below ``E``
 halving                rung steps ``min_resource · rf^(rate + r)``, below ``E``
 hyperband              the union of its brackets' rung steps ``min_resource · rf^k``, below ``E``
 anything else          every epoch (``patient`` counts steps; unknown pruners may read anything)
@@ -60,7 +60,12 @@ def _percentile(pruner: PercentilePruner, max_step: int) -> range | list[int]:
     interval = getattr(pruner, "_interval_steps", None)
     if not isinstance(warmup, int) or not isinstance(interval, int) or interval < 1:
         return range(1, max_step + 1)  # an Optuna we do not know: report everything
-    return range(max(warmup, 1), max_step, interval)
+    # Optuna prunes at warmup + k·interval; with no warm-up, step 0 does not exist and the
+    # first report (step 1) opens the first interval.
+    steps = set(range(warmup, max_step, interval)) - {0}
+    if warmup == 0 and max_step > 1:
+        steps.add(1)
+    return sorted(steps)
 
 
 def _rungs(min_resource: int, factor: int, first_rate: int, max_step: int) -> list[int]:
