@@ -22,10 +22,12 @@ FAST_HEARTBEAT = {"TUNER_HEARTBEAT_INTERVAL": "1", "TUNER_HEARTBEAT_GRACE": "3"}
 # A trial that sleeps instead of training: tests control how long a trial runs, and each trial
 # records which process ran it, that process's command line and its torch threads.
 SLEEPY = '''
-import os, time
+import os, signal, time
 
 def objective(trial, ctx):
     hp = ctx.suggest(trial)
+    if ctx.settings.get("ignore_sigterm"):  # a worker stuck where no signal gets through
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     trial.set_user_attr("pid", os.getpid())
     with open("/proc/self/cmdline", "rb") as f:
         trial.set_user_attr("cmdline", f.read().replace(b"\\0", b" ").decode())

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -26,10 +29,11 @@ from _workerkit import (
 from conftest import unique
 from optuna.trial import TrialState
 
+from tuner.config import StudyConfig, load_config
 from tuner.errors import StorageError
 from tuner.rdb import ResilientRDBStorage, heartbeat_settings, reraise_lost
 from tuner.storage import open_storage
-from tuner.workers import threads_per_worker
+from tuner.workers import _jobs, run_jobs, threads_per_worker
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -145,6 +149,49 @@ def test_ctrl_c_on_run_jobs_stops_every_worker(tmp_path: Path) -> None:
     for pid in {t.user_attrs["pid"] for t in got}:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _jobs_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+                 **objective: object) -> StudyConfig:
+    path = sleepy_study(tmp_path, name, n_trials=2, **objective)  # type: ignore[arg-type]
+    monkeypatch.chdir(tmp_path)  # the workers import the objective from their folder
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return load_config(path)
+
+
+def _interrupt_when(monkeypatch: pytest.MonkeyPatch, ready: Callable[[], bool]) -> None:
+    """Ctrl-C in run_jobs's polling loop as soon as ``ready()``."""
+    def sleep(seconds: float) -> None:
+        if not ready():
+            time.sleep(seconds)
+        if ready():
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_jobs, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_run_jobs_workers_start_exits_130(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    config = _jobs_config(tmp_path, monkeypatch, "early", sleep=0.1)
+    _interrupt_when(monkeypatch, lambda: True)  # the workers are still importing: SIGTERM kills
+    result = run_jobs(config, url, jobs=2)
+    assert result.interrupted
+    assert "RUNNING" not in states(url, "early")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_after_the_grace_leaves_no_trial_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    config = _jobs_config(tmp_path, monkeypatch, "stuck", sleep=60.0, ignore_sigterm=True)
+    monkeypatch.setattr(_jobs, "STOP_GRACE_S", 0.5)
+    _interrupt_when(monkeypatch, lambda: any("pid" in t.user_attrs for t in trials(url, "stuck")))
+    result = run_jobs(config, url, jobs=1)
+    assert result.interrupted
+    (trial,) = trials(url, "stuck")
+    assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == "interrupted"
 
 
 @pytest.mark.slow

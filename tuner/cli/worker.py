@@ -33,6 +33,7 @@ def worker(
         "together with the `tuner run` that creates it).",
     ),
     salt: int | None = typer.Option(None, "--salt", min=0, hidden=True),
+    announce_trials: bool = typer.Option(False, "--announce-trials", hidden=True),
     pack: int | None = typer.Option(None, "--pack", min=1, help=PACK_HELP),
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -45,7 +46,7 @@ def worker(
     """
     from tuner.cli.run import _report
     from tuner.storage import mask_url, resolve_url
-    from tuner.workers import work
+    from tuner.workers import announce_trial, work
 
     if quiet:
         logging.getLogger("tuner").setLevel(logging.WARNING)
@@ -57,7 +58,7 @@ def worker(
         check_device(device, "--device")
     result = work(name, url, n_trials=n_trials, timeout=timeout, threads=threads, wait_s=wait,
                   seed_salt=salt, progress=TrialProgress(quiet=quiet, header=header),
-                  pack=pack, device=device)
+                  pack=pack, device=device, announce=announce_trial if announce_trials else None)
     metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
     if not quiet or result.interrupted:
         _report(result, metric, url)

@@ -8,12 +8,13 @@ trial); tuner adds an exact study-wide budget (:mod:`tuner.workers._claim`), cra
 from __future__ import annotations
 
 from tuner.workers._claim import Decision, claim_lock, decide
-from tuner.workers._jobs import WorkerError, run_jobs, threads_per_worker
+from tuner.workers._jobs import WorkerError, announce_trial, run_jobs, threads_per_worker
 from tuner.workers._worker import cpu_cores, run_worker, set_torch_threads, work, worker_config
 
 __all__ = [
     "Decision",
     "WorkerError",
+    "announce_trial",
     "claim_lock",
     "cpu_cores",
     "decide",

@@ -9,7 +9,9 @@ never on a command line (where ``ps`` would show a password).
 
 Ctrl-C or SIGTERM to the parent sends one SIGTERM to every worker; each marks its running
 trial failed and exits 130, and so does the parent. The workers run in their own session so
-that a terminal's Ctrl-C reaches them only through the parent, once.
+that a terminal's Ctrl-C reaches them only through the parent, once. A worker still starting
+dies of the SIGTERM (it has no trial yet); one that does not stop within ``STOP_GRACE_S`` is
+killed, and the parent marks the trials it announced (:func:`announce_trial`) failed.
 """
 
 from __future__ import annotations
@@ -27,15 +29,30 @@ import optuna
 from tuner.config import StudyConfig
 from tuner.errors import TunerError
 from tuner.storage import ENV_VAR, open_storage, resolve_url
-from tuner.study import ProgressHook, RunResult, _best_value, n_finished, prepare_study
+from tuner.study import (
+    ProgressHook,
+    RunResult,
+    _best_value,
+    _fail_running,
+    n_finished,
+    prepare_study,
+)
 from tuner.workers._worker import cpu_cores
 
 STOP_GRACE_S = 30.0  # how long stopped workers get to mark their trials failed
 _DEBUG_HINT = " (run with --debug for the traceback)"
+_BEGAN = "trial began: "  # a worker's line to the parent: the storage id of its new trial
+_KILLED = (-signal.SIGTERM, -signal.SIGKILL)  # by _stop: still starting, or stuck
 
 
 class WorkerError(TunerError):
     """A worker process stopped on bad input (its own ``error:`` line is the message)."""
+
+
+def announce_trial(trial_id: int) -> None:
+    """Tell the parent (``tuner worker --announce-trials``) that this worker began the trial
+    with storage id ``trial_id``, so the parent can fail it if it has to kill the worker."""
+    print(f"{_BEGAN}{trial_id}", file=sys.stderr, flush=True)
 
 
 def threads_per_worker(jobs: int) -> int:
@@ -51,6 +68,7 @@ class _Worker:
     def __init__(self, index: int, argv: list[str], env: dict[str, str]) -> None:
         self.index = index
         self.errors: list[str] = []
+        self.trial_ids: list[int] = []  # announced by the worker, in order
         self.proc = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -62,7 +80,9 @@ class _Worker:
     def _relay(self, stream: IO[str]) -> None:
         for line in stream:
             line = line.rstrip("\n")
-            if line.startswith("error: "):
+            if line.startswith(_BEGAN):
+                self.trial_ids.append(int(line[len(_BEGAN):]))
+            elif line.startswith("error: "):
                 self.errors.append(line[len("error: "):])
             elif line and not line.startswith("interrupted"):
                 print(f"worker {self.index}: {line}", file=sys.stderr, flush=True)
@@ -102,7 +122,7 @@ def run_jobs(
     timeout = timeout or config.timeout
     threads = threads_per_worker(jobs)
     env = {**os.environ, ENV_VAR: url}
-    argv = [sys.executable, "-m", "tuner", "worker", config.name, "--quiet",
+    argv = [sys.executable, "-m", "tuner", "worker", config.name, "--quiet", "--announce-trials",
             "--threads", str(threads), *(["--timeout", str(timeout)] if timeout else [])]
     workers: list[_Worker] = []
     if progress is not None:
@@ -119,13 +139,15 @@ def run_jobs(
     finally:
         for w in workers:
             w.relay.join(timeout=5)
+        if result.interrupted:
+            _fail_killed_workers_trials(study, workers, config.pack)
         if progress is not None:
             _report_new(study, seen, result, progress)
             progress.stop()
     result.elapsed_s = time.monotonic() - started
     if any(w.proc.returncode == 130 for w in workers):
         result.interrupted = True
-    _raise_for_workers(workers)
+    _raise_for_workers(workers, result.interrupted)
     return result
 
 
@@ -142,6 +164,14 @@ def _stop(workers: list[_Worker]) -> None:
             w.proc.wait()
 
 
+def _fail_killed_workers_trials(study: optuna.Study, workers: list[_Worker], pack: int) -> None:
+    """Mark failed what workers killed by a signal left RUNNING (a worker's last ``pack``
+    announced trials: the earlier ones are finished)."""
+    for w in workers:
+        if w.proc.returncode is not None and w.proc.returncode < 0:
+            _fail_running(study, dict(enumerate(w.trial_ids[-pack:])), "interrupted")
+
+
 def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
                 progress: ProgressHook | None) -> None:
     for trial in study.get_trials(deepcopy=False):
@@ -152,10 +182,12 @@ def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
                 progress.trial_finished(trial, _best_value(study))
 
 
-def _raise_for_workers(workers: list[_Worker]) -> None:
+def _raise_for_workers(workers: list[_Worker], interrupted: bool) -> None:
+    """Raise for the first worker that failed; after an interrupt, a worker stopped by
+    :func:`_stop` (130, or killed by its SIGTERM or SIGKILL) did not fail."""
     for w in workers:
         code = w.proc.returncode
-        if code in (0, 130):
+        if code in (0, 130) or (interrupted and code in _KILLED):
             continue
         message = w.errors[-1] if w.errors else f"exited with status {code}"
         if code == 2:

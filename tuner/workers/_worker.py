@@ -13,6 +13,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
@@ -74,6 +75,7 @@ def work(
     progress: ProgressHook | None = None,
     pack: int | None = None,
     device: str | None = None,
+    announce: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Join stored study ``name`` and run trials until it has its budget of finished trials.
 
@@ -83,6 +85,7 @@ def work(
     that creates it). ``seed_salt`` makes
     this worker's sampler seed differ from the others' (default: random). ``pack`` and
     ``device`` override the stored ``[study] pack`` and ``[objective] device`` for this worker.
+    ``announce(trial_id)`` runs as each of this worker's trials begins.
     """
     if threads is not None:
         set_torch_threads(threads)
@@ -96,7 +99,8 @@ def work(
         seed_salt = random.SystemRandom().randrange(1, 2**31)
     return run_worker(study, config, storage, claim_lock(url, storage, name),
                       budget=config.n_trials, n_trials=n_trials,
-                      timeout=timeout or config.timeout, seed_salt=seed_salt, progress=progress)
+                      timeout=timeout or config.timeout, seed_salt=seed_salt, progress=progress,
+                      announce=announce)
 
 
 def _wait_for_study(name: str, storage: BaseStorage, wait_s: float) -> optuna.Study:
@@ -140,6 +144,7 @@ def run_worker(
     timeout: float | None = None,
     seed_salt: int = 1,
     progress: ProgressHook | None = None,
+    announce: Callable[[int], None] | None = None,
 ) -> RunResult:
     """The worker loop: claim, run, repeat, until the study has ``budget`` finished trials,
     this worker ran ``n_trials``, ``timeout`` seconds passed or the objective keeps failing.
@@ -160,6 +165,8 @@ def run_worker(
     def began(trial: optuna.Trial) -> None:
         mine[trial.number] = trial._trial_id
         result.trial_numbers.append(trial.number)
+        if announce is not None:
+            announce(trial._trial_id)
 
     def objective(trial: optuna.Trial) -> float:
         lock.release()  # the trial exists: the next worker may claim its own
