@@ -78,3 +78,23 @@ def test_bad_npz_file(tmp_path: Path):
     np.savez(tmp_path / "e.npz", data=np.zeros((4, 2)))
     with pytest.raises(ConfigError, match=r"needs arrays 'X' and 'y'"):
         load_dataset("npz", path=str(tmp_path / "e.npz"))
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"classes": [42]}, r"fewer than two classes \(classes = \[42\] kept 0\)"),
+        ({"classes": [3]}, r"fewer than two classes \(classes = \[3\] kept 1\)"),
+        ({"val_fraction": 0.001}, r"cannot be split with val_fraction = 0.001"),
+    ],
+)
+def test_filters_and_splits_that_cannot_work(options, match):
+    with pytest.raises(ConfigError, match=match):
+        load_dataset("digits", **options)
+
+
+def test_a_class_with_a_single_row_cannot_be_split(tmp_path: Path):
+    rows = ["a,label"] + [f"{i},{'x' if i < 10 else 'y'}" for i in range(11)]
+    (tmp_path / "d.csv").write_text("\n".join(rows))
+    with pytest.raises(ConfigError, match="every class needs at least 2 rows.*rarest has 1"):
+        load_dataset("csv", path=str(tmp_path / "d.csv"), target="label")

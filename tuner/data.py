@@ -189,12 +189,21 @@ def _load_cached(name: str, seed: int, options_json: str) -> Dataset:
     if classes is not None:
         keep = np.isin(y, classes)
         x, y = x[keep], _labels(list(y[keep]))
-    n_classes = int(y.max()) + 1
+    n_classes = int(y.max()) + 1 if len(y) else 0
     if n_classes < 2:
-        raise ConfigError(f"dataset {name!r} has fewer than two classes after filtering")
-    x_tr, x_va, y_tr, y_va = train_test_split(
-        x.astype(np.float64), y, test_size=val_fraction, random_state=seed, stratify=y
-    )
+        kept = f" (classes = {classes} kept {n_classes})" if classes is not None else ""
+        raise ConfigError(f"dataset {name!r} has fewer than two classes{kept}")
+    rarest = int(np.bincount(y).min())
+    if rarest < 2:
+        raise ConfigError(f"dataset {name!r}: every class needs at least 2 rows for a "
+                          f"stratified train/validation split; the rarest has {rarest}")
+    try:
+        x_tr, x_va, y_tr, y_va = train_test_split(
+            x.astype(np.float64), y, test_size=val_fraction, random_state=seed, stratify=y
+        )
+    except ValueError as e:  # e.g. a validation share smaller than the number of classes
+        raise ConfigError(f"dataset {name!r} cannot be split with val_fraction = "
+                          f"{val_fraction}: {e}") from None
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
     std[std == 0] = 1.0  # constant pixels/columns stay 0 instead of dividing by zero
 
