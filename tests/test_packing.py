@@ -153,6 +153,23 @@ def test_packed_run_prunes_members_and_leaves_nothing_running(study_file, sqlite
             assert t.user_attrs["prune_reason"].startswith(("pruned after epoch", "dead init"))
 
 
+def test_ctrl_c_while_a_pack_is_asked_leaves_nothing_running(monkeypatch):
+    raw = {k: dict(v) for k, v in PACKED_STUDY.items()}
+    raw["study"].update(name=unique("askc"), pack=3)
+    config = config_from_dict(raw)
+    study = prepare_study(config, optuna.storages.InMemoryStorage())
+    ask = study.ask
+
+    def ask_then_ctrl_c() -> optuna.Trial:
+        if study.trials:  # the second trial of the pack
+            raise KeyboardInterrupt
+        return ask()
+
+    monkeypatch.setattr(study, "ask", ask_then_ctrl_c)
+    assert study_optimize(study, config, n_trials=3, budget=3).interrupted
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
 @pytest.mark.parametrize(
     ("hp", "packable"),
     [

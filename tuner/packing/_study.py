@@ -93,10 +93,11 @@ def optimize_packed(
                 break
             if is_heartbeat_enabled(study._storage):
                 fail_stale_trials(study)
-            trials = [study.ask() for _ in range(k)]
+            trials = []
+            for _ in range(k):  # each trial known to begin() at once: Ctrl-C may come any time
+                trials.append(study.ask())
+                begin(trials[-1])
             asked += k
-            for trial in trials:
-                begin(trial)
             with contextlib.ExitStack() as beats:
                 for trial in trials:
                     beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
