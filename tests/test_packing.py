@@ -105,12 +105,12 @@ PACKED_STUDY = {
 }
 
 
-def _trials(pack: int, metric: str = "val_loss") -> list[optuna.trial.FrozenTrial]:
+def _trials(pack: int, metric: str = "val_loss", n: int = 7) -> list[optuna.trial.FrozenTrial]:
     raw = {k: dict(v) for k, v in PACKED_STUDY.items()}
     raw["study"].update(name=unique("pack"), pack=pack, metric=metric)
     config = config_from_dict(raw)
     study = prepare_study(config, optuna.storages.InMemoryStorage())
-    study_optimize(study, config, n_trials=7, budget=7)
+    study_optimize(study, config, n_trials=n, budget=n)
     return study.trials
 
 
@@ -135,6 +135,30 @@ def test_a_packed_study_reproduces_the_sequential_one_trial_by_trial(monkeypatch
             assert b.value == pytest.approx(a.value, rel=1e-5)
             assert b.user_attrs["curve"]["val_loss"] == pytest.approx(
                 a.user_attrs["curve"]["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("broken", "states"),
+    [("check_init", "CCPF"),  # member 3's setup raises: it alone fails
+     ("train_population", "FFPF")],  # the population raises: member 2, pruned before, stays so
+)
+def test_a_failure_in_a_pack_fails_only_the_members_it_touches(monkeypatch, broken, states):
+    import tuner.packing._classifier as packed_classifier
+
+    real = getattr(packed_classifier, broken)
+
+    def fail(*args, **kwargs):
+        if broken == "train_population" or args[0].trial.number == 3:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(packed_classifier, broken, fail)
+    trials = _trials(pack=4, n=4)  # one pack; trial 2 draws init zeros: a dead init
+    assert "".join(t.state.name[0] for t in trials) == states
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs["fail_reason"] == "RuntimeError: boom"
+            assert "curve" in t.user_attrs, "finished as the sequential loop finishes a trial"
 
 
 def test_packed_run_prunes_members_and_leaves_nothing_running(study_file, sqlite_url):

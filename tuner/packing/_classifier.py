@@ -50,28 +50,36 @@ def group_key(hp: dict[str, Any], ctx: ObjectiveContext) -> tuple | None:
 
 
 def train_members(
-    members: list[tuple[optuna.Trial, dict[str, Any]]], ctx: ObjectiveContext
-) -> dict[int, Outcome]:
-    """Train ``members`` (trial, params) of one group together; see the module doc."""
-    outcomes: dict[int, Outcome] = {}
+    members: list[tuple[optuna.Trial, dict[str, Any]]], ctx: ObjectiveContext,
+    outcomes: dict[int, Outcome],
+) -> None:
+    """Train ``members`` (trial, params) of one group together; see the module doc. A member
+    whose setup fails, fails alone, as it would run alone."""
     live: list[TrialSetup] = []
     for trial, hp in members:
-        setup = prepare_trial(trial, hp, ctx)
+        try:
+            setup = prepare_trial(trial, hp, ctx)
+        except Exception as e:
+            outcomes[trial.number] = Outcome(error=e)
+            continue
         try:
             check_init(setup, hp, ctx)
         except optuna.TrialPruned as e:
             finish_trial(setup, str(e))
             outcomes[trial.number] = Outcome(pruned=True)
             continue
+        except Exception as e:
+            finish_trial(setup, None)
+            outcomes[trial.number] = Outcome(error=e)
+            continue
         live.append(setup)
     if not live or not can_stack([m.model for m in live]):
-        return outcomes  # the rest run alone
+        return  # the rest run alone
     steps = trial_report_steps(live[0].trial, ctx.settings["epochs"])
     reasons: dict[int, str] = {}
 
     def on_epoch(k: int, stats: EpochStats) -> bool:
         member = live[k]
-        member.curve.append(stats)
         if stats.epoch in steps:
             member.trial.report(metric_of(stats, ctx.metric), stats.epoch)
             if member.trial.should_prune():
@@ -79,8 +87,13 @@ def train_members(
                 return False
         return True
 
-    runs = train_population([m.model for m in live], live[0].data, [m.cfg for m in live],
-                            [m.generator for m in live], on_epoch)
+    try:
+        runs = train_population([m.model for m in live], live[0].data, [m.cfg for m in live],
+                                [m.generator for m in live], on_epoch, [m.curve for m in live])
+    except BaseException:
+        for member in live:  # what the sequential loop's `finally` does
+            finish_trial(member, None)
+        raise  # the live members fail with this error (tuner.packing._study)
     for k, (member, run) in enumerate(zip(live, runs, strict=True)):
         number = member.trial.number
         if run.diverged is not None:
@@ -92,7 +105,6 @@ def train_members(
         else:
             finish_trial(member, None)
             outcomes[number] = Outcome(value=metric_of(run.history[-1], ctx.metric))
-    return outcomes
 
 
 PACKERS.add("classifier", PackSpec(key=group_key, train=train_members))

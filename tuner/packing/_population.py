@@ -216,14 +216,16 @@ def train_population(
     cfgs: list[TrainConfig],
     generators: list[torch.Generator | None],
     on_epoch: MemberHook | None = None,
+    histories: list[list[EpochStats]] | None = None,
 ) -> list[MemberRun]:
     """Train ``models`` (one architecture, on ``data``'s device) together; member ``k`` gets
     ``cfgs[k]`` and batch order ``generators[k]``. ``on_epoch(k, stats)`` returning False stops
     member ``k`` (e.g. pruned); a member whose training loss is not finite stops as diverged.
-    Returns one :class:`MemberRun` per model, in order."""
+    Member ``k``'s epochs are appended to ``histories[k]`` (default: new lists), which stay the
+    caller's if training raises. Returns one :class:`MemberRun` per model, in order."""
     if data.x_train.device.type == "cpu":
         use_cpu_threads()
-    runs = [MemberRun() for _ in models]
+    runs = [MemberRun(history) for history in histories or [[] for _ in models]]
     pop = Population(models, cfgs)
     live = list(range(len(models)))  # original member numbers, in population order
     n, n_val = data.n_train, data.x_val.shape[0]

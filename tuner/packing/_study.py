@@ -44,10 +44,11 @@ class Outcome:
     error: BaseException | None = None
 
 
-Packer = Callable[[list[tuple[optuna.Trial, dict[str, Any]]], ObjectiveContext],
-                  dict[int, Outcome]]
-"""``packer(members, ctx) -> {trial number: outcome}`` trains ``members`` (trial, params) of one
-group together; a member missing from the result runs alone afterwards."""
+Packer = Callable[[list[tuple[optuna.Trial, dict[str, Any]]], ObjectiveContext,
+                   dict[int, Outcome]], None]
+"""``packer(members, ctx, outcomes)`` trains ``members`` (trial, params) of one group together,
+setting ``outcomes[trial number]`` as each member ends. A member it leaves out runs alone
+afterwards; if it raises, the members it has not ended fail with its error."""
 
 
 @dataclass(frozen=True)
@@ -155,10 +156,12 @@ def _run_round(study: optuna.Study, trials: list[optuna.Trial], fn: ObjectiveFn,
         if len(members) == 1:
             alone.append(members[0][0])
             continue
+        outcomes: dict[int, Outcome] = {}
         try:
-            outcomes = spec.train(members, ctx)
-        except Exception as e:  # a bug in packing fails the group, like a failing objective
-            outcomes = {t.number: Outcome(error=e) for t, _ in members}
+            spec.train(members, ctx, outcomes)
+        except Exception as e:  # fails the members still training, like a failing objective
+            for trial, _ in members:
+                outcomes.setdefault(trial.number, Outcome(error=e))
         for trial, _ in members:
             if trial.number in outcomes:
                 _finish(study, trial, outcomes[trial.number], callbacks)
