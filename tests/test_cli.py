@@ -240,3 +240,18 @@ def test_a_bad_thread_setting_fails_before_any_trial(cli, study_file, tmp_path, 
     line = _one_error_line(cli("run", str(study_file()), env={"TUNER_CPU_THREADS": value}))
     assert f"$TUNER_CPU_THREADS must be a whole number >= 1, got '{value}'" in line
     assert not (tmp_path / "tuner.db").exists()
+
+
+def test_progress_lines_show_reasons_verbatim_and_the_stored_metric(cli, tmp_path, study_file):
+    (tmp_path / "flaky.py").write_text(
+        "def objective(trial, ctx):\n"
+        "    hp = ctx.suggest(trial)\n"
+        "    if trial.number == 0:\n"
+        "        raise ValueError('range [0, inf] is not finite')\n"
+        "    return hp['x']\n")
+    proc = cli("run", str(_custom_study(tmp_path, "flaky:objective")))
+    assert proc.returncode == 0, proc.stderr
+    assert "ValueError: range [0, inf] is not finite" in proc.stderr
+    assert cli("run", str(study_file(study={"n_trials": 1}))).returncode == 0
+    resumed = cli("resume", "tiny", "--n-trials", "1")
+    assert " val_accuracy=" in resumed.stderr, "resume names the stored metric, not 'value'"

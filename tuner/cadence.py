@@ -9,7 +9,7 @@ report can change the pruner's decision; the objective reports and asks only the
 pruner                 steps reported (``E`` = epochs of a trial)
 =====================  ===========================================================================
 none (Nop)             none
-median / percentile    ``n_warmup_steps + k·interval_steps`` (step 1 too without warm-up), below ``E``
+median / percentile    ``n_warmup_steps + k·interval_steps`` (and 1 without warm-up), below ``E``
 halving                rung steps ``min_resource · rf^(rate + r)``, below ``E``
 hyperband              the union of its brackets' rung steps ``min_resource · rf^k``, below ``E``
 anything else          every epoch (``patient`` counts steps; unknown pruners may read anything)

@@ -14,7 +14,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from tuner.study import CONFIG_ATTR, best_trial, count_states
+from tuner.study import CONFIG_ATTR, best_trial, count_states, study_metric
 
 
 def trial_params(trial: FrozenTrial) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def study_summary(study: optuna.Study, top: int = 5) -> dict[str, Any]:
     return {
         "name": study.study_name,
         "direction": study.direction.name.lower(),
-        "metric": (config or {}).get("study", {}).get("metric", "value"),
+        "metric": study_metric(study),
         "objective": (config or {}).get("objective", {}).get("name"),
         "sampler": (config or {}).get("study", {}).get("sampler"),
         "pruner": (config or {}).get("study", {}).get("pruner"),

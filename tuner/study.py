@@ -118,6 +118,11 @@ def stored_config(study: optuna.Study, device: str | None = None) -> StudyConfig
     return config_from_dict(with_device(raw, device), f"<stored study {study.study_name!r}>")
 
 
+def study_metric(study: optuna.Study) -> str:
+    """The name of what the study optimises (``value`` for a study tuner did not create)."""
+    return study.user_attrs.get(CONFIG_ATTR, {}).get("study", {}).get("metric", "value")
+
+
 def _store_config(study: optuna.Study, config: StudyConfig) -> None:
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     study.set_user_attr(VERSION_ATTR, __version__)

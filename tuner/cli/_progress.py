@@ -7,6 +7,7 @@ import time
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,8 +28,8 @@ def _fmt(v: float | None) -> str:
 class TrialProgress:
     """A :class:`tuner.study.ProgressHook` drawing trials done, best value and time."""
 
-    def __init__(self, metric: str = "value", quiet: bool = False, header: str = "") -> None:
-        self.metric = metric
+    def __init__(self, metric: str | None = None, quiet: bool = False, header: str = "") -> None:
+        self.metric = metric  # None: the stored study's own metric, read at start
         self.quiet = quiet
         self.header = header  # printed once the storage is open, so bad input stays one line
         self._bar: Progress | None = None
@@ -38,6 +39,9 @@ class TrialProgress:
         self._total: int | None = None
 
     def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
+        from tuner.study import study_metric
+
+        self.metric = self.metric or study_metric(study)
         self._started = time.monotonic()
         self._total = total
         if self.header and not self.quiet:
@@ -68,7 +72,7 @@ class TrialProgress:
         if self._bar is not None:
             self._bar.update(self._task, advance=1, best=_fmt(best))
             if trial.state == TrialState.FAIL:
-                self._bar.console.print(f"warning: trial {trial.number} failed{note}")
+                self._bar.console.print(f"warning: trial {trial.number} failed{escape(note)}")
             return
         if self.quiet:
             return
@@ -76,10 +80,11 @@ class TrialProgress:
         elapsed = time.monotonic() - self._started
         value = f" {self.metric}={_fmt(trial.value)}" if trial.values else ""
         params = ", ".join(f"{k}={_short(v)}" for k, v in trial_params(trial).items())
-        err.print(
+        # Reasons and parameters are data, not rich markup ('[0, inf]' would vanish).
+        err.print(escape(
             f"[{self._done}{total}] trial {trial.number} {trial.state.name.lower()}{value}{note}"
             f"  best={_fmt(best)}  {elapsed:.1f}s  ({params})"
-        )
+        ))
 
     def stop(self) -> None:
         if self._bar is not None:

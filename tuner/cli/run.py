@@ -90,6 +90,7 @@ def resume(
         check_device(device, "--device")
     from tuner.storage import mask_url, resolve_url
     from tuner.study import resume as resume_study
+    from tuner.study import study_metric
 
     config = load_config(config_file) if config_file else None
     url = resolve_url(storage)
@@ -97,8 +98,7 @@ def resume(
     result = resume_study(name, url, n_trials=n_trials, timeout=timeout,
                           progress=TrialProgress(quiet=quiet, header=header), config=config,
                           pack=pack, device=device)
-    metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
-    _report(result, metric, url)
+    _report(result, study_metric(result.study), url)
 
 
 def _report(result, metric: str, url: str) -> None:
