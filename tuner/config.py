@@ -90,6 +90,13 @@ class StudyConfig:
         return config_from_dict(raw, self.source)
 
 
+def resolve_path(path: str, where: str) -> str:
+    """An absolute path for a file a study file names: relative paths are relative to the study
+    file (``where``), or to the working directory for a config that came from elsewhere."""
+    base = Path(where).parent if Path(where).suffix == ".toml" else Path.cwd()
+    return str((base / Path(path).expanduser()).resolve())
+
+
 def fingerprint_of(raw: Mapping[str, Any]) -> str:
     """:meth:`StudyConfig.fingerprint` of a stored (TOML-shaped, canonical) config, without
     validating it: a stored study may name a device or a file this machine lacks."""

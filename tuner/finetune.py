@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from tuner.checkpoint import copy_body, head_names, read_checkpoint, save_checkpoint
+from tuner.config import resolve_path
 from tuner.errors import CheckpointError, ConfigError
 from tuner.init import SCHEMES, apply_init
 from tuner.models import MODELS, ModelSpec, weight_layers
@@ -80,10 +81,6 @@ def init_model(model: nn.Module, hp: Mapping[str, Any], settings: Mapping[str, A
 
 
 # --------------------------------------------------------------------------- validation
-def _base(where: str) -> Path:
-    return Path(where).parent if Path(where).suffix == ".toml" else Path.cwd()
-
-
 def check_settings(settings: dict[str, Any], space: SearchSpace, data: Any, where: str) -> None:
     """Check ``[objective] checkpoint`` and the fine-tuning knobs against the space and data;
     resolve the checkpoint path (relative to the study file) in ``settings``."""
@@ -91,7 +88,7 @@ def check_settings(settings: dict[str, Any], space: SearchSpace, data: Any, wher
     if path is not None:
         if not isinstance(path, str) or not path:
             raise ConfigError(f"{where}: [objective] checkpoint must be a file name, got {path!r}")
-        settings["checkpoint"] = str((_base(where) / Path(path).expanduser()).resolve())
+        settings["checkpoint"] = resolve_path(path, where)
     inits = space["init"].values() if "init" in space else []
     if not any(SCHEMES.get(name).from_checkpoint for name in inits):
         return

@@ -9,7 +9,6 @@ weight_decay, depth, width, optimizer, momentum (each may also be fixed or left 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -17,6 +16,7 @@ import torch
 
 from tuner import artifacts, finetune, health
 from tuner.cadence import trial_report_steps
+from tuner.config import resolve_path
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.device import check_device, fit_batch_size, resolve_device
 from tuner.errors import ConfigError
@@ -64,7 +64,7 @@ def validate(
             f"valid: {', '.join(sorted(valid))}"
         )
     out = {**valid, **settings}
-    missing = [k for k, v in out.items() if v is None and k not in ("classes", "checkpoint")]
+    missing = [k for k in DATASETS.get(dataset).required if out.get(k) is None]
     if missing:
         raise ConfigError(f"{where}: [objective] dataset {dataset!r} needs {', '.join(missing)}")
     MODELS.get(out["model"], f"{where}: [objective] model")
@@ -79,8 +79,7 @@ def validate(
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
         raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
     if out.get("path") is not None:
-        base = Path(where).parent if Path(where).suffix == ".toml" else Path.cwd()
-        out["path"] = str((base / Path(out["path"]).expanduser()).resolve())
+        out["path"] = resolve_path(out["path"], where)
     try:
         data = _load(out, seed=0, device="cpu")
     except ConfigError as e:
