@@ -194,6 +194,16 @@ def test_ctrl_c_while_a_pack_is_asked_leaves_nothing_running(monkeypatch):
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 
+HP = {"lr": 0.01, "batch_size": 32, "init": "xavier_uniform", "activation": "relu",
+      "optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.9, "depth": 2, "width": 64,
+      "freeze_layers": 0, "head_lr_mult": 1.0}
+
+
+def _ctx(**settings) -> ObjectiveContext:
+    return ObjectiveContext(settings={"dataset": "digits", "model": "mlp", "device": "cpu",
+                                      **settings}, space=None)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("hp", "packable"),
     [
@@ -205,11 +215,29 @@ def test_ctrl_c_while_a_pack_is_asked_leaves_nothing_running(monkeypatch):
     ],
 )
 def test_group_key_packs_only_what_it_can_train(hp, packable):
-    base = {"lr": 0.01, "batch_size": 32, "init": "xavier_uniform", "activation": "relu",
-            "optimizer": "sgd", "weight_decay": 0.0, "momentum": 0.9, "depth": 2, "width": 64,
-            "freeze_layers": 0, "head_lr_mult": 1.0}
-    ctx = ObjectiveContext(settings={}, space=None)  # type: ignore[arg-type]
-    assert (group_key({**base, **hp}, ctx) is not None) is packable
+    assert (group_key({**HP, **hp}, _ctx()) is not None) is packable
+
+
+@pytest.mark.parametrize(("optimizer", "shared"),
+                         [("sgd", False), ("rmsprop", False), ("adam", True), ("adamw", True)])
+def test_momentum_splits_groups_only_where_the_optimizer_uses_it(optimizer, shared):
+    hps = [{**HP, "optimizer": optimizer, "momentum": m} for m in (0.5, 0.9)]
+    assert (len({group_key(hp, _ctx()) for hp in hps}) == 1) is shared
+    if shared:  # one population takes both
+        Population([_member(k, "orthogonal") for k in range(2)],
+                   [TrainConfig(lr=0.01, batch_size=8, epochs=1, optimizer=optimizer, momentum=m)
+                    for m in (0.5, 0.9)])
+
+
+def test_a_model_that_cannot_stack_is_not_grouped(monkeypatch):
+    def with_batch_norm(spec: ModelSpec) -> torch.nn.Module:  # a buffer: running statistics
+        return torch.nn.Sequential(torch.nn.Linear(spec.n_features, spec.width),
+                                   torch.nn.BatchNorm1d(spec.width), torch.nn.ReLU(),
+                                   torch.nn.Linear(spec.width, spec.n_classes))
+
+    monkeypatch.setitem(MODELS._items, "bn_mlp", with_batch_norm)
+    assert group_key(HP, _ctx(model="bn_mlp")) is None  # runs alone, prepared once
+    assert group_key(HP, _ctx()) is not None
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,12 @@ def trial_data(ctx: ObjectiveContext) -> Dataset:
     return ctx.cache[key]
 
 
+def model_spec(data: Dataset, hp: dict[str, Any]) -> ModelSpec:
+    """The architecture of a trial with parameters ``hp`` on ``data``."""
+    return ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
+                     hp["activation"])
+
+
 def prepare_trial(trial: optuna.Trial, hp: dict[str, Any], ctx: ObjectiveContext) -> TrialSetup:
     """Seed, build and initialise the trial's model; capture its init picture; set its config."""
     s = ctx.settings
@@ -139,9 +145,7 @@ def prepare_trial(trial: optuna.Trial, hp: dict[str, Any], ctx: ObjectiveContext
     seed = ctx.trial_seed(trial)
     torch.manual_seed(seed)
     generator = torch.Generator(device=device).manual_seed(seed)
-    spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
-                     hp["activation"])
-    model = finetune.init_model(MODELS.get(s["model"])(spec), hp, s).to(device)
+    model = finetune.init_model(MODELS.get(s["model"])(model_spec(data, hp)), hp, s).to(device)
     # The dashboard's init picture shows the network as initialised: capture before training.
     pictures = artifacts.TrialPictures.capture(trial, ctx, model, data.x_val, hp)
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],

@@ -8,7 +8,7 @@ member reaches the result of the same trial run alone; only the training loop di
 
 Members may differ in ``lr``, ``weight_decay`` and ``init`` (any scheme that draws weights); all
 other parameters must match. Knobs that only act on ``init = "pretrained"`` are ignored for the
-others, so they do not split groups.
+others, and ``momentum`` for optimisers without it (Adam, AdamW), so they do not split groups.
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+import torch
 
 from tuner import finetune
 from tuner.cadence import trial_report_steps
 from tuner.init import SCHEMES
+from tuner.models import MODELS
 from tuner.objectives import ObjectiveContext
 from tuner.objectives.classifier import (
     TrialSetup,
     check_init,
     finish_trial,
     metric_of,
+    model_spec,
     prepare_trial,
+    trial_data,
 )
 from tuner.packing._optim import STACKED_OPTIMIZERS
 from tuner.packing._population import can_stack, train_population
@@ -34,19 +38,34 @@ from tuner.packing._study import PACKERS, Outcome, PackSpec
 from tuner.training import EpochStats
 
 PER_MEMBER = ("lr", "weight_decay", "init")
-SHARED = ("batch_size", "activation", "optimizer", "momentum", "depth", "width")
+SHARED = ("batch_size", "activation", "optimizer", "depth", "width")
+MOMENTUM = "momentum"  # shared where the optimizer uses it
 PRETRAINED_ONLY = tuple(finetune.PARAM_RULES)  # inert unless the init loads a checkpoint
 
 
 def group_key(hp: dict[str, Any], ctx: ObjectiveContext) -> tuple | None:
     """What members of one population share, or ``None`` when this trial cannot be packed."""
-    unknown = set(hp) - {*PER_MEMBER, *SHARED, *PRETRAINED_ONLY}
+    unknown = set(hp) - {*PER_MEMBER, *SHARED, MOMENTUM, *PRETRAINED_ONLY}
     scheme = SCHEMES.get(hp["init"])
     if unknown or getattr(scheme, "from_checkpoint", False):
         return None
-    if hp["optimizer"] not in STACKED_OPTIMIZERS:
+    if hp["optimizer"] not in STACKED_OPTIMIZERS or not _stackable(hp, ctx):
         return None
-    return tuple(hp[k] for k in SHARED)
+    momentum = hp[MOMENTUM] if STACKED_OPTIMIZERS.get(hp["optimizer"]).uses_momentum else None
+    return (*(hp[k] for k in SHARED), momentum)
+
+
+def _stackable(hp: dict[str, Any], ctx: ObjectiveContext) -> bool:
+    """Whether the study's model in this architecture can train as a population
+    (:func:`can_stack`: no buffers, nothing frozen); decided once per architecture, on a model
+    built without memory."""
+    name = ctx.settings["model"]
+    key = f"stackable:{name}:{hp['depth']}:{hp['width']}:{hp['activation']}"
+    if key not in ctx.cache:
+        with torch.device("meta"):
+            model = MODELS.get(name)(model_spec(trial_data(ctx), hp))
+        ctx.cache[key] = can_stack([model])
+    return ctx.cache[key]
 
 
 def train_members(
@@ -73,8 +92,8 @@ def train_members(
             outcomes[trial.number] = Outcome(error=e)
             continue
         live.append(setup)
-    if not live or not can_stack([m.model for m in live]):
-        return  # the rest run alone
+    if not live:
+        return
     steps = trial_report_steps(live[0].trial, ctx.settings["epochs"])
     reasons: dict[int, str] = {}
 

@@ -12,6 +12,8 @@ Python float. A member thus follows its solo trajectory to the last bit of its g
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -20,6 +22,8 @@ from tuner.registry import Registry
 
 class StackedOptimizer:
     """Base: ``params`` leaves ``(K, ...)`` with ``.grad``; ``lr``, ``weight_decay`` ``(K,)``."""
+
+    uses_momentum: ClassVar[bool] = False  # Adam, AdamW: ``momentum`` is ignored, as by torch
 
     def __init__(self, params: list[Tensor], lr: Tensor, weight_decay: Tensor,
                  momentum: float) -> None:
@@ -75,6 +79,8 @@ class StackedOptimizer:
 class StackedSGD(StackedOptimizer):
     """``torch.optim.SGD(lr, momentum, weight_decay)``, dampening 0, no Nesterov."""
 
+    uses_momentum = True
+
     def update(self, p: Tensor, grad: Tensor, state: dict[str, Tensor]) -> None:
         grad = self._decayed(p, grad)
         if self.momentum != 0:
@@ -124,6 +130,8 @@ class StackedAdamW(StackedAdam):
 
 class StackedRMSprop(StackedOptimizer):
     """``torch.optim.RMSprop(lr, weight_decay, momentum)``: alpha 0.99, eps 1e-8, not centred."""
+
+    uses_momentum = True
 
     alpha = 0.99
     eps = 1e-8

@@ -139,10 +139,12 @@ class _StackedVmap(_Stacked):
 
 class Population:
     """K models of one architecture, stacked; ``cfgs`` share batch size, epochs, optimizer and
-    momentum and differ in lr and weight decay."""
+    momentum (where the optimizer uses it) and differ in lr and weight decay."""
 
     def __init__(self, models: list[nn.Module], cfgs: list[TrainConfig]) -> None:
-        assert len({(c.batch_size, c.epochs, c.optimizer, c.momentum) for c in cfgs}) == 1
+        momentum = STACKED_OPTIMIZERS.get(cfgs[0].optimizer).uses_momentum
+        assert len({(c.batch_size, c.epochs, c.optimizer, c.momentum if momentum else None)
+                    for c in cfgs}) == 1
         self.cfg = cfgs[0]
         self.net = _StackedMLP(models) if _StackedMLP.fits(models[0]) else _StackedVmap(models)
         self.device = self.params[0].device
