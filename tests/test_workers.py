@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,8 @@ from tuner.config import StudyConfig, load_config
 from tuner.errors import StorageError
 from tuner.rdb import ResilientRDBStorage, heartbeat_settings, reraise_lost
 from tuner.storage import open_storage
-from tuner.workers import _jobs, run_jobs, threads_per_worker
+from tuner.study import prepare_study
+from tuner.workers import _jobs, run_jobs, threads_per_worker, work
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -215,6 +217,21 @@ def test_worker_waits_for_its_study_and_caps_its_own_trials(tmp_path: Path) -> N
     assert rc == 0, err
     assert "2 trials this run" in out
     assert states(url, "later") == {"COMPLETE": 2}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_worker_waits_for_a_storage_file_that_does_not_exist_yet(
+        kind: str, tmp_path: Path, study_file: Callable[..., Path]) -> None:
+    url = f"sqlite:///{tmp_path / 'later.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'j'}"
+    config = load_config(study_file(study={"name": "later", "n_trials": 1},
+                                    objective={"epochs": 1, "artifacts": False}))
+    creator = threading.Timer(0.3, lambda: prepare_study(config, open_storage(url)))
+    creator.start()
+    try:
+        result = work("later", url, wait_s=30)
+    finally:
+        creator.cancel()
+    assert len(result.trial_numbers) == 1
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")

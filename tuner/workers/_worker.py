@@ -21,12 +21,12 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import StudyConfig
-from tuner.errors import ConfigError, ObjectiveError, StudyNotFoundError
+from tuner.errors import ConfigError, ObjectiveError, StorageError, StudyNotFoundError
 from tuner.objectives import ObjectiveContext
 from tuner.pruners import build_pruner
 from tuner.rdb import ResilientRDBStorage, reraise_lost
 from tuner.samplers import build_sampler
-from tuner.storage import open_storage, resolve_url
+from tuner.storage import JOURNAL_PREFIX, open_storage, resolve_url
 from tuner.study import (
     MAX_CONSECUTIVE_FAILURES,
     ProgressHook,
@@ -90,8 +90,7 @@ def work(
     if threads is not None:
         set_torch_threads(threads)
     url = resolve_url(storage_url)
-    storage = open_storage(url, must_exist=True)
-    study = _wait_for_study(name, storage, wait_s)
+    storage, study = _wait_for_study(name, url, wait_s)
     config = worker_config(study, device)
     if pack is not None:
         config = config.with_overrides(pack=pack)
@@ -103,11 +102,19 @@ def work(
                       announce=announce)
 
 
-def _wait_for_study(name: str, storage: BaseStorage, wait_s: float) -> optuna.Study:
+def _wait_for_study(name: str, url: str, wait_s: float) -> tuple[BaseStorage, optuna.Study]:
+    """Open the storage at ``url`` and load study ``name``, for up to ``wait_s`` seconds while
+    the study, or the SQLite/journal file that will hold it, does not exist yet."""
     deadline = time.monotonic() + wait_s
+    storage: BaseStorage | None = None
     while True:
         try:
-            return load_existing(name, storage)
+            if storage is None:
+                storage = open_storage(url, must_exist=True)
+            return storage, load_existing(name, storage)
+        except StorageError:
+            if not url.startswith((JOURNAL_PREFIX, "sqlite:")) or time.monotonic() >= deadline:
+                raise  # a server storage that cannot be opened is not waited for
         except StudyNotFoundError:
             if time.monotonic() >= deadline:
                 raise
