@@ -34,7 +34,7 @@ from tuner.config import StudyConfig, load_config
 from tuner.errors import StorageError
 from tuner.rdb import ResilientRDBStorage, heartbeat_settings, reraise_lost
 from tuner.storage import open_storage
-from tuner.study import prepare_study
+from tuner.study import RunResult, prepare_study
 from tuner.workers import _jobs, run_jobs, threads_per_worker, work
 
 
@@ -232,6 +232,62 @@ def test_worker_waits_for_a_storage_file_that_does_not_exist_yet(
     finally:
         creator.cancel()
     assert len(result.trial_numbers) == 1
+
+
+class _Lines:
+    """A progress hook that keeps what it would print."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[int, float | None]] = []
+
+    def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
+        pass
+
+    def trial_finished(self, trial: optuna.trial.FrozenTrial, best: float | None) -> None:
+        self.lines.append((trial.number, best))
+
+    def stop(self) -> None:
+        pass
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch, cls: type, *names: str) -> list[str]:
+    calls: list[str] = []
+    for name in names:
+        real = getattr(cls, name)
+
+        def spy(self: object, *args: object, _real=real, _name=name, **kwargs: object) -> object:
+            calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+    return calls
+
+
+def test_a_workers_progress_line_costs_no_storage_read(sqlite_url: str,
+                                                        study_file: Callable[..., Path],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna.storages._cached_storage import _CachedStorage
+
+    config = load_config(study_file(study={"n_trials": 6},
+                                    objective={"epochs": 1, "artifacts": False}))
+    prepare_study(config, open_storage(sqlite_url))
+    reads = _count_reads(monkeypatch, _CachedStorage, "get_all_trials", "get_trial")
+    per_run = []
+    for progress in (None, _Lines()):
+        reads.clear()
+        work("tiny", sqlite_url, n_trials=3, progress=progress)
+        per_run.append(len(reads))
+    assert per_run[1] == per_run[0]
+
+
+def test_run_jobs_reads_the_trials_once_per_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    study = optuna.create_study()
+    study.optimize(lambda trial: 3.0 - trial.number, n_trials=3)
+    reads = _count_reads(monkeypatch, optuna.Study, "get_trials")
+    progress = _Lines()
+    _jobs._report_new(study, set(), RunResult(study), progress)
+    assert len(reads) == 1
+    assert progress.lines == [(0, 1.0), (1, 1.0), (2, 1.0)]
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")

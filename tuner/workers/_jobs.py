@@ -174,12 +174,13 @@ def _fail_killed_workers_trials(study: optuna.Study, workers: list[_Worker], pac
 
 def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
                 progress: ProgressHook | None) -> None:
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
         if trial.state.is_finished() and trial.number not in seen:
             seen.add(trial.number)
             result.trial_numbers.append(trial.number)
             if progress is not None:
-                progress.trial_finished(trial, _best_value(study))
+                progress.trial_finished(trial, _best_value(study, trials))
 
 
 def _raise_for_workers(workers: list[_Worker], interrupted: bool) -> None:

@@ -232,11 +232,16 @@ def run_worker(
                 time.sleep(_poll_s(storage))
                 continue
             waiting_noted = False
-            for number in result.trial_numbers[before:]:  # one, or a pack
-                trial = study._storage.get_trial(mine[number])
+            ended = result.trial_numbers[before:]  # one, or a pack
+            # With a progress line, one read of every trial gives both these trials and the
+            # best value; without, only these trials are read.
+            trials = study.get_trials(deepcopy=False) if progress is not None and ended else None
+            by_number = {t.number: t for t in trials or ()}
+            for number in ended:
+                trial = by_number[number] if trials else study._storage.get_trial(mine[number])
                 failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
                 if progress is not None:
-                    progress.trial_finished(trial, _best_value(study))
+                    progress.trial_finished(trial, _best_value(study, trials))
     except KeyboardInterrupt:
         result.interrupted = True
         last = result.trial_numbers[-config.pack:]  # earlier trials of this worker are finished
@@ -255,6 +260,9 @@ def run_worker(
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and re-queue) dead workers' trials before :func:`decide` counts the RUNNING ones.
+    Optuna does it again when it starts a trial, but only after a GO: without this, a dead
+    trial would count as running and every worker would wait for it forever."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
