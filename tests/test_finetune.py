@@ -14,9 +14,9 @@ from torch import nn
 from tuner.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from tuner.config import load_config
 from tuner.data import load_dataset
-from tuner.errors import CheckpointError, TunerError
+from tuner.errors import CheckpointError, ConfigError, TunerError
 from tuner.finetune import configure, load_pretrained, pretrain
-from tuner.models import ModelSpec, mlp
+from tuner.models import MODELS, ModelSpec, mlp
 from tuner.study import run
 from tuner.training import TrainConfig, make_optimizer, train
 
@@ -51,6 +51,37 @@ def test_pretrain_writes_a_weights_only_checkpoint(tmp_path):
     ckpt = read_checkpoint(result.path)
     assert ckpt.spec == SPEC and len(ckpt.sha256) == 64
     assert ckpt.describe() == "mlp, depth 2, width 32, relu, 64 features -> 5 classes"
+
+
+@pytest.mark.parametrize(
+    ("params", "output", "error", "match"),
+    [({"lr": 1e6, "optimizer": "sgd"}, "src.pt", ConfigError,
+      r"diverged in epoch 1 .*with lr = 1e\+06; lower lr"),
+     ({}, "nodir/src.pt", CheckpointError, r"src.pt: folder .*nodir does not exist"),
+     ({}, ".", CheckpointError, r"cannot write checkpoint .*: it is a folder")],
+)
+def test_bad_pretrain_input_is_a_tuner_error(tmp_path, params, output, error, match):
+    with pytest.raises(error, match=match):
+        pretrain(SOURCE, {"width": 32, **params}, tmp_path / output)
+
+
+def test_an_unreadable_checkpoint_is_a_checkpoint_error(tmp_path, monkeypatch):
+    path = write_ckpt(tmp_path / "c.pt")
+
+    def denied(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*c.pt: Permission denied"):
+        read_checkpoint(path)
+
+
+def test_validating_a_pretrained_study_builds_its_model_once(study_file, tmp_path, monkeypatch):
+    write_ckpt(tmp_path / "digits-0-4.pt")
+    built: list[ModelSpec] = []
+    monkeypatch.setitem(MODELS._items, "mlp", lambda spec: built.append(spec) or mlp(spec))
+    load_config(finetune_study(study_file, "digits-0-4.pt"))
+    assert len(built) == 1
 
 
 def test_load_pretrained_copies_the_body_and_starts_a_fresh_head(tmp_path):

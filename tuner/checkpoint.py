@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import pickle
 import zipfile
@@ -73,7 +74,7 @@ def save_checkpoint(
     source: Mapping[str, Any],
 ) -> Path:
     """Write ``model`` (built by ``MODELS[model_name](spec)``) as a tuner checkpoint; atomic."""
-    path = Path(path)
+    path = check_writable(path)
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -88,9 +89,22 @@ def save_checkpoint(
     try:
         torch.save(payload, tmp)
         tmp.replace(path)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # torch's file writer raises RuntimeError (disk full)
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+        reason = e.strerror if isinstance(e, OSError) else "the file could not be written"
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason or e}") from None
+    return path
+
+
+def check_writable(path: str | Path) -> Path:
+    """``path`` as a :class:`Path`, or :class:`CheckpointError` if no checkpoint can be written
+    there (a folder, or in a folder that does not exist): checked before any training."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"cannot write checkpoint {path}: it is a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CheckpointError(f"cannot write checkpoint {path}: folder {parent} does not exist")
     return path
 
 
@@ -110,9 +124,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 @functools.lru_cache(maxsize=8)
 def _read(path: str, mtime_ns: int, size: int) -> Checkpoint:
     p = Path(path)
-    data = p.read_bytes()
     try:
-        raw = torch.load(p, map_location="cpu", weights_only=True)
+        data = p.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {p}: {e.strerror or e}") from None
+    try:
+        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
             TypeError, AttributeError, ImportError) as e:
         # torch's own messages run to paragraphs (with terminal escapes); the kind is enough.

@@ -23,7 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from tuner.checkpoint import copy_body, head_names, read_checkpoint, save_checkpoint
+from tuner.checkpoint import (
+    check_writable,
+    copy_body,
+    head_names,
+    read_checkpoint,
+    save_checkpoint,
+)
 from tuner.config import resolve_path
 from tuner.errors import CheckpointError, ConfigError
 from tuner.init import SCHEMES, apply_init
@@ -118,8 +124,8 @@ def _check_against(ckpt: Any, settings: dict[str, Any], space: SearchSpace, data
             )
     spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, ckpt.spec.depth,
                      ckpt.spec.width, ckpt.spec.activation)
-    load_pretrained(MODELS.get(ckpt.model)(spec), ckpt.path, ckpt.spec.activation)
-    reused = len(weight_layers(MODELS.get(ckpt.model)(spec))) - 1
+    model = load_pretrained(MODELS.get(ckpt.model)(spec), ckpt.path, ckpt.spec.activation)
+    reused = len(weight_layers(model)) - 1
     high = max(space["freeze_layers"].values())
     if high > reused:
         raise ConfigError(f"{where}: [space] freeze_layers reaches {high}, but the model of "
@@ -158,8 +164,9 @@ def pretrain(
     from tuner.objectives.classifier import PARAM_RULES as RULES
     from tuner.objectives.classifier import validate
     from tuner.space import parse_space
-    from tuner.training import TrainConfig, train
+    from tuner.training import Diverged, TrainConfig, train
 
+    output = check_writable(output)  # before minutes of training, not after
     space = parse_space(dict(params), RULES, where)
     searched = [p.name for p in space.searched()]
     if searched:
@@ -178,7 +185,11 @@ def pretrain(
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
                       optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
                       momentum=hp["momentum"])
-    history = train(model, data, cfg, generator=torch.Generator(device=device).manual_seed(seed))
+    try:
+        history = train(model, data, cfg,
+                        generator=torch.Generator(device=device).manual_seed(seed))
+    except Diverged as e:
+        raise ConfigError(f"{where}: {e} with lr = {hp['lr']:g}; lower lr") from None
     last = history[-1]
     source = {"dataset": s["dataset"], "classes": s.get("classes"), "epochs": s["epochs"],
               "seed": seed, "val_accuracy": last.val_accuracy, "val_loss": last.val_loss,
