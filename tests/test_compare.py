@@ -7,21 +7,17 @@ import math
 
 import pytest
 
-from tuner.compare import Comparison, Run, _best_so_far, _default_target, compare
+from tuner.best import best_so_far
+from tuner.compare import Comparison, Run, _default_target, compare
 from tuner.config import load_config
 from tuner.errors import ConfigError
 
 
 def _comparison(direction: str, finals: dict[str, list[list[float | None]]]) -> Comparison:
     runs = [Run(s, seed, values=v, states=["COMPLETE"] * len(v), elapsed_s=1.0,
-                best=_best_so_far(v, direction == "maximize"))
+                best=best_so_far(v, direction == "maximize"))
             for s, per_seed in finals.items() for seed, v in enumerate(per_seed)]
     return Comparison("s", "m", direction, 4, list(finals), runs, math.nan, 0.5)
-
-
-def test_best_so_far_skips_pruned_and_keeps_the_best():
-    assert _best_so_far([None, 0.5, 0.4, None, 0.9], maximize=True) == [None, 0.5, 0.5, 0.5, 0.9]
-    assert _best_so_far([0.5, 0.7, 0.2], maximize=False) == [0.5, 0.5, 0.2]
 
 
 @pytest.mark.parametrize(

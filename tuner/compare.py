@@ -27,6 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tuner.best import best_so_far
 from tuner.config import StudyConfig, config_from_dict
 from tuner.errors import ConfigError
 from tuner.options import accepted_options
@@ -193,19 +194,7 @@ def _one_run(raw: dict[str, Any], sampler: str, seed: int) -> Run:
     values = [t.value if t.state.name == "COMPLETE" else None for t in trials]
     return Run(sampler, seed, values=values, states=[t.state.name for t in trials],
                elapsed_s=time.monotonic() - started,
-               best=_best_so_far(values, config.direction == "maximize"))
-
-
-def _best_so_far(values: list[float | None], maximize: bool) -> list[float | None]:
-    out: list[float | None] = []
-    best: float | None = None
-    for v in values:
-        if v is not None and math.isfinite(v) and (
-            best is None or (v > best if maximize else v < best)
-        ):
-            best = v
-        out.append(best)
-    return out
+               best=best_so_far(values, config.direction == "maximize"))
 
 
 def _default_target(c: Comparison) -> float:

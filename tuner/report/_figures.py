@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
+from tuner.best import best_so_far
 from tuner.results import trial_params
 
 Figure = go.Figure | str
@@ -54,14 +55,10 @@ def history(trials: list[FrozenTrial], metric: str, maximize: bool) -> Figure:
     if pruned:
         fig.add_scatter(x=[n for n, _ in pruned], y=[v for _, v in pruned], mode="markers",
                         name="pruned (last reported)", marker=PRUNED_MARKER)
-    best, xs, ys = None, [], []
-    for t in sorted(done, key=lambda t: t.number):
-        if best is None or (t.value > best if maximize else t.value < best):
-            best = t.value
-        xs.append(t.number)
-        ys.append(best)
-    fig.add_scatter(x=xs, y=ys, mode="lines", line={"shape": "hv", "color": "#d62728"},
-                    name="best so far")
+    done = sorted(done, key=lambda t: t.number)
+    fig.add_scatter(x=[t.number for t in done],
+                    y=best_so_far([t.value for t in done], maximize), mode="lines",
+                    line={"shape": "hv", "color": "#d62728"}, name="best so far")
     fig.update_layout(title="Optimisation history", xaxis_title="trial", yaxis_title=metric,
                       **LAYOUT)
     return fig
