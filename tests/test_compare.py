@@ -8,7 +8,7 @@ import math
 import pytest
 
 from tuner.best import best_so_far
-from tuner.compare import Comparison, Run, _default_target, compare
+from tuner.compare import Comparison, Run, _default_target, compare, plot
 from tuner.config import load_config
 from tuner.errors import ConfigError
 
@@ -87,3 +87,39 @@ def test_compare_cli_bad_input(capsys, study_file, tmp_path, args, message):
     assert main(["compare", str(study_file()), "-o", str(tmp_path / "out"), *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_an_output_that_is_a_file_fails_before_any_run(capsys, study_file, tmp_path,
+                                                       monkeypatch):
+    import tuner.compare
+    from tuner.cli import main
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(tuner.compare, "ProcessPoolExecutor", no_runs)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    for out, where in ((taken, "is a file"), (taken / "out", f"is inside {taken}, a file")):
+        with pytest.raises(ConfigError, match=f"compare output {out} {where}; give a folder"):
+            compare(load_config(study_file()), ["random"], out_dir=out)
+    assert main(["compare", str(study_file()), "-o", str(taken)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: compare output {taken} is a file; give a folder"]
+
+
+def test_write_failures_are_config_errors_and_plot_leaves_matplotlib_alone(tmp_path,
+                                                                           monkeypatch):
+    import matplotlib
+
+    def no_switch(*args, **kwargs):
+        raise AssertionError("a library call switched the matplotlib backend")
+
+    monkeypatch.setattr(matplotlib, "use", no_switch)
+    c = _comparison("maximize", {"a": [[0.1, 0.9, 0.9, 0.9]], "b": [[0.5, 0.6, 0.7, 0.8]]})
+    c.target = 0.8
+    plot(c, tmp_path / "best.png")
+    assert (tmp_path / "best.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "out" / "table.md").mkdir(parents=True)  # a folder where a file must go
+    with pytest.raises(ConfigError, match=r"cannot write the comparison into .*out: Is a direc"):
+        c.write(tmp_path / "out")

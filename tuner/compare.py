@@ -4,7 +4,8 @@
 (sampler, seed) in a fresh in-memory storage (seeds ``config.seed + r``: every sampler gets the
 same seeds, so data splits and trial seeds pair up), and returns a :class:`Comparison`:
 ``.summary()`` per sampler, ``.write(DIR)`` for ``best.png`` (best-so-far vs trials, median and
-interquartile band per sampler), ``table.md`` and ``results.json`` (every run's raw values).
+interquartile band per sampler), ``table.md`` and ``results.json`` (every run's raw values);
+``compare(..., out_dir=DIR)`` checks ``DIR`` before the first run and writes them at the end.
 
 Target: ``target`` if given, else the value that a share ``target_share`` of all runs reach by
 their last trial (0.5: the median final best). "Trials to target" counts finished trials
@@ -59,6 +60,7 @@ class Comparison:
     runs: list[Run]
     target: float
     target_share: float
+    files: dict[str, Path] = field(default_factory=dict)  # what write() wrote
 
     def better(self, a: float, b: float) -> bool:
         """Whether ``a`` is at least as good as ``b`` for this direction."""
@@ -106,19 +108,42 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``best.png``, ``table.md`` and ``results.json`` into ``out_dir``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write ``best.png``, ``table.md`` and ``results.json`` into ``out_dir`` (created if
+        missing); returns their paths, also kept in ``files``. Raises ConfigError when they
+        cannot be written."""
+        out = check_output(out_dir)
         paths = {"plot": out / "best.png", "table": out / "table.md",
                  "results": out / "results.json"}
-        plot(self, paths["plot"])
-        paths["table"].write_text(self.table(), encoding="utf-8")
-        raw = {k: v for k, v in asdict(self).items() if k != "runs"}
+        raw = {k: v for k, v in asdict(self).items() if k not in ("runs", "files")}
         raw["summary"] = [{k: (None if isinstance(v, float) and math.isinf(v) else v)
                            for k, v in row.items()} for row in self.summary()]
         raw["runs"] = [asdict(r) for r in self.runs]
-        paths["results"].write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            plot(self, paths["plot"])
+            paths["table"].write_text(self.table(), encoding="utf-8")
+            paths["results"].write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot write the comparison into {out}: "
+                              f"{e.strerror or e} ({e.filename or out})") from None
+        self.files = paths
         return paths
+
+
+def check_output(out_dir: str | Path) -> Path:
+    """``out_dir`` as a path, or ConfigError when a comparison cannot be written there: it,
+    or the nearest of its parents that exists, is a file or not writable. Creates nothing."""
+    out = Path(out_dir).expanduser()
+    for folder in (out, *out.parents):
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            where = "is a file" if folder == out else f"is inside {folder}, a file"
+            raise ConfigError(f"compare output {out} {where}; give a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"compare output {out}: permission denied in {folder}")
+        break
+    return out
 
 
 def compare(
@@ -131,10 +156,14 @@ def compare(
     target: float | None = None,
     target_share: float = 0.5,
     on_run: Callable[[Run], None] | None = None,
+    out_dir: str | Path | None = None,
 ) -> Comparison:
     """Run ``config`` under each of ``samplers`` with ``repeats`` seeds (see the module doc);
-    ``jobs`` worker processes (default: one per CPU core, at most one per run)."""
+    ``jobs`` worker processes (default: one per CPU core, at most one per run). With
+    ``out_dir``, write the results there (:meth:`Comparison.write`), checked before any run."""
     check_samplers(samplers)
+    if out_dir is not None:
+        check_output(out_dir)
     if repeats < 1 or (n_trials is not None and n_trials < 1):
         raise ConfigError("repeats and n_trials must be >= 1")
     if not 0 < target_share <= 1:
@@ -157,6 +186,8 @@ def compare(
     for r in runs:
         r.to_target = next((i + 1 for i, b in enumerate(r.best)
                             if b is not None and result.better(b, result.target)), None)
+    if out_dir is not None:
+        result.write(out_dir)
     return result
 
 
@@ -208,14 +239,14 @@ def _default_target(c: Comparison) -> float:
 
 
 def plot(c: Comparison, path: Path) -> None:
-    """Best-so-far vs trials: the median over seeds per sampler, the quartiles as a band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Best-so-far vs trials: the median over seeds per sampler, the quartiles as a band.
+    Drawn on a bare ``Figure``: the caller's matplotlib backend and pyplot state stay as
+    they are."""
     import numpy as np
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
     x = np.arange(1, c.n_trials + 1)
     shown: list[np.ndarray] = []
     for i, sampler in enumerate(c.samplers):
@@ -246,4 +277,3 @@ def plot(c: Comparison, path: Path) -> None:
     ax.legend(loc="lower right" if c.direction == "maximize" else "upper right")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -37,12 +37,13 @@ def compare(
 ) -> None:
     """Run one study under each sampler with several seeds, in parallel, in memory; write a
     best-so-far plot, a table of trials-to-target and final best, and the raw results."""
-    from tuner.compare import check_samplers
+    from tuner.compare import check_output, check_samplers
     from tuner.compare import compare as run_compare
     from tuner.config import load_config
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     check_samplers(names)
+    check_output(output)
     config = load_config(study_file, seed=seed)
     err.print(f"comparing {', '.join(names)} on study {config.name!r}: {repeats} seeds × "
               f"{n_trials or config.n_trials} trials each, in memory")
@@ -52,7 +53,7 @@ def compare(
         err.print(f"  {run.sampler} seed {run.seed}: best {best:.4g} in {run.elapsed_s:.1f}s")
 
     result = run_compare(config, names, repeats=repeats, n_trials=n_trials, jobs=jobs,
-                         target=target, target_share=target_share, on_run=done)
-    paths = result.write(output)
+                         target=target, target_share=target_share, on_run=done, out_dir=output)
+    paths = result.files
     out.print(result.table(), end="", markup=False)
     out.print(f"wrote {paths['plot']}, {paths['table']}, {paths['results']}")
