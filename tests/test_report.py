@@ -130,6 +130,19 @@ def test_bad_input_is_one_error_line_and_writes_nothing(folder, tmp_path, args, 
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing written"
 
 
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import tuner.report._build as build
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "build_report", lambda study, artifact_dir=None: "<html>")
+    monkeypatch.setattr(build.os, "replace", full_disk)
+    with pytest.raises(ConfigError, match=r"cannot write report .*r.html: No space left"):
+        write_report(optuna.create_study(), tmp_path / "r.html")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_library_refuses_a_study_without_complete_trials(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'e.db'}", study_name="e")
     with pytest.raises(ConfigError, match="no complete trial yet"):

@@ -45,6 +45,7 @@ def write_report(study: optuna.Study, path: str | Path, *,
     path = Path(path)
     _check_writable(path)
     html = build_report(study, artifact_dir=artifact_dir)
+    tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -52,7 +53,7 @@ def write_report(study: optuna.Study, path: str | Path, *,
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report is not
         os.replace(tmp, path)
     except OSError as e:
-        if "tmp" in locals():
+        if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise ConfigError(f"cannot write report {path}: {e.strerror or e}") from None
     return path
