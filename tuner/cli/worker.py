@@ -29,8 +29,8 @@ def worker(
     ),
     wait: float = typer.Option(
         0.0, "--wait", min=0.0,
-        help="Wait up to this many seconds for the study to be created (workers started "
-        "together with the `tuner run` that creates it).",
+        help="Wait up to this many seconds for the study (and its SQLite/journal file) to be "
+        "created (workers started together with the `tuner run` that creates it).",
     ),
     salt: int | None = typer.Option(None, "--salt", min=0, hidden=True),
     announce_trials: bool = typer.Option(False, "--announce-trials", hidden=True),
