@@ -96,5 +96,5 @@ def test_filters_and_splits_that_cannot_work(options, match):
 def test_a_class_with_a_single_row_cannot_be_split(tmp_path: Path):
     rows = ["a,label"] + [f"{i},{'x' if i < 10 else 'y'}" for i in range(11)]
     (tmp_path / "d.csv").write_text("\n".join(rows))
-    with pytest.raises(ConfigError, match="every class needs at least 2 rows.*rarest has 1"):
+    with pytest.raises(ConfigError, match=r"every class needs at least 2 rows.*rarest has 1"):
         load_dataset("csv", path=str(tmp_path / "d.csv"), target="label")

@@ -170,3 +170,38 @@ def test_a_multi_objective_study_in_the_storage_is_listed_and_refused_by_name(sq
         from tuner.study import open_study
 
         open_study("pareto", sqlite_url)
+
+
+def test_a_lost_connection_ends_a_run_with_the_storage_error(sqlite_url, monkeypatch):
+    """Optuna's clean-up after a failed tell raises UnboundLocalError; the run reports the
+    lost connection instead (one error line, exit 2)."""
+    import dataclasses
+
+    from sqlalchemy import event, exc
+
+    from tests.conftest import TINY
+    from tuner.config import config_from_dict
+    from tuner.errors import StorageError
+    from tuner.storage import open_storage
+    from tuner.study import optimize, prepare_study
+
+    monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "0.3")
+    storage = open_storage(sqlite_url)
+    down = False
+
+    def cut(*args):
+        if down:
+            raise exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    event.listen(storage.engine, "before_cursor_execute", cut)
+
+    def objective(trial, ctx):
+        nonlocal down
+        down = True  # the server goes away while the trial runs
+        return 1.0
+
+    config = config_from_dict(TINY)
+    config = dataclasses.replace(config, spec=dataclasses.replace(config.spec, fn=objective))
+    study = prepare_study(config, storage)
+    with pytest.raises(StorageError, match="lost the connection to storage sqlite:///"):
+        optimize(study, config, n_trials=2, budget=None)

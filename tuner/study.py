@@ -24,6 +24,7 @@ from tuner.device import config_on_device, with_device
 from tuner.errors import ConfigError, StudyNotFoundError, TunerError
 from tuner.objectives import ObjectiveContext
 from tuner.pruners import build_pruner
+from tuner.rdb import reraise_lost
 from tuner.samplers import build_sampler
 from tuner.storage import open_storage
 
@@ -301,15 +302,16 @@ def optimize(
     if progress is not None:
         progress.start(study, n_trials, timeout)
     try:
-        if config.pack > 1:  # several trials as one vectorised population: tuner.packing
-            from tuner.packing import optimize_packed
+        with reraise_lost(study._storage):  # not Optuna's clean-up error hiding it
+            if config.pack > 1:  # several trials as one vectorised population: tuner.packing
+                from tuner.packing import optimize_packed
 
-            optimize_packed(study, config.objective, config.spec.fn, ctx, config.pack,
-                            n_trials=n_trials, timeout=timeout, begin=begin,
-                            callbacks=[after_trial])
-        else:
-            study.optimize(objective, n_trials=n_trials, timeout=timeout,
-                           callbacks=[after_trial], catch=(Exception,), gc_after_trial=False)
+                optimize_packed(study, config.objective, config.spec.fn, ctx, config.pack,
+                                n_trials=n_trials, timeout=timeout, begin=begin,
+                                callbacks=[after_trial])
+            else:
+                study.optimize(objective, n_trials=n_trials, timeout=timeout,
+                               callbacks=[after_trial], catch=(Exception,), gc_after_trial=False)
     except KeyboardInterrupt:
         result.interrupted = True
         _fail_running(study, running, "interrupted")
@@ -346,7 +348,8 @@ def _raise_if_hopeless(study: optuna.Study, result: RunResult, failures: list) -
         raise ObjectiveFailed(
             f"the objective failed in {len(failures)} trials in a row; last error: {reasons[-1]}"
         )
-    mine = [t for t in study.get_trials(deepcopy=False) if t.number in set(result.trial_numbers)]
+    numbers = set(result.trial_numbers)
+    mine = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
     diverged = [t for t in mine if "diverged" in str(t.user_attrs.get("prune_reason", ""))]
     if mine and len(diverged) == len(mine) and not result.interrupted:
         raise DivergedError(

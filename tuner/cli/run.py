@@ -106,7 +106,8 @@ def _report(result, metric: str, url: str) -> None:
     from tuner.study import count_states
 
     study = result.study
-    mine = [t for t in study.get_trials(deepcopy=False) if t.number in set(result.trial_numbers)]
+    numbers = set(result.trial_numbers)
+    mine = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(count_states(mine).items()))
     if not mine:
         out.print(f"study {study.study_name!r} already has its budget of finished trials; "
