@@ -255,3 +255,11 @@ def test_progress_lines_show_reasons_verbatim_and_the_stored_metric(cli, tmp_pat
     assert cli("run", str(study_file(study={"n_trials": 1}))).returncode == 0
     resumed = cli("resume", "tiny", "--n-trials", "1")
     assert " val_accuracy=" in resumed.stderr, "resume names the stored metric, not 'value'"
+
+
+def test_run_jobs_device_is_the_runs_own(cli, study_file, tmp_path):
+    proc = cli("run", str(study_file(study={"n_trials": 2})), "--jobs", "1", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tuner.db'}")
+    assert len([t for t in study.trials if t.state == TrialState.COMPLETE]) == 2
+    assert study.user_attrs["tuner:config"]["objective"]["device"] == "auto"

@@ -45,7 +45,7 @@ def run(
     different objective, space or direction is refused.
     """
     from tuner.config import load_config
-    from tuner.device import check_device, config_on_device
+    from tuner.device import check_device
     from tuner.storage import mask_url, resolve_url
     from tuner.study import run as run_study
 
@@ -59,7 +59,7 @@ def run(
         from tuner.workers import run_jobs
 
         progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
-        result = run_jobs(config_on_device(config, device), url, jobs=jobs, progress=progress)
+        result = run_jobs(config, url, jobs=jobs, progress=progress, device=device)
     else:
         result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header),
                            device=device)

@@ -88,14 +88,15 @@ class _Worker:
                 print(f"worker {self.index}: {line}", file=sys.stderr, flush=True)
 
 
-def _gpu(index: int, config: StudyConfig) -> list[str]:
-    """``--device cuda:N`` for worker ``index`` when this machine has several GPUs, so the
-    workers spread over them (:func:`tuner.device.worker_device`); nothing otherwise."""
+def _device(index: int, config: StudyConfig, device: str | None) -> list[str]:
+    """``--device`` for worker ``index``: the run's own device if one was asked for, spread as
+    ``cuda:N`` over the GPUs when this machine has several (:func:`tuner.device.worker_device`);
+    nothing when the study's stored device applies as it is."""
     import torch
 
-    requested = config.objective_settings.get("device")
+    requested = device or config.objective_settings.get("device")
     if requested is None or torch.cuda.device_count() < 2:
-        return []
+        return ["--device", device] if device else []
     from tuner.device import worker_device
 
     return ["--device", worker_device(index, requested)]
@@ -108,9 +109,11 @@ def run_jobs(
     jobs: int,
     timeout: float | None = None,
     progress: ProgressHook | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Run ``config`` with ``jobs`` local worker processes until its study has its budget of
-    finished trials (exactly: see :mod:`tuner.workers._claim`), or ``timeout`` seconds."""
+    finished trials (exactly: see :mod:`tuner.workers._claim`), or ``timeout`` seconds.
+    ``device`` is where these workers train (the study keeps its own setting)."""
     url = resolve_url(storage_url)
     study = prepare_study(config, open_storage(url))
     result = RunResult(study)
@@ -129,7 +132,8 @@ def run_jobs(
         progress.start(study, remaining, timeout)
     try:
         for i in range(jobs):
-            workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1), *_gpu(i, config)], env))
+            workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1),
+                                           *_device(i, config, device)], env))
         while any(w.proc.poll() is None for w in workers):
             time.sleep(0.5)
             _report_new(study, seen, result, progress)
