@@ -18,7 +18,7 @@ from tuner.errors import ConfigError
 from tuner.report import _figures as figs
 from tuner.report._gallery import Gallery
 from tuner.results import trial_params
-from tuner.study import CONFIG_ATTR, count_states
+from tuner.study import CONFIG_ATTR, count_states, study_metric
 
 TOP = 10
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -85,7 +85,7 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
             "nothing to report"
         )
     config = study.user_attrs.get(CONFIG_ATTR) or {}
-    metric = config.get("study", {}).get("metric", "value")
+    metric = study_metric(study)
     maximize = study.direction.name == "MAXIMIZE"
     top = sorted(done, key=lambda t: t.value, reverse=maximize)[:TOP]
     searched = sorted({figs._label(p) for t in trials for p in t.params})
