@@ -14,6 +14,7 @@ from tuner.errors import ConfigError
 from tuner.init import apply_init
 from tuner.models import MODELS, ModelSpec
 from tuner.objectives import ObjectiveContext
+from tuner.objectives.classifier import trial_data
 from tuner.packing import STACKED_OPTIMIZERS, Population, train_population
 from tuner.packing._classifier import group_key
 from tuner.study import n_finished, prepare_study, run
@@ -238,6 +239,20 @@ def test_a_model_that_cannot_stack_is_not_grouped(monkeypatch):
     monkeypatch.setitem(MODELS._items, "bn_mlp", with_batch_norm)
     assert group_key(HP, _ctx(model="bn_mlp")) is None  # runs alone, prepared once
     assert group_key(HP, _ctx()) is not None
+
+
+def test_the_first_group_key_of_a_process_loads_real_data_not_meta_tensors():
+    # group_key builds a memory-less model on the meta device; the dataset it needs, loaded (and
+    # cached for the whole process) on first use, must not be created inside that context.
+    import tuner.data
+
+    tuner.data._load_cached.cache_clear()  # as in a fresh `tuner run --pack N` process
+    ctx = ObjectiveContext(settings={"dataset": "digits", "model": "mlp", "device": "cpu"},
+                           space=None, seed=913)  # type: ignore[arg-type]
+    assert group_key(HP, ctx) is not None
+    data = trial_data(ctx)
+    assert data.x_train.device.type == "cpu"
+    assert float(data.x_train.abs().sum()) > 0  # real values: a meta tensor has none
 
 
 @pytest.mark.parametrize(

@@ -62,8 +62,9 @@ def _stackable(hp: dict[str, Any], ctx: ObjectiveContext) -> bool:
     name = ctx.settings["model"]
     key = f"stackable:{name}:{hp['depth']}:{hp['width']}:{hp['activation']}"
     if key not in ctx.cache:
+        spec = model_spec(trial_data(ctx), hp)  # outside the meta context: it may load the data
         with torch.device("meta"):
-            model = MODELS.get(name)(model_spec(trial_data(ctx), hp))
+            model = MODELS.get(name)(spec)
         ctx.cache[key] = can_stack([model])
     return ctx.cache[key]
 
