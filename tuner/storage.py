@@ -8,7 +8,9 @@ journal file. Passwords never appear in messages: use :func:`mask_url` for anyth
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
 from pathlib import Path
 
 import optuna
@@ -20,6 +22,7 @@ DEFAULT_URL = "sqlite:///tuner.db"
 ENV_VAR = "TUNER_STORAGE"
 JOURNAL_PREFIX = "journal:"
 SQLITE_TIMEOUT_S = 60  # how long a writer waits on a lock before "database is locked"
+SCHEMA_RACE_ATTEMPTS = 5  # opens of a new database that lose the race to create its tables
 # An unreachable host fails in 10 s instead of minutes; keepalives notice a silently dead
 # server (cut network) so the reconnection logic in tuner.rdb can take over.
 PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
@@ -116,16 +119,35 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
         if parsed.get_backend_name() == "postgresql":
             engine_kwargs["connect_args"] = dict(PG_CONNECT_ARGS)
     settings = storage_settings()  # heartbeats, retry window (bad $TUNER_* values fail here)
-    try:
-        storage = ResilientRDBStorage(url, shown=shown, engine_kwargs=engine_kwargs, **settings)
-    except Exception as e:  # sqlalchemy/psycopg errors, or optuna's schema-version RuntimeError
-        raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            storage = ResilientRDBStorage(url, shown=shown, engine_kwargs=engine_kwargs,
+                                          **settings)
+            break
+        except Exception as e:  # sqlalchemy/psycopg errors, or optuna's schema-version error
+            if attempt + 1 < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
+                time.sleep(0.05 * 2**attempt * (1 + random.random()))
+                continue
+            raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
     if path is not None:
         try:
             _enable_wal(storage)
         except Exception as e:  # e.g. a database locked by another program
             raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
     return storage
+
+
+def _lost_schema_race(e: Exception) -> bool:
+    """Whether opening failed because another process created the tables at the same moment.
+
+    Optuna creates the schema of an empty database when it opens it (check, then create), so
+    several workers started together on a new SQLite file see "table studies already exists"
+    or a duplicate alembic version row. Opened again, the schema is there and is only read."""
+    from sqlalchemy import exc
+
+    text = str(getattr(e, "orig", None) or e).lower()
+    return isinstance(e, exc.IntegrityError) or (
+        isinstance(e, exc.DBAPIError) and ("already exists" in text or "duplicate" in text))
 
 
 def _reason(e: Exception, url: str) -> str:
