@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import TINY, TUNER, merged, to_toml
+from tuner.storage import open_storage
 
 pytestmark = pytest.mark.slow
 
@@ -149,8 +150,8 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(study_file, tmp_path
     while time.monotonic() < deadline:
         time.sleep(0.5)
         if db.exists():
-            try:
-                study = optuna.load_study(study_name="tiny", storage=storage_url)
+            try:  # tuner's open: it may be creating the tables right now (and retries)
+                study = optuna.load_study(study_name="tiny", storage=open_storage(storage_url))
             except KeyError:
                 continue
             if any(t.state == TrialState.COMPLETE for t in study.trials):
