@@ -96,18 +96,22 @@ def unique(prefix: str = "s") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def run_tuner(*args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None,
+              input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``tuner`` console script in ``cwd``, unaffected by the caller's
+    ``$TUNER_STORAGE``/``$TUNER_ARTIFACT_DIR`` (so its default SQLite lives in ``cwd``)."""
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("TUNER_STORAGE", "TUNER_ARTIFACT_DIR")}
+    return subprocess.run([TUNER, *args], cwd=cwd, env={**full_env, **(env or {})}, text=True,
+                          capture_output=True, timeout=timeout,
+                          input=input if input is not None else "")
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the real ``tuner`` console script in ``tmp_path`` (its default SQLite lives there)."""
+    """:func:`run_tuner` in ``tmp_path`` unless told another folder."""
 
-    def run(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
-            input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "TUNER_STORAGE": "", **(env or {})}
-        if not full_env["TUNER_STORAGE"]:
-            del full_env["TUNER_STORAGE"]
-        return subprocess.run(
-            [TUNER, *args], cwd=cwd or tmp_path, env=full_env, text=True, capture_output=True,
-            timeout=timeout, input=input if input is not None else "",
-        )
+    def run(*args: str, cwd: Path | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return run_tuner(*args, cwd=cwd or tmp_path, **kwargs)
 
     return run

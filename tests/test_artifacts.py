@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import optuna
 import pytest
 import torch
 
-from tests.conftest import TINY, TUNER, merged, to_toml
+from tests.conftest import TINY, merged, run_tuner, to_toml
 from tuner.artifacts import (
     INIT_ACTIVATIONS,
     LEARNING_CURVE,
@@ -35,13 +33,6 @@ INIT_GRID = merged(TINY, study={"sampler": "grid", "n_trials": 2},
                    space={"lr": 0.05, "batch_size": 16, "init": ["zeros", "kaiming_normal"]})
 
 
-def _tuner(*args: str, cwd: Path, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k not in ("TUNER_STORAGE", "TUNER_ARTIFACT_DIR")}
-    return subprocess.run([TUNER, *args], cwd=cwd, env={**full, **(env or {})}, text=True,
-                          capture_output=True, timeout=300)
-
-
 def _texts(svg: bytes) -> list[str]:
     root = ET.fromstring(svg)  # also proves the picture is well-formed XML
     return ["".join(e.itertext()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
@@ -51,7 +42,7 @@ def _texts(svg: bytes) -> list[str]:
 def grid_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pictures")
     (folder / "study.toml").write_text(to_toml(INIT_GRID))
-    proc = _tuner("run", "study.toml", cwd=folder)
+    proc = run_tuner("run", "study.toml", cwd=folder)
     assert proc.returncode == 0, proc.stderr
     return folder
 
@@ -121,7 +112,7 @@ def _write(folder: Path, config: dict) -> Path:
 def test_artifacts_false_stores_no_pictures(tmp_path):
     (tmp_path / "study.toml").write_text(to_toml(merged(
         INIT_GRID, study={"n_trials": 1}, objective={"artifacts": False})))
-    proc = _tuner("run", "study.toml", cwd=tmp_path)
+    proc = run_tuner("run", "study.toml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "tuner-artifacts").exists()
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tuner.db'}")
@@ -132,7 +123,7 @@ def test_artifacts_false_stores_no_pictures(tmp_path):
 def test_an_unusable_artifact_folder_warns_once_and_the_trials_still_run(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "study.toml").write_text(to_toml(INIT_GRID))
-    proc = _tuner("run", "study.toml", cwd=tmp_path,
+    proc = run_tuner("run", "study.toml", cwd=tmp_path,
                   env={"TUNER_ARTIFACT_DIR": str(tmp_path / "a-file" / "pictures")})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("will not save pictures") == 1, proc.stderr

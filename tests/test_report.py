@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests._browser import dump_dom, ink, screenshot
-from tests.conftest import TINY, TUNER, merged, to_toml
+from tests.conftest import TINY, merged, run_tuner, to_toml
 from tuner.errors import ConfigError
 from tuner.report import build_report, write_report
 
@@ -22,18 +20,12 @@ STUDY = merged(TINY, study={"n_trials": 5, "sampler": "random", "seed": 3},
                space={"activation": ["relu", "tanh"]})
 
 
-def _tuner(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TUNER_STORAGE", "TUNER_ARTIFACT_DIR")}
-    return subprocess.run([TUNER, *args], cwd=cwd, env=env, text=True, capture_output=True,
-                          timeout=300)
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tuner study (5 trials) plus one pruned and one failed trial, and an empty study."""
     folder = tmp_path_factory.mktemp("report")
     (folder / "study.toml").write_text(to_toml(STUDY))
-    proc = _tuner("run", "study.toml", cwd=folder)
+    proc = run_tuner("run", "study.toml", cwd=folder)
     assert proc.returncode == 0, proc.stderr
     storage = f"sqlite:///{folder / 'tuner.db'}"
     study = optuna.load_study(study_name="tiny", storage=storage)
@@ -100,7 +92,7 @@ def test_too_few_trials_are_said_plainly_and_plain_optuna_studies_work(tmp_path)
 
 @pytest.mark.slow
 def test_cli_writes_the_report(folder, tmp_path):
-    proc = _tuner("report", "tiny", "-o", str(tmp_path / "out.html"), cwd=folder)
+    proc = run_tuner("report", "tiny", "-o", str(tmp_path / "out.html"), cwd=folder)
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout and (tmp_path / "out.html").stat().st_size > 1_000_000
 
@@ -122,7 +114,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(folder, tmp_path, args, 
     if "-o" not in args:
         args += ["-o", str(tmp_path / "r.html")]
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = _tuner("report", *args, cwd=folder)
+    proc = run_tuner("report", *args, cwd=folder)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
