@@ -164,6 +164,8 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(study_file, tmp_path
     states = [t.state for t in study.trials]
     assert TrialState.RUNNING not in states
     assert TrialState.FAIL in states, "the interrupted trial is marked failed"
+    assert {t.user_attrs.get("fail_reason") for t in study.trials
+            if t.state == TrialState.FAIL} == {"interrupted"}
     done = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
     assert 0 < done < 40
     # resume finishes the budget (quickly: a smaller per-trial cost is not needed, just run)

@@ -241,6 +241,36 @@ def sampler_seed(seed: int, n_existing: int, salt: int = 0) -> int:
     return (seed * 2_654_435_761 + n_existing * 40_503 + salt * 9_973 + 1) % (2**32 - 1)
 
 
+def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> ObjectiveContext:
+    """Give ``study`` this process's sampler (seeded by :func:`sampler_seed`) and pruner, and
+    return the objective's context: what every process running trials (``optimize``, a
+    worker) does first."""
+    n_existing = len(study.get_trials(deepcopy=False))
+    study.sampler = build_sampler(config.sampler, config.sampler_options,
+                                  sampler_seed(config.seed, n_existing, seed_salt), config.space)
+    study.pruner = build_pruner(
+        config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
+    )
+    assert config.spec is not None
+    return ObjectiveContext(settings=config.objective_settings, space=config.space,
+                            seed=config.seed, metric=config.metric)
+
+
+def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Trial) -> float:
+    """The study's objective on ``trial``; a failure stores its reason on the trial first
+    (``fail_reason``: the report, ``tuner show`` and the hopeless-run check read it)."""
+    try:
+        return config.spec.fn(trial, ctx)
+    except optuna.TrialPruned:
+        raise
+    except KeyboardInterrupt:
+        trial.set_user_attr("fail_reason", "interrupted")
+        raise
+    except Exception as e:
+        trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+        raise
+
+
 def optimize(
     study: optuna.Study,
     config: StudyConfig,
@@ -259,16 +289,7 @@ def optimize(
     result = RunResult(study)
     if n_trials == 0:
         return result
-    study.sampler = build_sampler(
-        config.sampler, config.sampler_options,
-        sampler_seed(config.seed, len(study.get_trials(deepcopy=False)), seed_salt), config.space,
-    )
-    study.pruner = build_pruner(
-        config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
-    )
-    ctx = ObjectiveContext(settings=config.objective_settings, space=config.space,
-                           seed=config.seed, metric=config.metric)
-    assert config.spec is not None
+    ctx = start_run(study, config, seed_salt)
     running: dict[int, int] = {}  # trial number -> storage trial id, for this process
 
     def begin(trial: optuna.Trial) -> None:
@@ -277,13 +298,7 @@ def optimize(
 
     def objective(trial: optuna.Trial) -> float:
         begin(trial)
-        try:
-            return config.spec.fn(trial, ctx)
-        except optuna.TrialPruned:
-            raise
-        except Exception as e:
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
-            raise
+        return call_objective(config, ctx, trial)
 
     failures: list[FrozenTrial] = []
 

@@ -22,10 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config import StudyConfig
 from tuner.errors import ConfigError, ObjectiveError, StorageError, StudyNotFoundError
-from tuner.objectives import ObjectiveContext
-from tuner.pruners import build_pruner
 from tuner.rdb import ResilientRDBStorage, reraise_lost
-from tuner.samplers import build_sampler
 from tuner.storage import JOURNAL_PREFIX, open_storage, resolve_url
 from tuner.study import (
     MAX_CONSECUTIVE_FAILURES,
@@ -34,8 +31,9 @@ from tuner.study import (
     _best_value,
     _fail_running,
     _raise_if_hopeless,
+    call_objective,
     load_existing,
-    sampler_seed,
+    start_run,
     stored_config,
 )
 from tuner.workers._claim import ClaimLock, Decision, claim_lock, decide
@@ -158,14 +156,7 @@ def run_worker(
     Ctrl-C / SIGTERM end it with ``interrupted=True`` and this worker's trial marked FAIL."""
     started = time.monotonic()
     result = RunResult(study)
-    seed = sampler_seed(config.seed, len(study.get_trials(deepcopy=False)), seed_salt)
-    study.sampler = build_sampler(config.sampler, config.sampler_options, seed, config.space)
-    study.pruner = build_pruner(
-        config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
-    )
-    ctx = ObjectiveContext(settings=config.objective_settings, space=config.space,
-                           seed=config.seed, metric=config.metric)
-    assert config.spec is not None
+    ctx = start_run(study, config, seed_salt)
     mine: dict[int, int] = {}  # trial number -> trial id, for this worker
     failures: list[FrozenTrial] = []
 
@@ -178,16 +169,7 @@ def run_worker(
     def objective(trial: optuna.Trial) -> float:
         lock.release()  # the trial exists: the next worker may claim its own
         began(trial)
-        try:
-            return config.spec.fn(trial, ctx)
-        except optuna.TrialPruned:
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
-            raise
-        except Exception as e:
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
-            raise
+        return call_objective(config, ctx, trial)
 
     def out_of_time() -> bool:
         return timeout is not None and time.monotonic() - started >= timeout
