@@ -87,6 +87,21 @@ def test_missing_study_file(tmp_path: Path):
         load_config(tmp_path / "nope.toml")
 
 
+def test_a_stored_study_whose_data_file_is_elsewhere_says_where_it_must_be(tmp_path: Path):
+    # resume/worker on another machine: the stored config names the creator's absolute path
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    raw = merged(TINY, objective={"dataset": "csv", "path": str(csv), "target": "label"},
+                 space={"batch_size": 8})
+    config_from_dict(raw, "<stored study 'tiny'>")  # there: fine
+    csv.unlink()
+    with pytest.raises(ConfigError, match=rf"dataset file {csv} does not exist; a stored study "
+                                          r"reads its files at the absolute paths it was created"):
+        config_from_dict(raw, "<stored study 'tiny'>")
+    with pytest.raises(ConfigError, match=r"data.csv does not exist$"):  # a study file: no hint
+        config_from_dict(raw, str(tmp_path / "study.toml"))
+
+
 def test_defaults_and_overrides(study_file):
     config = load_config(study_file(study={"name": None, "sampler": None}), seed=7, n_trials=4)
     assert config.name == "study"  # the file's stem

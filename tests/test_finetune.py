@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from tuner.checkpoint import FORMAT, read_checkpoint, save_checkpoint
-from tuner.config import load_config
+from tuner.config import config_from_dict, load_config
 from tuner.data import load_dataset
 from tuner.errors import CheckpointError, ConfigError, TunerError
 from tuner.finetune import configure, load_pretrained, pretrain
@@ -184,6 +184,15 @@ def test_bad_checkpoints_fail_at_load_time(make, space, match, study_file, tmp_p
         make(tmp_path / "digits-0-4.pt")
     with pytest.raises(TunerError, match=match):
         load_config(finetune_study(study_file, "digits-0-4.pt", **space))
+
+
+def test_a_stored_study_whose_checkpoint_is_elsewhere_says_where_it_must_be(study_file, tmp_path):
+    write_ckpt(tmp_path / "digits-0-4.pt")
+    raw = load_config(finetune_study(study_file, "digits-0-4.pt")).to_dict()
+    (tmp_path / "digits-0-4.pt").unlink()  # resumed on a machine without it
+    with pytest.raises(TunerError, match=r"digits-0-4\.pt does not exist; make one with: tuner "
+                                         r"pretrain.*; a stored study reads its files at the abs"):
+        config_from_dict(raw, "<stored study 'ft'>")
 
 
 def test_pretrained_without_a_checkpoint_setting(study_file):

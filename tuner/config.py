@@ -97,6 +97,15 @@ def resolve_path(path: str, where: str) -> str:
     return str((base / Path(path).expanduser()).resolve())
 
 
+def missing_file_hint(where: str) -> str:
+    """What to add to "FILE does not exist" when the study came from storage (resume, worker):
+    its files were resolved to absolute paths on the machine that created it."""
+    if Path(where).suffix == ".toml":
+        return ""
+    return ("; a stored study reads its files at the absolute paths it was created with: "
+            "make the file available at that path on this machine")
+
+
 def fingerprint_of(raw: Mapping[str, Any]) -> str:
     """:meth:`StudyConfig.fingerprint` of a stored (TOML-shaped, canonical) config, without
     validating it: a stored study may name a device or a file this machine lacks."""

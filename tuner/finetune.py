@@ -30,7 +30,7 @@ from tuner.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from tuner.config import resolve_path
+from tuner.config import missing_file_hint, resolve_path
 from tuner.errors import CheckpointError, ConfigError
 from tuner.init import SCHEMES, apply_init
 from tuner.models import MODELS, ModelSpec, weight_layers
@@ -104,7 +104,8 @@ def check_settings(settings: dict[str, Any], space: SearchSpace, data: Any, wher
     try:
         _check_against(read_checkpoint(settings["checkpoint"]), settings, space, data, where)
     except CheckpointError as e:
-        raise CheckpointError(f"{where}: {e}") from None
+        hint = "" if Path(settings["checkpoint"]).exists() else missing_file_hint(where)
+        raise CheckpointError(f"{where}: {e}{hint}") from None
 
 
 def _check_against(ckpt: Any, settings: dict[str, Any], space: SearchSpace, data: Any,

@@ -9,6 +9,7 @@ weight_decay, depth, width, optimizer, momentum (each may also be fixed or left 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -16,7 +17,7 @@ import torch
 
 from tuner import artifacts, finetune, health
 from tuner.cadence import trial_report_steps
-from tuner.config import resolve_path
+from tuner.config import missing_file_hint, resolve_path
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.device import check_device, fit_batch_size, resolve_device
 from tuner.errors import ConfigError
@@ -80,6 +81,9 @@ def validate(
         raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
     if out.get("path") is not None:
         out["path"] = resolve_path(out["path"], where)
+        if not Path(out["path"]).is_file():
+            raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
+                              f"{missing_file_hint(where)}")
     try:
         data = _load(out, seed=0, device="cpu")
     except ConfigError as e:
