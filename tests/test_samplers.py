@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from tuner.config import load_config
 from tuner.pruners import PRUNERS
-from tuner.samplers import SAMPLERS
+from tuner.samplers import SAMPLERS, build_sampler
 from tuner.study import run
 
 # A space every sampler can handle, grid included (finite: lr as a list, batch as pow2 exponents).
@@ -47,6 +47,35 @@ def test_cmaes_says_categoricals_fall_back_to_random(study_file, caplog):
         load_config(study_file(study={"sampler": "cmaes"}))
     assert "cmaes sampler cannot model categorical parameters; init will be sampled at random" \
         in caplog.text
+
+
+@pytest.mark.parametrize(("pruner", "warned"), [("median", True), ("hyperband", True),
+                                                ("none", False)])
+def test_gp_with_a_pruner_says_it_learns_only_from_complete_trials(study_file, caplog, pruner,
+                                                                     warned):
+    from tuner import samplers
+
+    samplers._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="tuner"):
+        load_config(study_file(study={"sampler": "gp", "pruner": pruner},
+                               sampler={"n_startup_trials": 4}))
+    said = "gp sampler ignores pruned trials and samples at random until 4 trials" in caplog.text
+    assert said is warned
+
+
+def test_gp_really_stays_random_while_its_trials_are_pruned():
+    # the fact behind the warning: every trial pruned, GP draws exactly what random draws
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        raise optuna.TrialPruned
+
+    xs = {}
+    for name in ("gp", "random"):
+        study = optuna.create_study(sampler=build_sampler(name, {"n_startup_trials": 3}
+                                                          if name == "gp" else {}, 7, None))
+        study.optimize(objective, n_trials=8)
+        xs[name] = [t.params["x"] for t in study.trials]
+    assert xs["gp"] == xs["random"]
 
 
 @pytest.mark.parametrize("pruner", PRUNERS.names())

@@ -27,7 +27,7 @@ from typing import Any
 from tuner.errors import ConfigError
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.pruners import PRUNERS, build_pruner
-from tuner.samplers import SAMPLERS, build_sampler
+from tuner.samplers import SAMPLERS, build_sampler, warn_about_pruning
 from tuner.space import SearchSpace, parse_space
 
 SECTIONS = ("study", "sampler", "pruner", "objective", "space")
@@ -172,6 +172,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
     pruner_options = dict(raw.get("pruner", {}))
     # Building both once is the validation of their options (grid needs a finite space …).
     build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]")
+    warn_about_pruning(study["sampler"], sampler_options, study["pruner"], where)
     build_pruner(study["pruner"], pruner_options, objective.get("epochs", 1), f"{where}: [pruner]")
 
     return StudyConfig(

@@ -68,6 +68,21 @@ def _cmaes(options, seed, space, where):
     return build(optuna.samplers.CmaEsSampler, options, where, fixed={"seed": seed})
 
 
+def warn_about_pruning(sampler: str, options: Mapping[str, Any], pruner: str, where: str) -> None:
+    """Say once when the pruner starves the sampler: Optuna's GPSampler learns only from
+    COMPLETE trials and samples at random until ``n_startup_trials`` of them exist, so with a
+    pruner that ends most trials early it stays random search for most of a study (measured:
+    BENCHMARKS.md, issue 7 (e))."""
+    if sampler != "gp" or pruner == "none" or ("gp", pruner) in _warned:
+        return
+    _warned.add(("gp", pruner))
+    startup = options.get("n_startup_trials", 10)
+    log.warning("%s: the gp sampler ignores pruned trials and samples at random until %s trials "
+                "have completed; with the %s pruner most trials end pruned, so it may stay "
+                "random search for most of the study: use pruner = \"none\" or a smaller "
+                "[sampler] n_startup_trials", where, startup, pruner)
+
+
 def build_sampler(
     name: str, options: Mapping[str, Any], seed: int, space: SearchSpace, where: str = "[sampler]"
 ) -> optuna.samplers.BaseSampler:
