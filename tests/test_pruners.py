@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from optuna.pruners import MedianPruner
+from optuna.trial import TrialState
 
 from tuner.config import load_config
 from tuner.errors import ConfigError
-from tuner.pruners import OPTION_RULES, PRUNERS, build_pruner
+from tuner.pruners import OPTION_RULES, PRUNERS, SnapshotMedianPruner, build_pruner
 
 P = optuna.pruners
 
@@ -35,7 +37,7 @@ GOOD = [  # (name, options, epochs, class, {attribute: value})
 @pytest.mark.parametrize(("name", "options", "epochs", "cls", "attrs"), GOOD)
 def test_settings_reach_the_optuna_pruner(name, options, epochs, cls, attrs):
     pruner = build_pruner(name, options, epochs)
-    assert type(pruner) is cls
+    assert isinstance(pruner, cls)
     assert {k: getattr(pruner, k) for k in attrs} == attrs
 
 
@@ -52,7 +54,7 @@ def test_settings_reach_the_optuna_pruner(name, options, epochs, cls, attrs):
 def test_patient_wraps_another_pruner_and_passes_it_its_options(options, inner, inner_attrs):
     pruner = build_pruner("patient", options, 8)
     wrapped = pruner._wrapped_pruner
-    assert type(wrapped) is inner
+    assert isinstance(wrapped, inner)
     assert {k: getattr(wrapped, k) for k in inner_attrs} == inner_attrs
     assert pruner._patience == options.get("patience", 1)
 
@@ -148,3 +150,34 @@ def test_patient_holds_back_the_median_pruner_while_a_trial_improves():
     assert _curve_study(build_pruner("median", median, 5), [good, slow]) == [False, True]
     patient = build_pruner("patient", {**median, "patience": 1}, 5)
     assert _curve_study(patient, [good, slow, falling]) == [False, False, True]
+
+
+def test_median_reads_the_completed_trials_once_per_trial_and_decides_as_optuna():
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(1, 9):
+            trial.report(x * step, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned
+        return x * 8
+
+    outcomes, reads = {}, {}
+    for cls in (MedianPruner, SnapshotMedianPruner):
+        study = optuna.create_study(direction="maximize",
+                                    sampler=optuna.samplers.RandomSampler(seed=1),
+                                    pruner=cls(n_startup_trials=3, n_warmup_steps=1))
+        calls = []
+        real = study.get_trials
+
+        def spy(deepcopy=True, states=None, _real=real, _calls=calls):
+            _calls.append(states)
+            return _real(deepcopy=deepcopy, states=states)
+
+        study.get_trials = spy  # type: ignore[method-assign]
+        study.optimize(objective, n_trials=25)
+        outcomes[cls] = [(t.state, t.last_step, t.value) for t in study.trials]
+        reads[cls] = sum(s == (TrialState.COMPLETE,) for s in calls)
+    assert outcomes[SnapshotMedianPruner] == outcomes[MedianPruner]
+    assert any(state == TrialState.PRUNED for state, _, _ in outcomes[MedianPruner])
+    assert reads[SnapshotMedianPruner] == 25  # one per trial (every trial reaches a check)
+    assert reads[MedianPruner] > 3 * reads[SnapshotMedianPruner]  # one per check
