@@ -40,6 +40,16 @@ def test_help_lists_the_commands(cli):
     assert "--storage" in run_help and "--n-trials" in run_help and "--sampler" in run_help
 
 
+def test_command_help_paragraphs_wrap_to_the_terminal_not_the_source(cli):
+    from tuner.cli import app
+
+    for info in app.registered_commands:
+        assert info.help and "\n" not in info.help.replace("\n\n", ""), info.callback.__name__
+    text = cli("worker", "--help", env={"COLUMNS": "200"}).stdout
+    assert "the budget counts finished trials of all workers together. Start as many workers" \
+        in text  # one line at 200 columns: the docstring's line breaks are gone
+
+
 def test_run_resume_show_export_and_optunas_own_cli(cli, study_file, tmp_path):
     path = study_file(study={"n_trials": 4})
     proc = cli("run", str(path))

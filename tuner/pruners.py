@@ -16,10 +16,11 @@ load time, never mid-study:
 * none: no options
 
 ``median`` is Optuna's rule, reading the completed trials once per trial rather than at every
-report (:class:`SnapshotMedianPruner`). ``patient`` passes the options it does not own to the pruner it wraps; a step is an epoch. It
-lets the wrapped pruner judge a trial (or, wrapping ``none``, prunes it) only once the trial's
-best value over its last ``patience + 1`` steps is worse than its best before them by more than
-``min_delta`` (Optuna's rule: a flat curve is not pruned, a falling one is).
+report (:class:`SnapshotMedianPruner`). ``patient`` passes the options it does not own to the
+pruner it wraps; a step is an epoch. It lets the wrapped pruner judge a trial (or, wrapping
+``none``, prunes it) only once the trial's best value over its last ``patience + 1`` steps is
+worse than its best before them by more than ``min_delta`` (Optuna's rule: a flat curve is
+not pruned, a falling one is).
 """
 
 from __future__ import annotations

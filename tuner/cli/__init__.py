@@ -18,8 +18,10 @@ from typer.exceptions import TyperException
 
 from tuner import __version__
 from tuner.cli import compare, inspect, run, science, view, worker  # noqa: F401  (commands)
-from tuner.cli._app import app
+from tuner.cli._app import app, reflow_help
 from tuner.errors import TunerError
+
+reflow_help()
 
 
 def _print_version(value: bool) -> None:

@@ -27,3 +27,15 @@ STORAGE_HELP = (
 
 def storage_option() -> typer.models.OptionInfo:
     return typer.Option(None, "--storage", envvar=None, help=STORAGE_HELP, show_default=False)
+
+
+def reflow_help() -> None:
+    """Give every command its docstring with each paragraph on one line, so that Typer's help
+    wraps paragraphs to the terminal instead of keeping the source's line breaks mid-sentence.
+    Called once every command is registered."""
+    import inspect
+
+    for info in app.registered_commands:
+        doc = inspect.getdoc(info.callback) if info.callback is not None else None
+        if info.help is None and doc:
+            info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))

@@ -28,8 +28,11 @@ def diagnose(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     png: Path | None = typer.Option(None, "--png", help="Draw the histogram figure to FILE."),
 ) -> None:
-    """Push N(0, 1) data through a freshly initialised depth x width MLP: per-layer activation
-    mean/std/histogram, gradient std from one backward pass, and a health verdict."""
+    """Check init schemes the textbook way: layer statistics of a fresh deep MLP.
+
+    Pushes N(0, 1) data through a freshly initialised depth x width MLP and prints per-layer
+    activation mean/std/histogram, the gradient std of one backward pass, and a health
+    verdict."""
     from tuner.diagnostics import diagnose_many
 
     runs = diagnose_many(init, activation, depth=depth, width=width, samples=samples,
@@ -106,8 +109,10 @@ def pretrain(
         "val_fraction, device …"),
     seed: int = typer.Option(0, "--seed", min=0, help="Seeds the split, init and batches."),
 ) -> None:
-    """Train a classifier on a source task and save it as a checkpoint that a study can start
-    from (init = "pretrained", [objective] checkpoint = FILE)."""
+    """Train a classifier on a source task and save it as a checkpoint to fine-tune from.
+
+    A study starts from it with init = "pretrained" in its space and checkpoint = FILE in its
+    objective table."""
     from tuner.finetune import pretrain as run_pretrain
 
     settings: dict[str, Any] = {"dataset": dataset, "model": model, "epochs": epochs,
