@@ -48,6 +48,10 @@ def test_command_help_paragraphs_wrap_to_the_terminal_not_the_source(cli):
     text = cli("worker", "--help", env={"COLUMNS": "200"}).stdout
     assert "the budget counts finished trials of all workers together. Start as many workers" \
         in text  # one line at 200 columns: the docstring's line breaks are gone
+    # TOML table names are text, not rich markup (which dropped them)
+    assert "(overrides [objective] device)" in cli("run", "--help", env={"COLUMNS": "200"}).stdout
+    assert '[space] init = "pretrained" and [objective] checkpoint' in \
+        cli("pretrain", "--help", env={"COLUMNS": "200"}).stdout
 
 
 def test_run_resume_show_export_and_optunas_own_cli(cli, study_file, tmp_path):

@@ -30,12 +30,24 @@ def storage_option() -> typer.models.OptionInfo:
 
 
 def reflow_help() -> None:
-    """Give every command its docstring with each paragraph on one line, so that Typer's help
-    wraps paragraphs to the terminal instead of keeping the source's line breaks mid-sentence.
-    Called once every command is registered."""
+    """Make the help texts print as written. Each command's docstring paragraph becomes one
+    line, so that Typer wraps it to the terminal instead of keeping the source's line breaks
+    mid-sentence; and the texts are escaped for rich, which would take a TOML table name such
+    as ``[objective]`` for markup and drop it. Called once every command is registered."""
     import inspect
 
+    from rich.markup import escape
+
+    escaped: set[int] = set()  # an option object shared by commands is escaped once
     for info in app.registered_commands:
-        doc = inspect.getdoc(info.callback) if info.callback is not None else None
+        if info.callback is None:
+            continue
+        doc = inspect.getdoc(info.callback)
         if info.help is None and doc:
-            info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+            info.help = escape("\n\n".join(" ".join(p.split()) for p in doc.split("\n\n")))
+        for param in inspect.signature(info.callback).parameters.values():
+            default = param.default
+            if isinstance(default, typer.models.ParameterInfo) and default.help \
+                    and id(default) not in escaped:
+                escaped.add(id(default))
+                default.help = escape(default.help)

@@ -111,8 +111,8 @@ def pretrain(
 ) -> None:
     """Train a classifier on a source task and save it as a checkpoint to fine-tune from.
 
-    A study starts from it with init = "pretrained" in its space and checkpoint = FILE in its
-    objective table."""
+    A study starts from it with [space] init = "pretrained" and [objective] checkpoint =
+    "FILE"."""
     from tuner.finetune import pretrain as run_pretrain
 
     settings: dict[str, Any] = {"dataset": dataset, "model": model, "epochs": epochs,
