@@ -138,3 +138,26 @@ def test_csv_path_is_resolved_against_the_study_file(tmp_path: Path):
                                    space={"batch_size": 16})))
     config = load_config(path)
     assert config.objective_settings["path"] == str(tmp_path / "data" / "d.csv")
+
+
+def test_every_shipped_study_file_loads_without_a_warning(cli, tmp_path: Path, caplog):
+    import logging
+    import shutil
+
+    from tuner import samplers
+
+    shipped = sorted((Path(__file__).parent.parent / "studies").glob("*.toml"))
+    assert {p.stem for p in shipped} >= {"quickstart", "init-schemes", "weight-decay", "finetune"}
+    for p in shipped:
+        shutil.copy(p, tmp_path)
+    # finetune.toml's checkpoint, made as its header says
+    made = cli("pretrain", "--dataset", "digits", "--classes", "0-4", "-o", "digits-0-4.pt")
+    assert made.returncode == 0, made.stderr
+    samplers._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="tuner"):
+        configs = {p.stem: load_config(tmp_path / p.name) for p in shipped}
+    assert caplog.text == ""  # e.g. gp with a pruner that starves it
+    assert configs["quickstart"].n_trials * configs["quickstart"].objective_settings["epochs"] \
+        <= 400  # "under a minute on 2 CPU cores" (measured: BENCHMARKS.md)
+    assert configs["init-schemes"].space["depth"].values() == [8]  # deep: the init matters
+    assert "weight_decay" in configs["weight-decay"].space
