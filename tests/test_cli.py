@@ -103,6 +103,9 @@ BAD_CLI = [
     (["run", "{file}", "--n-trials", "0"], "Invalid value for '--n-trials'"),
     (["run", "{file}", "--storage", "foo://x"], "unknown database dialect 'foo'"),
     (["run", "{file}", "--storage", "not a url"], "malformed storage URL"),
+    (["run", "{file}", "--storage", ""], "--storage is empty"),  # not the default database
+    (["run", "{file}", "--storage", "sqlite://"], "is an in-memory SQLite database"),
+    (["run", "{file}", "--storage", "sqlite:///:memory:"], "is an in-memory SQLite database"),
     (["run", "{file}", "--bogus"], "No such option: --bogus"),
     (["run"], "Missing argument 'study_file'"),
     (["resume", "ghost"], "no storage at sqlite:///tuner.db"),

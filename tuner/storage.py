@@ -34,7 +34,12 @@ _QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd)=)[^&\s]*", re.IG
 
 
 def resolve_url(url: str | None = None) -> str:
-    """The storage URL to use: the argument, else ``$TUNER_STORAGE``, else the SQLite default."""
+    """The storage URL to use: the argument, else ``$TUNER_STORAGE`` (an empty one counts as
+    unset), else the SQLite default. An empty argument (``--storage ""``) is an error, not a
+    silent fall-back to a database the user did not name."""
+    if url is not None and not url.strip():
+        raise StorageError("--storage is empty; give a storage URL such as sqlite:///tuner.db, "
+                           "postgresql://USER@HOST/DB or journal:FILE (or leave it out)")
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
@@ -108,11 +113,13 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
     engine_kwargs: dict = {}
     path = sqlite_path(url)
     if parsed.get_backend_name() == "sqlite":
-        if path is not None:
-            if must_exist and not path.is_file():
-                raise StorageError(f"no storage at {shown} (file {path} does not exist)")
-            if not path.parent.is_dir():
-                raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
+        if path is None:  # each connection would get a database of its own, gone at exit
+            raise StorageError(f"storage {shown} is an in-memory SQLite database: a study there "
+                               "is lost when tuner exits; give a file, e.g. sqlite:///tuner.db")
+        if must_exist and not path.is_file():
+            raise StorageError(f"no storage at {shown} (file {path} does not exist)")
+        if not path.parent.is_dir():
+            raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     else:
         engine_kwargs["pool_pre_ping"] = True
