@@ -181,3 +181,11 @@ def test_median_reads_the_completed_trials_once_per_trial_and_decides_as_optuna(
     assert any(state == TrialState.PRUNED for state, _, _ in outcomes[MedianPruner])
     assert reads[SnapshotMedianPruner] == 25  # one per trial (every trial reaches a check)
     assert reads[MedianPruner] > 3 * reads[SnapshotMedianPruner]  # one per check
+
+
+@pytest.mark.parametrize(("name", "options"), [("patient", {"min_delta": float("nan")}),
+                                               ("median", {"n_warmup_steps": float("inf")})])
+def test_non_finite_settings_are_refused(name, options):
+    key = next(iter(options))
+    with pytest.raises(ConfigError, match=rf"{key} must be a (whole )?number >= 0, got (nan|inf)"):
+        build_pruner(name, options, 5)

@@ -27,13 +27,15 @@ INIT = ParamRule(registry=SCHEMES)
         ({"low": 16, "high": 256}, BATCH, "pow2", {"low": 16, "high": 256}),
         ({"low": 2, "high": 8, "type": "pow2"}, None, "pow2", {}),
         ({"low": 0.0, "high": 1.0, "step": 0.25}, None, "float", {"step": 0.25}),
+        (16.0, BATCH, "fixed", {"value": 16}),  # a whole float is the int: batch sizes are ints
+        ({"low": 16.0, "high": 64.0}, BATCH, "pow2", {"low": 16, "high": 64}),
     ],
 )
 def test_parse_param_kinds(raw, rule, kind, attrs):
     p = parse_param("x", raw, rule, "f.toml")
     assert p.kind == kind
     for k, v in attrs.items():
-        assert getattr(p, k) == v
+        assert getattr(p, k) == v and type(getattr(p, k)) is type(v)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +60,11 @@ def test_parse_param_kinds(raw, rule, kind, attrs):
         ([["a"]], None, "plain values"),
         (["zeros", "he"], INIT, "unknown init scheme 'he'; valid: .*kaiming_normal"),
         ("nope", INIT, "unknown init scheme 'nope'"),
+        ({"low": 1, "high": 2}, INIT, "a range does not apply to x; give one init scheme name"),
+        (float("nan"), LR, r"values must be finite numbers, got nan"),
+        ({"low": 1e-3, "high": float("inf")}, LR, r"finite numbers, got inf"),
+        ([0.1, float("-inf")], None, r"finite numbers, got -inf"),
+        ({"low": 0.0, "high": 1.0, "step": float("nan")}, None, r"finite numbers, got nan"),
     ],
 )
 def test_parse_param_rejects(raw, rule, match):

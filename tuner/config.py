@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -212,8 +213,8 @@ def _check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
         not _is_number(out["timeout"]) or out["timeout"] <= 0
     ):
         raise bad("timeout", "a positive number of seconds")
-    if not _is_int(out["seed"]) or out["seed"] < 0:
-        raise bad("seed", "a whole number >= 0")
+    if not _is_int(out["seed"]) or not 0 <= out["seed"] < 2**32:
+        raise bad("seed", "a whole number from 0 to 2**32 - 1")
     if not _is_int(out["pack"]) or out["pack"] < 1:
         raise bad("pack", "a whole number >= 1 (trials trained together; 1: no packing)")
     return out
@@ -267,4 +268,5 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite int or float (TOML's nan and inf are not)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

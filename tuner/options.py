@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tuner.errors import ConfigError
@@ -14,6 +16,40 @@ T = TypeVar("T")
 _NOT_FROM_FILES = {"seed", "search_space", "independent_sampler", "constraints_func",
                    "wrapped_pruner", "gamma", "weights", "categorical_distance_func",
                    "source_trials", "restart_strategy", "popsize", "inc_popsize"}
+
+
+@dataclass(frozen=True)
+class OptionRule:
+    """A number option: ``kind`` (int or float), finite, at least ``low`` (above it with
+    ``low_open``); ``auto`` also allows the string ``"auto"``."""
+
+    kind: type
+    low: float
+    auto: bool = False
+    low_open: bool = False
+
+    def check(self, value: Any) -> str | None:
+        """Why ``value`` breaks the rule, or ``None``."""
+        if self.auto and value == "auto":
+            return None
+        number = isinstance(value, int | float) and not isinstance(value, bool) \
+            and math.isfinite(value)
+        too_low = number and (value <= self.low if self.low_open else value < self.low)
+        if not number or (self.kind is int and not isinstance(value, int)) or too_low:
+            what = "a whole number" if self.kind is int else "a number"
+            auto = ' or "auto"' if self.auto else ""
+            return f"must be {what} {'>' if self.low_open else '>='} {self.low:g}{auto}, " \
+                f"got {value!r}"
+        return None
+
+
+def check_rules(options: Mapping[str, Any], rules: Mapping[str, OptionRule], where: str) -> None:
+    """Raise :class:`ConfigError` for the first option whose value breaks its rule."""
+    for key, value in options.items():
+        rule = rules.get(key)
+        problem = rule.check(value) if rule is not None else None
+        if problem:
+            raise ConfigError(f"{where}: {key} {problem}")
 
 
 def accepted_options(cls: Callable[..., Any], reserved: set[str] = frozenset()) -> list[str]:

@@ -26,7 +26,6 @@ not pruned, a falling one is).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -41,7 +40,7 @@ from optuna.pruners import (
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import ConfigError
-from tuner.options import accepted_options, build
+from tuner.options import OptionRule, accepted_options, build, check_rules
 from tuner.registry import Registry
 
 PrunerFactory = Callable[[Mapping[str, Any], int, str], BasePruner]
@@ -104,27 +103,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class OptionRule:
-    """A number option: ``kind`` (int or float), inclusive ``low``; ``auto`` also allows the
-    string ``"auto"``."""
-
-    kind: type
-    low: float
-    auto: bool = False
-
-    def check(self, value: Any) -> str | None:
-        """Why ``value`` breaks the rule, or ``None``."""
-        if self.auto and value == "auto":
-            return None
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or (self.kind is int and not isinstance(value, int)) or value < self.low:
-            what = "a whole number" if self.kind is int else "a number"
-            auto = ' or "auto"' if self.auto else ""
-            return f"must be {what} >= {self.low:g}{auto}, got {value!r}"
-        return None
-
-
 OPTION_RULES: dict[str, OptionRule] = {
     "n_startup_trials": OptionRule(int, 0),
     "n_warmup_steps": OptionRule(int, 0),
@@ -142,11 +120,7 @@ OPTION_RULES: dict[str, OptionRule] = {
 
 def check_options(options: Mapping[str, Any], where: str) -> None:
     """Raise :class:`ConfigError` for the first option whose value breaks its rule."""
-    for key, value in options.items():
-        rule = OPTION_RULES.get(key)
-        problem = rule.check(value) if rule is not None else None
-        if problem:
-            raise ConfigError(f"{where}: {key} {problem}")
+    check_rules(options, OPTION_RULES, where)
 
 
 def _simple(name: str) -> PrunerFactory:

@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 
 from tuner.errors import ConfigError
-from tuner.options import build
+from tuner.options import OptionRule, build, check_rules
 from tuner.registry import Registry
 from tuner.space import SearchSpace
 
@@ -83,8 +83,37 @@ def warn_about_pruning(sampler: str, options: Mapping[str, Any], pruner: str, wh
                 "[sampler] n_startup_trials", where, startup, pruner)
 
 
+# Optuna checks few of its samplers' options when built; a bad one failed every trial instead.
+OPTION_RULES: dict[str, OptionRule] = {
+    "n_startup_trials": OptionRule(int, 0),
+    "n_ei_candidates": OptionRule(int, 1),
+    "prior_weight": OptionRule(float, 0, low_open=True),
+    "sigma0": OptionRule(float, 0, low_open=True),
+}
+BOOLEAN_OPTIONS = {
+    "consider_endpoints", "consider_magic_clip", "consider_prior", "constant_liar", "group",
+    "multivariate", "warn_independent_sampling", "deterministic_objective", "scramble",
+    "warn_asynchronous_seeding", "consider_pruned_trials", "lr_adapt", "use_separable_cma",
+    "with_margin",
+}
+QMC_TYPES = ("sobol", "halton")
+
+
+def check_options(options: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` for the first ``[sampler]`` value of a wrong type or range."""
+    check_rules(options, OPTION_RULES, where)
+    for key, value in options.items():
+        if key in BOOLEAN_OPTIONS and not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    if "qmc_type" in options and options["qmc_type"] not in QMC_TYPES:
+        raise ConfigError(f"{where}: qmc_type must be one of {', '.join(QMC_TYPES)}, "
+                          f"got {options['qmc_type']!r}")
+
+
 def build_sampler(
     name: str, options: Mapping[str, Any], seed: int, space: SearchSpace, where: str = "[sampler]"
 ) -> optuna.samplers.BaseSampler:
     """A fresh sampler of the named kind (raises ConfigError for bad names or options)."""
-    return SAMPLERS.get(name)(options, seed, space, where)
+    factory = SAMPLERS.get(name)
+    check_options(options, where)
+    return factory(options, seed, space, where)

@@ -203,6 +203,12 @@ def parse_space(
 def parse_param(name: str, raw: Any, rule: ParamRule | None, where: str) -> Param:
     """One ``[space]`` entry -> :class:`Param`, checked against ``rule`` (see module doc)."""
     rule = rule or ParamRule()
+    _check_finite(raw, where)
+    if rule.integer or rule.kind == "pow2":  # batch_size = 16.0 means 16
+        raw = _whole_floats_to_int(raw)
+    if isinstance(raw, Mapping) and rule.registry is not None:
+        raise ConfigError(f"{where}: a range does not apply to {name}; give one "
+                          f"{rule.registry.kind} name or a list of them")
     if isinstance(raw, Mapping):
         param = _parse_table(name, raw, rule, where)
     elif isinstance(raw, list):
@@ -222,6 +228,25 @@ def parse_param(name: str, raw: Any, rule: ParamRule | None, where: str) -> Para
         if problem:
             raise ConfigError(f"{where}: {problem}")
     return param
+
+
+def _check_finite(raw: Any, where: str) -> None:
+    """NaN and ±inf are no hyperparameter values (TOML spells them nan and inf)."""
+    values = raw.values() if isinstance(raw, Mapping) else raw if isinstance(raw, list) else [raw]
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{where}: values must be finite numbers, got {v!r}")
+
+
+def _whole_floats_to_int(raw: Any) -> Any:
+    def whole(v: Any) -> Any:
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+    if isinstance(raw, Mapping):
+        return {k: whole(v) if k in ("low", "high", "step") else v for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [whole(v) for v in raw]
+    return whole(raw)
 
 
 def _parse_table(name: str, raw: Mapping[str, Any], rule: ParamRule, where: str) -> Param:
