@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TINY, merged
+from tuner.config import config_from_dict
 from tuner.data import DATASETS, load_dataset
 from tuner.errors import ConfigError
 
@@ -57,18 +59,80 @@ def test_npz_images_keep_their_shape(tmp_path: Path):
     assert data.image_shape == (1, 4, 4) and data.n_features == 16
 
 
+BAD_CSV = [
+    # (file content: text or bytes, expected message after "dataset file <path>")
+    ("a,b\n1,2\n", r" has no column 'label'"),
+    ("a,label\nx,1\ny,0\n",
+     r": column 'a' has a non-numeric value 'x' on line 2; feature columns must be numeric"),
+    ("a,label\n", r" has no data rows \(only a header\)"),
+    ("", r" is empty; it needs a header row"),
+    ("\n\n", r" is empty; it needs a header row"),
+    ("label\n1\n2\n", r" has no feature columns, only 'label'"),
+    ("a,b,label\n1,2,0\n3,inf,1\n", r": column 'b' has a non-finite value \(inf\) on line 3; clean"),
+    ("a,b,label\n1,2,0\nnan,4,1\n", r": column 'a' has a non-finite value \(nan\) on line 3"),
+    ("a,b,label\n1,2,0\n3,,1\n", r": column 'b' is empty on line 3; fill or drop the row"),
+    ("a,b,label\n1,2,0\n3,4, \n", r": column 'label' \(the label\) is empty on line 3"),
+    ("a,label\n1,0\n2,nan\n", r": column 'label' \(the label\) has a non-finite value \(nan\) on line 3"),
+    ("a,b,label\n1,2,0\n3,1\n", r": line 3 has 2 fields, the header has 3"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe\x00binary", r" is not a UTF-8 text CSV file$"),
+    (b"a,label\n1,\x000\n", r" is not a UTF-8 text CSV file \(it has NUL bytes\)"),
+]
+
+
+@pytest.mark.parametrize(("content", "match"), BAD_CSV, ids=[m[:40] for _, m in BAD_CSV])
+def test_bad_csv_files(tmp_path: Path, content, match):
+    f = tmp_path / "d.csv"
+    f.write_bytes(content) if isinstance(content, bytes) else f.write_text(content)
+    with pytest.raises(ConfigError, match=rf"^dataset file {f}{match}"):
+        load_dataset("csv", path=str(f), target="label")
+
+
+def test_an_npz_given_as_csv_is_not_text(tmp_path: Path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((4, 2)), y=np.arange(4))
+    with pytest.raises(ConfigError, match=r"d\.npz is not a UTF-8 text CSV file"):
+        load_dataset("csv", path=str(tmp_path / "d.npz"), target="y")
+
+
+@pytest.mark.parametrize("name", ["csv", "npz"])
 @pytest.mark.parametrize(
-    ("content", "options", "match"),
+    ("path", "match"),
     [
-        ("a,b\n1,2\n", {"target": "label"}, r"has no column 'label'"),
-        ("a,label\nx,1\ny,0\n", {"target": "label"}, r"feature columns must be numeric"),
-        ("a,label\n", {"target": "label"}, r"has no data rows"),
+        (5, r"^path must be a file name, got 5$"),
+        ("", r"^path must be a file name, got ''$"),
+        ("{tmp}", r"^dataset file {tmp} is a folder, not a file$"),
+        ("{tmp}/nope", r"^dataset file {tmp}/nope does not exist$"),
     ],
 )
-def test_bad_csv_files(tmp_path: Path, content, options, match):
-    (tmp_path / "d.csv").write_text(content)
+def test_bad_dataset_paths(tmp_path: Path, name, path, match):
+    if isinstance(path, str):
+        path = path.format(tmp=tmp_path)
+    with pytest.raises(ConfigError, match=match.format(tmp=tmp_path)):
+        load_dataset(name, path=path)
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        (5, r"study\.toml: \[objective\] path must be a file name, got 5$"),
+        (".", r"study\.toml: \[objective\] dataset file .* is a folder, not a file$"),
+        ("bin.csv", r"study\.toml: \[objective\] dataset file .*bin\.csv is not a UTF-8 text CSV"),
+    ],
+)
+def test_bad_dataset_paths_in_a_study_file(tmp_path: Path, path, match):
+    (tmp_path / "bin.csv").write_bytes(bytes(range(256)))
+    raw = merged(TINY, objective={"dataset": "csv", "path": path, "target": "label"})
     with pytest.raises(ConfigError, match=match):
-        load_dataset("csv", path=str(tmp_path / "d.csv"), **options)
+        config_from_dict(raw, str(tmp_path / "study.toml"))
+
+
+def test_csv_blank_lines_bom_and_numeric_labels(tmp_path: Path):
+    # labels 0..11 sort as numbers (2 before 10), so classes = [2, 3] keeps labels 2 and 3
+    # (4 rows each), not "10" and "11" as strings would (6 + 4 rows)
+    rows = [f"{i}, {i % 5} ,{i % 12}" for i in range(48)] + ["1,1,10", "\n", "2,2,10.0"]
+    (tmp_path / "d.csv").write_text("\ufeffa,b,label\n" + "\n".join(rows) + "\n\n")
+    data = load_dataset("csv", path=str(tmp_path / "d.csv"), target="label", classes=[2, 3])
+    assert data.n_classes == 2 and data.n_features == 2
+    assert data.n_train + data.x_val.shape[0] == 8
 
 
 def test_bad_npz_file(tmp_path: Path):
@@ -78,6 +142,54 @@ def test_bad_npz_file(tmp_path: Path):
     np.savez(tmp_path / "e.npz", data=np.zeros((4, 2)))
     with pytest.raises(ConfigError, match=r"needs arrays 'X' and 'y'"):
         load_dataset("npz", path=str(tmp_path / "e.npz"))
+
+
+def _nan_at(shape, index):
+    x = np.ones(shape)
+    x[index] = np.nan
+    return x
+
+
+def _bad_npz(f: Path, what: str):
+    ok = np.arange(8) % 2
+    if what == "empty":
+        f.write_bytes(b"")
+    elif what == "truncated":
+        np.savez(f, X=np.zeros((8, 2)), y=ok)
+        f.write_bytes(f.read_bytes()[:60])
+    elif what == "npy":
+        with f.open("wb") as h:
+            np.save(h, np.zeros((8, 2)))
+    elif what == "nan":
+        np.savez(f, X=_nan_at((8, 3), (5, 2)), y=ok)
+    elif what == "inf-image":
+        np.savez(f, X=np.where(np.arange(8 * 4).reshape(8, 1, 2, 2) == 9, np.inf, 0.0), y=ok)
+    elif what == "nan-label":
+        np.savez(f, X=np.zeros((8, 2)), y=_nan_at((8,), 3))
+    elif what == "short-labels":
+        np.savez(f, X=np.zeros((8, 2)), y=ok[:6])
+    elif what == "text-features":
+        np.savez(f, X=np.array([["a", "b"]] * 8), y=ok)
+
+
+BAD_NPZ = [
+    ("empty", r" is not a readable \.npz file"),
+    ("truncated", r" is not a readable \.npz file"),
+    ("npy", r" is a single \.npy array, not a \.npz archive"),
+    ("nan", r": array 'X' has a non-finite value \(nan\) in row 5, feature 2 \(counting from 0\)"),
+    ("inf-image", r": array 'X' has a non-finite value \(inf\) in row 2, feature 1 "),
+    ("nan-label", r": array 'y' has a non-finite label \(nan\) in row 3"),
+    ("short-labels", r": array 'y' must hold one label per row of 'X' \(shape \(8,\)\), got shape \(6,\)"),
+    ("text-features", r": array 'X' must be numbers with one row per sample, got dtype <U1"),
+]
+
+
+@pytest.mark.parametrize(("what", "match"), BAD_NPZ, ids=[w for w, _ in BAD_NPZ])
+def test_bad_npz_contents(tmp_path: Path, what, match):
+    f = tmp_path / "d.npz"
+    _bad_npz(f, what)
+    with pytest.raises(ConfigError, match=rf"^dataset file {f}{match}"):
+        load_dataset("npz", path=str(f))
 
 
 @pytest.mark.parametrize(

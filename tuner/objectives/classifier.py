@@ -80,8 +80,10 @@ def validate(
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
         raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
     if out.get("path") is not None:
+        if not isinstance(out["path"], str) or not out["path"]:
+            raise ConfigError(f"{where}: [objective] path must be a file name, got {out['path']!r}")
         out["path"] = resolve_path(out["path"], where)
-        if not Path(out["path"]).is_file():
+        if not Path(out["path"]).exists():  # a folder: load_dataset says so
             raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
                               f"{missing_file_hint(where)}")
     try:
