@@ -162,6 +162,7 @@ def _newer(p: Path) -> None:
 BAD_CHECKPOINTS = [
     (None, {}, r"checkpoint .*digits-0-4\.pt does not exist; make one with: tuner pretrain"),
     (_garbage, {}, r"cannot be loaded with torch\.load\(weights_only=True\) \(UnpicklingError\)"),
+    (lambda p: p.write_bytes(b"hello\n"), {}, r"cannot be loaded .*\(KeyError\)"),  # was exit 1
     (_truncated, {}, r"cannot be loaded .*corrupt, truncated"),
     (_plain_state_dict, {}, r"is not a tuner checkpoint"),
     (_pickled_module, {}, r"holds pickled objects"),
