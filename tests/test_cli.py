@@ -54,6 +54,18 @@ def test_command_help_paragraphs_wrap_to_the_terminal_not_the_source(cli):
         cli("pretrain", "--help", env={"COLUMNS": "200"}).stdout
 
 
+@pytest.mark.parametrize("after_s", [0.15, 0.4])
+def test_ctrl_c_while_the_command_still_imports_is_no_traceback(after_s, tmp_path):
+    # the console script imports Typer, Optuna and torch first; Ctrl-C then printed ~50 lines
+    proc = subprocess.Popen([TUNER, "list", "--storage", f"sqlite:///{tmp_path / 'none.db'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr
+
+
 def test_run_resume_show_export_and_optunas_own_cli(cli, study_file, tmp_path):
     path = study_file(study={"n_trials": 4})
     proc = cli("run", str(path))

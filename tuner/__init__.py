@@ -11,16 +11,28 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from tuner.config import StudyConfig, config_from_dict, load_config
-from tuner.errors import (
-    CheckpointError,
-    ConfigError,
-    ObjectiveError,
-    StorageError,
-    StudyNotFoundError,
-    TunerError,
-)
-from tuner.study import open_study, resume, run
+# Loaded on first use (PEP 562), so that ``import tuner`` (and the ``tuner`` command, which
+# must answer Ctrl-C while torch and Optuna are still importing) starts light.
+_EXPORTS = {
+    "StudyConfig": "tuner.config", "config_from_dict": "tuner.config",
+    "load_config": "tuner.config",
+    "CheckpointError": "tuner.errors", "ConfigError": "tuner.errors",
+    "ObjectiveError": "tuner.errors", "StorageError": "tuner.errors",
+    "StudyNotFoundError": "tuner.errors", "TunerError": "tuner.errors",
+    "open_study": "tuner.study", "resume": "tuner.study", "run": "tuner.study",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tuner' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CheckpointError",
