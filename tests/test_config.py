@@ -98,6 +98,20 @@ def test_missing_study_file(tmp_path: Path):
         load_config(tmp_path / "nope.toml")
 
 
+def test_a_folder_or_a_device_is_no_study_file(tmp_path: Path):
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(ConfigError, match=r"study file .*dir.toml is a folder; give a .toml file"):
+        load_config(tmp_path / "dir.toml")
+    with pytest.raises(ConfigError, match=r"study file /dev/null is not a regular file"):
+        load_config("/dev/null")
+
+
+def test_a_study_file_saved_with_a_byte_order_mark_loads(tmp_path: Path):
+    path = tmp_path / "bom.toml"
+    path.write_text("\ufeff" + to_toml(TINY), encoding="utf-8")  # Windows editors do this
+    assert load_config(path).name == "tiny"
+
+
 def test_a_stored_study_whose_data_file_is_elsewhere_says_where_it_must_be(tmp_path: Path):
     # resume/worker on another machine: the stored config names the creator's absolute path
     csv = tmp_path / "data.csv"

@@ -123,10 +123,15 @@ def fingerprint_of(raw: Mapping[str, Any]) -> str:
 def load_config(path: str | Path, **overrides: Any) -> StudyConfig:
     """Read and validate a study file; ``overrides`` replace ``[study]`` keys (CLI flags)."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise ConfigError(f"study file {p} is a folder; give a .toml file (e.g. "
+                          "studies/quickstart.toml)")
+    if not p.exists():
         raise ConfigError(f"study file {p} does not exist")
+    if not p.is_file():
+        raise ConfigError(f"study file {p} is not a regular file")
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark is fine
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
