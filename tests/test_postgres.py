@@ -154,7 +154,8 @@ def test_worker_that_cannot_import_the_objective(pg_url: str, tmp_path: Path) ->
                                     cwd=elsewhere)])
     assert rc == 2, err
     assert len(err.strip().splitlines()) == 1, err
-    assert re.match(rf"error: study '{name}': cannot import module 'sleepy'.*every worker must "
+    assert re.match(rf"error: <stored study '{name}'>: \[objective\] name: cannot import module "
+                    r"'sleepy'.*every worker must "
                     r"be able to import", err), err
     assert PASSWORD not in err
     assert trials(pg_url, name) == []  # nothing was started

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, ObjectiveError
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.pruners import PRUNERS, build_pruner
 from tuner.samplers import SAMPLERS, build_sampler, warn_about_pruning
@@ -164,7 +164,10 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
     name = objective.pop("name", None)
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: [objective] name must name an objective, got {name!r}")
-    spec = resolve_objective(name)
+    try:
+        spec = resolve_objective(name)
+    except ObjectiveError as e:
+        raise ObjectiveError(f"{where}: [objective] name: {e}") from None
 
     space_table = dict(raw["space"])
     space = parse_space(space_table, spec.param_rules, where)

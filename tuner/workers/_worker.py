@@ -126,8 +126,8 @@ def worker_config(study: optuna.Study, device: str | None = None) -> StudyConfig
     try:
         config = stored_config(study, device)
     except ObjectiveError as e:
-        raise ObjectiveError(
-            f"study {name!r}: {e}; every worker must be able to import the study's objective "
+        raise ObjectiveError(  # e names the stored study and its [objective] name
+            f"{e}; every worker must be able to import the study's objective "
             "(install its package here, or start the worker in the folder that holds it)"
         ) from None
     if config is None:
