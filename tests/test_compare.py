@@ -50,7 +50,11 @@ def test_trials_to_target_and_summary():
     [({"samplers": ["tpe", "annealing"]}, r"unknown sampler 'annealing'; valid: "),
      ({"samplers": []}, r"at least one sampler"),
      ({"samplers": ["tpe"], "repeats": 0}, r"repeats and n_trials must be >= 1"),
-     ({"samplers": ["tpe"], "target_share": 0.0}, r"target share must be in \(0, 1\]")],
+     ({"samplers": ["tpe"], "target_share": 0.0}, r"target share must be in \(0, 1\]"),
+     ({"samplers": ["tpe"], "target": float("nan")}, r"target must be a finite metric value"),
+     ({"samplers": ["random", "random"]}, r"sampler 'random' is listed twice"),
+     ({"samplers": ["random", "grid"]}, r"study.toml \(compared with sampler grid\): \[sampler\]: "
+                                        r"the grid sampler needs a finite set of values")],
 )
 def test_bad_comparisons(study_file, kwargs, match):
     samplers = kwargs.pop("samplers")
@@ -79,14 +83,19 @@ def test_compare_cli_writes_plot_table_and_raw_results(cli, study_file, tmp_path
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--samplers", "random,nope"], "unknown sampler 'nope'"),
-     (["--repeats", "0"], "--repeats"), (["--target-share", "2"], "--target-share")],
+     (["--repeats", "0"], "--repeats"), (["--target-share", "2"], "--target-share"),
+     (["--samplers", "random,grid"], "grid sampler needs a finite set of values"),  # one line
+     (["-o", "{tmp}/no/such/out"], "folder {tmp}/no/such does not exist")],
 )
 def test_compare_cli_bad_input(capsys, study_file, tmp_path, args, message):
     from tuner.cli import main  # in process: the entry point's own error handling
 
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     assert main(["compare", str(study_file()), "-o", str(tmp_path / "out"), *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    message = message.replace("{tmp}", str(tmp_path))
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "out").exists() and not (tmp_path / "no").exists()
 
 
 def test_an_output_that_is_a_file_fails_before_any_run(capsys, study_file, tmp_path,

@@ -119,7 +119,7 @@ class Comparison:
                            for k, v in row.items()} for row in self.summary()]
         raw["runs"] = [asdict(r) for r in self.runs]
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            out.mkdir(exist_ok=True)
             plot(self, paths["plot"])
             paths["table"].write_text(self.table(), encoding="utf-8")
             paths["results"].write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
@@ -131,18 +131,19 @@ class Comparison:
 
 
 def check_output(out_dir: str | Path) -> Path:
-    """``out_dir`` as a path, or ConfigError when a comparison cannot be written there: it,
-    or the nearest of its parents that exists, is a file or not writable. Creates nothing."""
+    """``out_dir`` as a path, or ConfigError when a comparison cannot be written there: it is a
+    file, its parent folder does not exist (it is created, its parents are not: a typo does not
+    grow a tree), or the folder is not writable. Creates nothing."""
     out = Path(out_dir).expanduser()
-    for folder in (out, *out.parents):
-        if not folder.exists():
-            continue
-        if not folder.is_dir():
-            where = "is a file" if folder == out else f"is inside {folder}, a file"
-            raise ConfigError(f"compare output {out} {where}; give a folder")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"compare output {out}: permission denied in {folder}")
-        break
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"compare output {out} is a file; give a folder")
+    folder = out if out.exists() else out.parent
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"compare output {out} is inside {folder}, a file; give a folder")
+    if not folder.is_dir():
+        raise ConfigError(f"compare output {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"compare output {out}: permission denied in {folder}")
     return out
 
 
@@ -161,13 +162,15 @@ def compare(
     """Run ``config`` under each of ``samplers`` with ``repeats`` seeds (see the module doc);
     ``jobs`` worker processes (default: one per CPU core, at most one per run). With
     ``out_dir``, write the results there (:meth:`Comparison.write`), checked before any run."""
-    check_samplers(samplers)
+    check_samplers(samplers, config)
     if out_dir is not None:
         check_output(out_dir)
     if repeats < 1 or (n_trials is not None and n_trials < 1):
         raise ConfigError("repeats and n_trials must be >= 1")
     if not 0 < target_share <= 1:
         raise ConfigError(f"target share must be in (0, 1], got {target_share}")
+    if target is not None and not math.isfinite(target):
+        raise ConfigError(f"the target must be a finite metric value, got {target}")
     n_trials = n_trials or config.n_trials
     tasks = [(_run_config(config, s, config.seed + r, n_trials), s, config.seed + r)
              for s in samplers for r in range(repeats)]
@@ -191,18 +194,26 @@ def compare(
     return result
 
 
-def check_samplers(samplers: list[str]) -> None:
-    """Raise :class:`ConfigError` for an empty list or an unknown name (listing the valid)."""
+def check_samplers(samplers: list[str], config: StudyConfig | None = None) -> None:
+    """Raise :class:`ConfigError` for an empty list, a name listed twice or an unknown name
+    (listing the valid); with ``config``, also for a sampler that cannot search its space (grid
+    over a continuous range), before any run starts."""
     if not samplers:
         raise ConfigError("compare needs at least one sampler")
     for name in samplers:
         SAMPLERS.get(name)
+        if samplers.count(name) > 1:
+            raise ConfigError(f"compare: sampler {name!r} is listed twice")
+    for name in samplers if config is not None else ():
+        where = f"{config.source} (compared with sampler {name})"
+        config_from_dict(_run_config(config, name, config.seed, 1, f"{where}: [sampler]"), where)
 
 
-def _run_config(config: StudyConfig, sampler: str, seed: int, n_trials: int) -> dict[str, Any]:
+def _run_config(config: StudyConfig, sampler: str, seed: int, n_trials: int,
+                where: str = "[sampler]") -> dict[str, Any]:
     """The study file of one run, with the sampler options this sampler accepts."""
     raw = config.to_dict()
-    cls = type(build_sampler(sampler, {}, seed, config.space))
+    cls = type(build_sampler(sampler, {}, seed, config.space, where))
     accepted = set(accepted_options(cls))
     raw["sampler"] = {k: v for k, v in raw["sampler"].items() if k in accepted}
     raw["study"].update(sampler=sampler, seed=seed, n_trials=n_trials,

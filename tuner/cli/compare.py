@@ -45,6 +45,7 @@ def compare(
     check_samplers(names)
     check_output(output)
     config = load_config(study_file, seed=seed)
+    check_samplers(names, config)  # e.g. grid over a continuous range: before the first line
     err.print(f"comparing {', '.join(names)} on study {config.name!r}: {repeats} seeds × "
               f"{n_trials or config.n_trials} trials each, in memory")
 
