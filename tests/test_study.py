@@ -115,6 +115,17 @@ def test_plain_optuna_study_is_adopted_with_a_config(study_file, sqlite_url):
     assert len(study.trials) == 4 and CONFIG_ATTR in study.user_attrs
 
 
+def test_a_plain_study_of_other_parameters_is_not_adopted(study_file, sqlite_url):
+    storage = open_storage(sqlite_url)
+    plain = optuna.create_study(study_name="plain", storage=storage, direction="maximize")
+    plain.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
+    with pytest.raises(ConfigError, match=r"study 'plain' was not created by tuner, and its trials "
+                                          r"search x, which .*study.toml's \[space\] does not"):
+        resume("plain", sqlite_url, n_trials=1, config=load_config(study_file()))
+    study = optuna.load_study(study_name="plain", storage=open_storage(sqlite_url))
+    assert len(study.trials) == 3 and CONFIG_ATTR not in study.user_attrs  # untouched
+
+
 def test_a_diverging_trial_is_pruned_with_its_reason_and_the_study_goes_on(study_file, sqlite_url):
     config = load_config(study_file(
         study={"n_trials": 8, "sampler": "random"},

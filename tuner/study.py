@@ -153,6 +153,8 @@ def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
             f"{config.source} says {config.direction}; choose another --name"
         )
     stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        _check_adoptable(study, config)
     if stored is not None and fingerprint_of(stored) != config.fingerprint():
         differs = _differences(stored, config.to_dict())
         raise ConfigError(
@@ -161,6 +163,21 @@ def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
         )
     _store_config(study, config)  # the file's settings (budget, sampler …) are the latest word
     return study
+
+
+def _check_adoptable(study: optuna.Study, config: StudyConfig) -> None:
+    """Refuse to adopt a plain Optuna study whose trials searched parameters the study file
+    does not: its trials and the new ones would be mixed in one study (and one "best")."""
+    searched = {p.optuna_name for p in config.space.searched()}
+    stored = {name for t in study.get_trials(deepcopy=False) for name in t.distributions}
+    foreign = sorted(stored - searched)
+    if foreign:
+        raise ConfigError(
+            f"study {config.name!r} was not created by tuner, and its trials search "
+            f"{', '.join(foreign)}, which {config.source}'s [space] does not "
+            f"({', '.join(sorted(searched))}): it does not describe this study; choose "
+            "another --name"
+        )
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
