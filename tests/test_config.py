@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,31 @@ def test_every_shipped_study_file_loads_without_a_warning(cli, tmp_path: Path, c
         <= 400  # "under a minute on 2 CPU cores" (measured: BENCHMARKS.md)
     assert configs["init-schemes"].space["depth"].values() == [8]  # deep: the init matters
     assert "weight_decay" in configs["weight-decay"].space
+
+
+@pytest.mark.parametrize(("space", "objective", "said"), [
+    ({"momentum": 0.5, "optimizer": "adam"}, {},
+     r"\[space\] momentum has no effect: optimizer adam does not use it"),
+    ({"momentum": 0.5, "optimizer": ["adam", "adamw"]}, {}, r"momentum has no effect"),
+    ({"freeze_layers": [0, 1], "head_lr_mult": 10.0}, {},
+     r"\[space\] freeze_layers, head_lr_mult has no effect: no \[space\] init is 'pretrained'"),
+    ({}, {"checkpoint": "some.pt"}, r"\[objective\] checkpoint is not used"),
+    ({"momentum": 0.5, "optimizer": ["adam", "sgd"]}, {}, None),  # sgd trials use it
+    ({"optimizer": "adam"}, {}, None),  # momentum's default is no mistake
+])
+def test_settings_that_cannot_change_a_trial_are_said(study_file, caplog, space, objective, said):
+    import logging
+
+    from tuner import errors
+
+    errors._said.clear()
+    with caplog.at_level(logging.WARNING, logger="tuner"):
+        path = study_file(space=space, objective=objective)
+        load_config(path)
+        load_config(path)  # validated again (as run/resume do): said once
+    warnings = [r.getMessage() for r in caplog.records]
+    if said is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warnings[0].startswith(f"{path}: ")
+        assert re.search(said, warnings[0]), warnings[0]

@@ -29,3 +29,16 @@ class ObjectiveError(TunerError):
 
 class CheckpointError(TunerError):
     """A checkpoint is missing, corrupt, not made by tuner, or does not fit the model."""
+
+
+_said: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Log a warning about the user's input once per process (a study file is validated several
+    times per command: load, store, run)."""
+    import logging
+
+    if message not in _said:
+        _said.add(message)
+        logging.getLogger("tuner").warning("%s", message)

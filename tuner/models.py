@@ -51,6 +51,7 @@ OPTIMIZERS.add("adamw", lambda p, lr, wd, m: torch.optim.AdamW(p, lr=lr, weight_
 OPTIMIZERS.add(
     "rmsprop", lambda p, lr, wd, m: torch.optim.RMSprop(p, lr=lr, weight_decay=wd, momentum=m)
 )
+MOMENTUM_OPTIMIZERS = frozenset({"sgd", "rmsprop"})  # the ones that use the momentum argument
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class Param:
     log: bool = False
     step: float | None = None
     choices: tuple[Scalar, ...] = ()
+    default: bool = False  # filled in from the objective's rule, not written in [space]
 
     @property
     def optuna_name(self) -> str:
@@ -196,7 +197,7 @@ def parse_space(
         params.append(parse_param(name, raw, rule, f"{where}: [space] {name}"))
     for name, rule in (rules or {}).items():
         if name not in table and rule.default is not None:
-            params.append(Param(name, "fixed", value=rule.default))
+            params.append(Param(name, "fixed", value=rule.default, default=True))
     return SearchSpace(tuple(params))
 
 

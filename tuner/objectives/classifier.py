@@ -20,9 +20,9 @@ from tuner.cadence import trial_report_steps
 from tuner.config import missing_file_hint, resolve_path
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.device import check_device, fit_batch_size, resolve_device
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, warn_once
 from tuner.init import SCHEMES
-from tuner.models import ACTIVATIONS, MODELS, OPTIMIZERS, ModelSpec
+from tuner.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
 from tuner.objectives import ObjectiveContext, ObjectiveSpec
 from tuner.space import ParamRule, SearchSpace
 from tuner.training import Diverged, EpochStats, TrainConfig, train
@@ -104,7 +104,28 @@ def validate(
     space = fit_batch_size(space, out, data, where)  # on a GPU: the largest that fits (2^k)
     health.check_setting(out["prune_dead_inits"], where)
     finetune.check_settings(out, space, data, where)
+    for inert in _inert_settings(out, space):
+        warn_once(f"{where}: {inert}")
     return out, space
+
+
+def _inert_settings(settings: dict[str, Any], space: SearchSpace) -> list[str]:
+    """Settings written in the study file that cannot change any trial (a likely mistake)."""
+    given = {p.name for p in space.params if not p.default}
+    out = []
+    optimizers = space["optimizer"].values()
+    if "momentum" in given and not MOMENTUM_OPTIMIZERS.intersection(optimizers):
+        out.append(f"[space] momentum has no effect: optimizer {', '.join(optimizers)} does not "
+                   f"use it (only {', '.join(sorted(MOMENTUM_OPTIMIZERS))} do)")
+    pretrained = any(SCHEMES.get(name).from_checkpoint for name in space["init"].values())
+    if not pretrained:
+        knobs = [k for k in finetune.PARAM_RULES if k in given]
+        if knobs:
+            out.append(f"[space] {', '.join(knobs)} has no effect: no [space] init is "
+                       "'pretrained'")
+        if settings.get("checkpoint") is not None:
+            out.append("[objective] checkpoint is not used: no [space] init is 'pretrained'")
+    return out
 
 
 def _load(settings: dict[str, Any], seed: int, device: str | torch.device) -> Dataset:
