@@ -218,3 +218,17 @@ def test_checkpoint_error_inside_a_library_call(tmp_path):
     with pytest.raises(CheckpointError, match="was trained with activation 'relu'"):
         load_pretrained(mlp(ModelSpec(64, 5, None, 2, 32, "tanh")), write_ckpt(tmp_path / "c.pt"),
                         "tanh")
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--epochs", "1", "--set", "epochs=3"], r"--set epochs=…: give epochs with --epochs instead"),
+    (["--set", "dataset=iris"], r"give dataset with --dataset"),
+    (["-p", "lr=nan"], r"\[space\] lr: values must be finite numbers, got nan"),
+])
+def test_cli_pretrain_bad_input(args, match, capsys, tmp_path):
+    from tuner.cli import main
+
+    assert main(["pretrain", "-o", str(tmp_path / "p.pt"), *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(match, lines[0]), lines
+    assert not (tmp_path / "p.pt").exists()

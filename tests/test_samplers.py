@@ -118,3 +118,20 @@ def test_pruner_settings_reach_the_optuna_pruner():
     patient = build_pruner("patient", {"patience": 2, "n_warmup_steps": 4}, 5)
     assert isinstance(patient, optuna.pruners.PatientPruner)
     assert patient._wrapped_pruner._n_warmup_steps == 4
+
+
+def test_optunas_deprecation_of_an_option_is_one_warning_naming_the_file(study_file, caplog):
+    import warnings
+
+    from tuner import errors
+
+    errors._said.clear()
+    path = study_file(study={"sampler": "cmaes"}, sampler={"sigma0": 0.5})
+    with caplog.at_level(logging.WARNING, logger="tuner"), \
+            warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        load_config(path)
+        load_config(path)
+    assert not [w for w in escaped if issubclass(w.category, FutureWarning)]
+    said = [r.getMessage() for r in caplog.records if "sigma0" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{path}: [sampler]: `sigma0` has been deprecated")

@@ -34,11 +34,13 @@ class CheckpointError(TunerError):
 _said: set[str] = set()
 
 
-def warn_once(message: str) -> None:
+def warn_once(message: str, key: str | None = None) -> None:
     """Log a warning about the user's input once per process (a study file is validated several
-    times per command: load, store, run)."""
+    times per command: load, store, run); ``key`` (default: the message) says what counts as
+    the same warning."""
     import logging
 
-    if message not in _said:
-        _said.add(message)
+    key = message if key is None else key
+    if key not in _said:
+        _said.add(key)
         logging.getLogger("tuner").warning("%s", message)

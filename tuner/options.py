@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, warn_once
 
 T = TypeVar("T")
 
@@ -83,6 +84,14 @@ def build(
         )
     kwargs = {k: v for k, v in options.items() if k not in extra}
     try:
-        return cls(**fixed, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)  # Optuna's deprecations
+            built = cls(**fixed, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
+    for w in caught:  # one line naming the study file, not Optuna's source line and path
+        if issubclass(w.category, FutureWarning):
+            warn_once(f"{where}: {w.message}", key=f"{cls.__name__}: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return built

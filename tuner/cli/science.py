@@ -115,8 +115,11 @@ def pretrain(
     "FILE"."""
     from tuner.finetune import pretrain as run_pretrain
 
-    settings: dict[str, Any] = {"dataset": dataset, "model": model, "epochs": epochs,
-                                **_pairs(setting, "--set")}
+    extra = _pairs(setting, "--set")
+    for key in ("dataset", "model", "epochs", "classes"):
+        if key in extra:
+            raise ConfigError(f"--set {key}=…: give {key} with --{key} instead")
+    settings: dict[str, Any] = {"dataset": dataset, "model": model, "epochs": epochs, **extra}
     if classes is not None:
         settings["classes"] = _classes(classes)
     result = run_pretrain(settings, _pairs(param, "--param"), output, seed=seed)
