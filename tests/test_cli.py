@@ -111,7 +111,7 @@ def test_storage_from_environment_and_flag(cli, study_file, tmp_path):
 
 BAD_CLI = [
     (["run", "nope.toml"], "study file nope.toml does not exist"),
-    (["run", "{file}", "--sampler", "bayes"], "unknown sampler 'bayes'"),
+    (["run", "{file}", "--sampler", "bayes"], "error: --sampler: unknown sampler 'bayes'"),
     (["run", "{file}", "--n-trials", "0"], "Invalid value for '--n-trials'"),
     (["run", "{file}", "--storage", "foo://x"], "unknown database dialect 'foo'"),
     (["run", "{file}", "--storage", "not a url"], "malformed storage URL"),

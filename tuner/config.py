@@ -137,6 +137,9 @@ def load_config(path: str | Path, **overrides: Any) -> StudyConfig:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read study file: {e}") from None
     study = raw.setdefault("study", {})
+    for key, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        if overrides.get(key) is not None:  # a flag's mistake is the flag's, not the file's
+            registry.get(overrides[key], f"--{key}")
     if isinstance(study, dict):
         study.setdefault("name", p.stem)
         study.update({k: v for k, v in overrides.items() if v is not None})
