@@ -109,6 +109,21 @@ def test_storage_from_environment_and_flag(cli, study_file, tmp_path):
     assert proc.returncode == 0 and flag_db.is_file()
 
 
+def test_an_output_file_that_is_the_storage_is_refused(cli, study_file, tmp_path):
+    assert cli("run", str(study_file(study={"n_trials": 2}))).returncode == 0
+    for args in (["export", "tiny", "-o", "tuner.db"], ["export", "tiny", "-o", "tuner.db-wal"],
+                 ["report", "tiny", "-o", "tuner.db"],
+                 ["report", "tiny", "-o", str(tmp_path / "tuner.db")]):
+        assert "refusing to write" in _one_error_line(cli(*args)), args
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'tuner.db'}")
+    assert len(study.trials) == 2  # the database is intact
+    journal = f"journal:{tmp_path / 'j.log'}"
+    assert cli("run", str(study_file(study={"n_trials": 1})), "--storage", journal).returncode == 0
+    line = _one_error_line(cli("export", "tiny", "--storage", journal, "-o", "j.log"))
+    assert "refusing to write j.log: it is the storage journal:" in line
+    assert cli("show", "tiny", "--storage", journal).returncode == 0
+
+
 BAD_CLI = [
     (["run", "nope.toml"], "study file nope.toml does not exist"),
     (["run", "{file}", "--sampler", "bayes"], "error: --sampler: unknown sampler 'bayes'"),

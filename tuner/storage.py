@@ -79,6 +79,21 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+def check_not_storage(output: str | Path, url: str | None = None) -> None:
+    """Raise :class:`StorageError` when ``output`` (a file a command is about to write) is the
+    storage's own file at ``url`` (resolved as above), or one of its companions (``-wal``,
+    ``-shm``, lock files): writing it would destroy the studies."""
+    url = resolve_url(url)
+    path = (Path(url[len(JOURNAL_PREFIX):]) if url.startswith(JOURNAL_PREFIX)
+            else sqlite_path(url))
+    if path is None:
+        return
+    out, db = Path(output).expanduser().resolve(), path.expanduser().resolve()
+    if out.parent == db.parent and out.name.startswith(db.name):
+        raise StorageError(f"refusing to write {output}: it is the storage {mask_url(url)} (or "
+                           "one of its files); choose another output file")
+
+
 def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseStorage:
     """Open (and, unless ``must_exist``, create) the storage at ``url`` (resolved as above).
 

@@ -64,8 +64,11 @@ def export(
 ) -> None:
     """Export every trial of a study (params with real batch sizes, values, states, times)."""
     from tuner.results import export_trials
+    from tuner.storage import check_not_storage
     from tuner.study import open_study
 
+    if output is not None:
+        check_not_storage(output, storage)
     text = export_trials(open_study(name, storage), fmt.value)
     if output is None:
         sys.stdout.write(text)

@@ -50,7 +50,9 @@ def report(
 ) -> None:
     """Write one self-contained HTML report of a study (opens offline, no server needed)."""
     from tuner.report import write_report
+    from tuner.storage import check_not_storage
     from tuner.study import open_study
 
+    check_not_storage(output, storage)
     path = write_report(open_study(name, storage), output, artifact_dir=artifact_dir)
     out.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
