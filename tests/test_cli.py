@@ -222,10 +222,39 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(study_file, tmp_path
 
 
 OBJECTIVE_MODULE = '''
+import sys
+
+
 def objective(trial, ctx):
     hp = ctx.suggest(trial)
     trial.set_user_attr("scale", ctx.settings["scale"])
     return ctx.settings["scale"] * (hp["x"] - 2) ** 2 + hp["y"]
+
+
+def odd_fail(trial, ctx):
+    hp = ctx.suggest(trial)
+    if trial.number % 2:
+        raise ValueError("odd trial\\nsecond line")
+    return hp["x"] ** 2
+
+
+def exits(trial, ctx):
+    ctx.suggest(trial)
+    sys.exit(3)
+
+
+def nan(trial, ctx):
+    ctx.suggest(trial)
+    return float("nan")
+
+
+def text(trial, ctx):
+    ctx.suggest(trial)
+    return "hello"
+
+
+def onearg(trial):
+    return 1.0
 '''
 
 
@@ -250,6 +279,34 @@ def test_pluggable_objective_from_a_module(cli, tmp_path):
     assert cli("resume", "custom", "--n-trials", "1").returncode == 0
 
 
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]])
+def test_failed_trials_do_not_count_toward_the_budget(cli, tmp_path, jobs):
+    (tmp_path / "myobj.py").write_text(OBJECTIVE_MODULE)
+    proc = cli("run", str(_custom_study(tmp_path, "myobj:odd_fail")), *jobs)
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="custom", storage=f"sqlite:///{tmp_path / 'tuner.db'}")
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 5 and TrialState.RUNNING not in states
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["fail_reason"] == "ValueError: odd trial / second line"
+                          for t in failed)
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("exits", "the objective called sys.exit(3)"),
+    ("nan", "the objective returned nan, not a finite number"),
+    ("text", "the objective returned 'hello', not a number"),
+])
+def test_an_objective_that_keeps_failing_is_one_error_line_with_its_reason(cli, tmp_path, name,
+                                                                          reason):
+    (tmp_path / "myobj.py").write_text(OBJECTIVE_MODULE)
+    line = _one_error_line(cli("run", str(_custom_study(tmp_path, f"myobj:{name}")), "-q"))
+    assert line == f"error: the objective failed in 3 trials in a row; last error: {reason}"
+    study = optuna.load_study(study_name="custom", storage=f"sqlite:///{tmp_path / 'tuner.db'}")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3  # none left RUNNING
+    assert {t.user_attrs["fail_reason"] for t in study.trials} == {reason}
+
+
 def test_pluggable_objective_from_an_entry_point(cli, tmp_path):
     site = tmp_path / "site"
     (site / "plugpkg").mkdir(parents=True)
@@ -268,6 +325,7 @@ def test_pluggable_objective_from_an_entry_point(cli, tmp_path):
         ("myobj_missing:objective", "cannot import module 'myobj_missing'"),
         ("myobj:nothing", "module 'myobj' has no attribute 'nothing'"),
         ("parabola", "unknown objective 'parabola'"),
+        ("myobj:onearg", "objective 'myobj:onearg' must take (trial, ctx); it takes (trial)"),
     ],
 )
 def test_missing_objective_is_an_error_at_load_time(cli, tmp_path, name, match):

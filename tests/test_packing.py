@@ -111,7 +111,7 @@ def _trials(pack: int, metric: str = "val_loss", n: int = 7) -> list[optuna.tria
     raw["study"].update(name=unique("pack"), pack=pack, metric=metric)
     config = config_from_dict(raw)
     study = prepare_study(config, optuna.storages.InMemoryStorage())
-    study_optimize(study, config, n_trials=n, budget=n)
+    study_optimize(study, config, n_trials=n, budget=None)  # n attempts: failures too
     return study.trials
 
 

@@ -9,6 +9,7 @@ process working on the study.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner import __version__
 from tuner.config import StudyConfig, config_from_dict, fingerprint_of
 from tuner.device import config_on_device, with_device
-from tuner.errors import ConfigError, StudyNotFoundError, TunerError
+from tuner.errors import ConfigError, ObjectiveError, StudyNotFoundError, TunerError
 from tuner.objectives import ObjectiveContext
 from tuner.pruners import build_pruner
 from tuner.rdb import reraise_lost
@@ -38,8 +39,9 @@ class DivergedError(TunerError):
     """Every trial of a run diverged: the learning-rate range is too high."""
 
 
-class ObjectiveFailed(RuntimeError):
-    """The objective raised in several trials in a row: a bug, not a hyperparameter."""
+class ObjectiveFailed(TunerError):
+    """The objective failed in several trials in a row: a bug in it, not a hyperparameter
+    (exit status 2, like any other input the study cannot use)."""
 
 
 class ProgressHook(Protocol):
@@ -277,15 +279,56 @@ def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Tri
     """The study's objective on ``trial``; a failure stores its reason on the trial first
     (``fail_reason``: the report, ``tuner show`` and the hopeless-run check read it)."""
     try:
-        return config.spec.fn(trial, ctx)
+        value = config.spec.fn(trial, ctx)
     except optuna.TrialPruned:
         raise
     except KeyboardInterrupt:
         trial.set_user_attr("fail_reason", "interrupted")
         raise
+    except SystemExit as e:  # not the end of the study: one failed trial
+        reason = f"the objective called sys.exit({e.code!r})"
+        trial.set_user_attr("fail_reason", reason)
+        raise ObjectiveError(reason) from None
     except Exception as e:
-        trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
+        trial.set_user_attr("fail_reason", one_line(f"{type(e).__name__}: {e}")[:1000])
         raise
+    return _a_number(value, trial)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks as `` / ``: reasons end up in one-line messages."""
+    return " / ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The study's latest trials (by number) that the objective failed in a row. Running and
+    waiting trials are skipped, and so are trials failed by an interrupt or a dead worker
+    (no ``fail_reason`` of the objective's): they say nothing about the objective."""
+    streak: list[FrozenTrial] = []
+    for t in sorted(trials, key=lambda t: t.number, reverse=True):
+        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        if t.state != TrialState.FAIL:
+            break
+        if t.user_attrs.get("fail_reason", "interrupted") != "interrupted":
+            streak.append(t)
+    return streak[::-1]
+
+
+def _a_number(value: Any, trial: optuna.Trial) -> float:
+    """``value`` as a finite float, or the trial fails with the reason stored (Optuna would
+    fail NaN and a string without one, and store ±inf as a complete value no plot can use)."""
+    try:
+        number = None if isinstance(value, str | bytes) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not math.isfinite(number):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        what = "not a number" if number is None else "not a finite number"
+        reason = f"the objective returned {shown}, {what}"
+        trial.set_user_attr("fail_reason", reason)
+        raise ObjectiveError(reason)
+    return number
 
 
 def optimize(
@@ -298,9 +341,11 @@ def optimize(
     progress: ProgressHook | None = None,
     seed_salt: int = 0,
 ) -> RunResult:
-    """Run up to ``n_trials`` trials in this process; stop early once the study as a whole has
-    ``budget`` finished trials. Ctrl-C ends the run with ``interrupted=True`` and no trial of
-    this process left RUNNING.
+    """Run ``n_trials`` trials in this process; stop early once the study as a whole has
+    ``budget`` finished trials. With a ``budget``, a failed trial does not count: more trials
+    run until the budget is reached (or the objective fails
+    :data:`MAX_CONSECUTIVE_FAILURES` times in a row, or ``timeout`` seconds pass). Ctrl-C
+    ends the run with ``interrupted=True`` and no trial of this process left RUNNING.
     """
     started = time.monotonic()
     result = RunResult(study)
@@ -318,10 +363,12 @@ def optimize(
         return call_objective(config, ctx, trial)
 
     failures: list[FrozenTrial] = []
+    failed_in_round = [0]
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         running.pop(trial.number, None)
         failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
+        failed_in_round[0] += trial.state == TrialState.FAIL
         # One read of the (cached) trials serves both the progress line and the budget.
         trials = study.get_trials(deepcopy=False)
         if progress is not None:
@@ -333,17 +380,33 @@ def optimize(
 
     if progress is not None:
         progress.start(study, n_trials, timeout)
+    def one_round(n: int | None, seconds: float | None) -> None:
+        if config.pack > 1:  # several trials as one vectorised population: tuner.packing
+            from tuner.packing import optimize_packed
+
+            optimize_packed(study, config.objective,
+                            lambda trial, ctx: call_objective(config, ctx, trial), ctx,
+                            config.pack, n_trials=n, timeout=seconds, begin=begin,
+                            callbacks=[after_trial])
+        else:
+            study.optimize(objective, n_trials=n, timeout=seconds, callbacks=[after_trial],
+                           catch=(Exception,), gc_after_trial=False)
+
     try:
         with reraise_lost(study._storage):  # not Optuna's clean-up error hiding it
-            if config.pack > 1:  # several trials as one vectorised population: tuner.packing
-                from tuner.packing import optimize_packed
-
-                optimize_packed(study, config.objective, config.spec.fn, ctx, config.pack,
-                                n_trials=n_trials, timeout=timeout, begin=begin,
-                                callbacks=[after_trial])
-            else:
-                study.optimize(objective, n_trials=n_trials, timeout=timeout,
-                               callbacks=[after_trial], catch=(Exception,), gc_after_trial=False)
+            remaining = n_trials
+            while True:
+                seconds = None if timeout is None else timeout - (time.monotonic() - started)
+                if seconds is not None and seconds <= 0:
+                    break
+                failed_in_round[0] = 0
+                one_round(remaining, seconds)
+                if budget is None or remaining is None or not failed_in_round[0] \
+                        or len(failures) >= MAX_CONSECUTIVE_FAILURES:
+                    break
+                remaining = budget - n_finished(study)  # failed trials are run again
+                if remaining <= 0:
+                    break
     except KeyboardInterrupt:
         result.interrupted = True
         _fail_running(study, running, "interrupted")

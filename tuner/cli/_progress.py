@@ -63,14 +63,15 @@ class TrialProgress:
         self._task = self._bar.add_task(study.study_name, total=total, best="—")
 
     def trial_finished(self, trial: FrozenTrial, best: float | None) -> None:
-        self._done += 1
+        finished = trial.state != TrialState.FAIL  # a failed trial is run again: not progress
+        self._done += finished
         note = ""
         if trial.state == TrialState.PRUNED:
             note = f" ({trial.user_attrs.get('prune_reason', 'pruned')})"
         elif trial.state == TrialState.FAIL:
             note = f" ({trial.user_attrs.get('fail_reason', 'failed')})"
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, best=_fmt(best))
+            self._bar.update(self._task, advance=int(finished), best=_fmt(best))
             if trial.state == TrialState.FAIL:
                 self._bar.console.print(f"warning: trial {trial.number} failed{escape(note)}")
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -140,4 +141,14 @@ def _as_spec(name: str, obj: Any) -> ObjectiveSpec:
         return obj
     if not callable(obj):
         raise ObjectiveError(f"objective {name!r} is not callable (got {type(obj).__name__})")
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):  # some builtins and C callables have none to read
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(None, None)
+        except TypeError:
+            raise ObjectiveError(f"objective {name!r} must take (trial, ctx); it takes "
+                                 f"{signature}") from None
     return ObjectiveSpec(name=name, fn=obj)

@@ -32,6 +32,7 @@ from tuner.study import (
     _fail_running,
     _raise_if_hopeless,
     call_objective,
+    failing_streak,
     load_existing,
     start_run,
     stored_config,
@@ -219,11 +220,16 @@ def run_worker(
             # best value; without, only these trials are read.
             trials = study.get_trials(deepcopy=False) if progress is not None and ended else None
             by_number = {t.number: t for t in trials or ()}
+            failed = False
             for number in ended:
                 trial = by_number[number] if trials else study._storage.get_trial(mine[number])
-                failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
+                failed |= trial.state == TrialState.FAIL
                 if progress is not None:
                     progress.trial_finished(trial, _best_value(study, trials))
+            # "Failing in a row" is the study's: one worker that drew the failing trials
+            # while the others succeeded does not stop (they take turns).
+            failures[:] = failing_streak(trials or study.get_trials(deepcopy=False)) \
+                if failed else []
     except KeyboardInterrupt:
         result.interrupted = True
         last = result.trial_numbers[-config.pack:]  # earlier trials of this worker are finished
