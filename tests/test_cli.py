@@ -175,12 +175,30 @@ def test_passwords_never_reach_the_terminal(cli, study_file):
     assert "alice:***@127.0.0.1" in line
 
 
-def test_delete_asks_unless_yes(cli, study_file, tmp_path):
+def test_delete_asks_unless_yes_and_takes_the_trials_pictures_along(cli, study_file, tmp_path,
+                                                                    monkeypatch, capsys):
+    from tuner.cli import main
+
     assert cli("run", str(study_file(study={"n_trials": 1}))).returncode == 0
+    assert cli("run", str(study_file(study={"n_trials": 1, "name": "other"}))).returncode == 0
+    pictures = tmp_path / "tuner-artifacts"
+    assert len(list(pictures.iterdir())) == 4  # two per trial
     assert "without confirmation; pass --yes" in _one_error_line(cli("delete", "tiny"))
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    assert main(["delete", "tiny"]) == 1  # a "no" is not an interrupt (130)
+    assert "not deleted" in capsys.readouterr().err
     proc = cli("delete", "tiny", "--yes")
-    assert proc.returncode == 0 and "deleted study 'tiny' (1 trials)" in proc.stdout
-    assert json.loads(cli("list", "--json").stdout) == []
+    assert proc.returncode == 0, proc.stderr
+    assert f"deleted study 'tiny' (1 trials) and 2 trial pictures from {pictures}" in proc.stdout
+    assert [s["name"] for s in json.loads(cli("list", "--json").stdout)] == ["other"]
+    assert len(list(pictures.iterdir())) == 2  # the other study's stay
+    assert cli("report", "other", "-o", "other.html").returncode == 0
 
 
 def test_ctrl_c_leaves_nothing_running_and_resume_completes(study_file, tmp_path):

@@ -177,6 +177,26 @@ def trial_artifacts(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dic
     return {m.filename: m.artifact_id for m in metas}
 
 
+def study_artifact_ids(study: optuna.Study) -> list[str]:
+    """The artifact ids of every trial of ``study`` (read before the study is deleted)."""
+    return [m.artifact_id for t in study.get_trials(deepcopy=False)
+            for m in get_all_artifact_meta(t, storage=study._storage)]
+
+
+def remove_artifacts(directory: Path, artifact_ids: list[str]) -> int:
+    """Remove these artifacts' files from the store in ``directory``; returns how many were
+    there (missing ones are skipped: a copied database, a folder cleaned by hand)."""
+    if not artifact_ids or not directory.is_dir():
+        return 0
+    store = FileSystemArtifactStore(directory)
+    removed = 0
+    for artifact_id in artifact_ids:
+        if (directory / artifact_id).is_file():
+            store.remove(artifact_id)
+            removed += 1
+    return removed
+
+
 def read_artifact(store: FileSystemArtifactStore, artifact_id: str) -> bytes | None:
     """The bytes of an artifact, or ``None`` when its file is missing from ``store``."""
     from optuna.artifacts.exceptions import ArtifactNotFound

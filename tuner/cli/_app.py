@@ -29,6 +29,16 @@ def storage_option() -> typer.models.OptionInfo:
     return typer.Option(None, "--storage", envvar=None, help=STORAGE_HELP, show_default=False)
 
 
+ARTIFACT_DIR_HELP = (
+    "Folder of the trials' pictures. Default: $TUNER_ARTIFACT_DIR, else beside the storage "
+    "file (tuner.db -> tuner-artifacts/), else ./tuner-artifacts."
+)
+
+
+def artifact_dir_option() -> typer.models.OptionInfo:
+    return typer.Option(None, "--artifact-dir", help=ARTIFACT_DIR_HELP, show_default=False)
+
+
 def reflow_help() -> None:
     """Make the help texts print as written. Each command's docstring paragraph becomes one
     line, so that Typer wraps it to the terminal instead of keeping the source's line breaks

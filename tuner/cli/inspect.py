@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tuner.cli._app import app, err, out, storage_option
+from tuner.cli._app import app, artifact_dir_option, err, out, storage_option
 from tuner.errors import ConfigError
 
 
@@ -85,10 +85,12 @@ def delete(
     name: str = typer.Argument(..., help="Name of a stored study."),
     storage: str | None = storage_option(),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    artifact_dir: Path | None = artifact_dir_option(),
 ) -> None:
-    """Delete a study and all its trials from the storage."""
+    """Delete a study, all its trials, and its trials' pictures."""
     import optuna
 
+    from tuner import artifacts
     from tuner.storage import open_storage
     from tuner.study import load_existing
 
@@ -99,6 +101,12 @@ def delete(
         if not sys.stdin.isatty():
             raise ConfigError(f"refusing to delete study {name!r} ({n} trials) without "
                               "confirmation; pass --yes")
-        typer.confirm(f"delete study {name!r} and its {n} trials?", abort=True)
+        if not typer.confirm(f"delete study {name!r} and its {n} trials?"):
+            err.print("not deleted")
+            raise typer.Exit(1)  # a "no", not an interrupt (130)
+    pictures = artifacts.study_artifact_ids(study)
     optuna.delete_study(study_name=name, storage=store)
-    out.print(f"deleted study {name!r} ({n} trials)")
+    folder = artifacts.artifact_dir(artifacts.storage_url(store), artifact_dir)
+    removed = artifacts.remove_artifacts(folder, pictures) if folder is not None else 0
+    also = f" and {removed} trial pictures from {folder}" if removed else ""
+    out.print(f"deleted study {name!r} ({n} trials){also}")

@@ -6,16 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tuner.cli._app import app, err, out, storage_option
-
-ARTIFACT_DIR_HELP = (
-    "Folder of the trials' pictures. Default: $TUNER_ARTIFACT_DIR, else beside the storage "
-    "file (tuner.db -> tuner-artifacts/), else ./tuner-artifacts."
-)
-
-
-def artifact_dir_option() -> typer.models.OptionInfo:
-    return typer.Option(None, "--artifact-dir", help=ARTIFACT_DIR_HELP, show_default=False)
+from tuner.cli._app import app, artifact_dir_option, err, out, storage_option
 
 
 @app.command()
