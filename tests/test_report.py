@@ -100,8 +100,8 @@ def test_cli_writes_the_report(folder, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["nope"], "no study named 'nope'"),
-    (["empty"], "study 'empty' has no complete trial yet (none); nothing to report"),
-    (["only-failed"], "has no complete trial yet (1 fail)"),
+    (["empty"], "study 'empty' has no finished trial yet (none); nothing to report"),
+    (["only-failed"], "has no finished trial yet (1 fail)"),
     (["tiny", "-o", "{tmp}/missing/r.html"], "folder {tmp}/missing does not exist"),
     (["tiny", "-o", "{tmp}"], "it is a folder"),
     (["tiny", "-o", "{tmp}/a-file/r.html"], "does not exist"),
@@ -137,7 +137,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
 
 def test_library_refuses_a_study_without_complete_trials(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'e.db'}", study_name="e")
-    with pytest.raises(ConfigError, match="no complete trial yet"):
+    with pytest.raises(ConfigError, match="no finished trial yet"):
         write_report(study, tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
 
@@ -152,3 +152,16 @@ def test_report_renders_offline_in_chromium(folder, tmp_path):
     assert "Parameter importance (fANOVA" in dom and "val_accuracy per init" in dom
     png = screenshot(path.as_uri(), "report.png", size=(1400, 5200))
     assert ink(png) > 0.05, f"{png} looks blank"
+
+
+def test_a_study_whose_trials_were_all_pruned_gets_a_report(tmp_path):
+    # every init is dead: each trial is pruned before its first epoch; the report says why
+    (tmp_path / "dead.toml").write_text(to_toml(merged(
+        TINY, study={"name": "dead", "n_trials": 3}, space={"init": ["zeros", "constant"]})))
+    assert run_tuner("run", "dead.toml", cwd=tmp_path).returncode == 0
+    proc = run_tuner("report", "dead", "-o", "dead.html", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "dead.html").read_text()
+    assert "No trial completed: every finished trial was pruned." in html
+    assert "3 pruned: dead init (symmetric)" in html
+    assert "Traceback" not in html and "Top " not in html

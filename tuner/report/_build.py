@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tempfile
+from collections import Counter
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -79,9 +81,9 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
     """The report of ``study`` as one HTML string (see :func:`write_report`)."""
     trials = study.get_trials(deepcopy=False)
     done = figs.complete(trials)
-    if not done:
+    if not done and not any(t.state == TrialState.PRUNED for t in trials):
         raise ConfigError(
-            f"study {study.study_name!r} has no complete trial yet ({_states(trials) or 'none'}); "
+            f"study {study.study_name!r} has no finished trial yet ({_states(trials) or 'none'}); "
             "nothing to report"
         )
     config = study.user_attrs.get(CONFIG_ATTR) or {}
@@ -93,7 +95,7 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
 
     gallery = Gallery(study, artifact_dir)
 
-    page.add(_header(study, trials, top[0], metric))
+    page.add(_header(study, trials, top[0] if top else None, metric))
     page.section("Optimisation history", figs.history(trials, metric, maximize))
     for param, title in (("init", "Init schemes compared"), ("activation", "Activations compared")):
         if param in searched:
@@ -107,8 +109,9 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
                                   for p in dict.fromkeys(numeric)])
     page.section("Parallel coordinates", figs.parallel(trials, metric))
     page.section("Learning curves", figs.learning_curves(trials, top[:5]))
-    page.add(gallery.best(top[0]))
-    page.add(_top_table(top, metric))
+    if top:  # a study whose trials were all pruned (dead inits …) has no best to show
+        page.add(gallery.best(top[0]))
+        page.add(_top_table(top, metric))
     page.add(_failures(trials))
     page.add(_settings(config))
     title = f"tuner report · {escape(study.study_name)}"
@@ -147,14 +150,20 @@ def _v(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else escape(str(x))
 
 
-def _header(study: optuna.Study, trials: list[FrozenTrial], best: FrozenTrial, metric: str) -> str:
-    params = ", ".join(f"{k} = {_v(v)}" for k, v in trial_params(best).items())
+def _header(study: optuna.Study, trials: list[FrozenTrial], best: FrozenTrial | None,
+            metric: str) -> str:
     when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    return (f"<h1>Study {escape(study.study_name)}</h1>"
+    head = (f"<h1>Study {escape(study.study_name)}</h1>"
             f"<p class='sub'>{study.direction.name.lower()} {escape(metric)} · "
-            f"{len(trials)} trials ({_states(trials)}) · report by tuner {__version__}, {when}</p>"
-            f"<p><b>Best trial #{best.number}: {escape(metric)} = {_v(best.value)}</b>"
-            f" — {params}</p>")
+            f"{len(trials)} trials ({_states(trials)}) · report by tuner {__version__}, {when}</p>")
+    if best is None:
+        return head + ("<p><b>No trial completed: every finished trial was pruned.</b> The "
+                       "plots that need complete trials say so; the initial networks (when "
+                       "stored) and the list of pruned trials at the end show why they "
+                       "stopped.</p>")
+    params = ", ".join(f"{k} = {_v(v)}" for k, v in trial_params(best).items())
+    return head + (f"<p><b>Best trial #{best.number}: {escape(metric)} = {_v(best.value)}</b>"
+                   f" — {params}</p>")
 
 
 def _top_table(top: list[FrozenTrial], metric: str) -> str:
@@ -187,9 +196,17 @@ def _failures(trials: list[FrozenTrial]) -> str:
         return ""
     lines = [f"<li>trial {t.number} failed: {escape(str(t.user_attrs.get('fail_reason', '?')))}"
              "</li>" for t in failed[:20]]
+    reasons = Counter(_prune_reason(t) for t in pruned)
+    lines += [f"<li>{n} pruned: {escape(reason)}</li>" for reason, n in reasons.most_common(8)]
     return (f"<h2>Pruned and failed trials</h2><p>{len(pruned)} pruned (shown as grey × at "
             f"their last reported value), {len(failed)} failed (not plotted).</p>"
             f"<ul>{''.join(lines)}</ul>")
+
+
+def _prune_reason(trial: FrozenTrial) -> str:
+    """Why a trial was pruned, without its numbers ("dead init (vanishing): …" stays)."""
+    reason = str(trial.user_attrs.get("prune_reason", "by the pruner"))
+    return reason.split(":")[0] if reason.startswith("dead init") else re.sub(r"\d+", "N", reason)
 
 
 def _settings(config: dict[str, Any]) -> str:
