@@ -113,7 +113,8 @@ def _report(result, metric: str, url: str) -> None:
         out.print(f"study {study.study_name!r} already has its budget of finished trials; "
                   f"add more with: tuner resume {study.study_name} --n-trials 10")
     else:
-        out.print(f"study {study.study_name!r}: {len(mine)} trials this run ({counts}) "
+        trials = "1 trial" if len(mine) == 1 else f"{len(mine)} trials"
+        out.print(f"study {study.study_name!r}: {trials} this run ({counts}) "
                   f"in {result.elapsed_s:.1f}s")
     best = result.best_trial
     if best is None:
