@@ -145,16 +145,13 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
         try:
             storage = ResilientRDBStorage(url, shown=shown, engine_kwargs=engine_kwargs,
                                           **settings)
+            if path is not None:
+                _enable_wal(storage)
             break
-        except Exception as e:  # sqlalchemy/psycopg errors, or optuna's schema-version error
+        except Exception as e:  # sqlalchemy/psycopg errors, optuna's schema-version error …
             if attempt + 1 < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
                 time.sleep(0.05 * 2**attempt * (1 + random.random()))
                 continue
-            raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
-    if path is not None:
-        try:
-            _enable_wal(storage)
-        except Exception as e:  # e.g. a database locked by another program
             raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
     return storage
 
@@ -164,12 +161,13 @@ def _lost_schema_race(e: Exception) -> bool:
 
     Optuna creates the schema of an empty database when it opens it (check, then create), so
     several workers started together on a new SQLite file see "table studies already exists"
-    or a duplicate alembic version row. Opened again, the schema is there and is only read."""
+    or a duplicate alembic version row; switching the new file to WAL can find it locked by
+    the others' schema work. Opened again, the schema is there and is only read."""
     from sqlalchemy import exc
 
     text = str(getattr(e, "orig", None) or e).lower()
-    return isinstance(e, exc.IntegrityError) or (
-        isinstance(e, exc.DBAPIError) and ("already exists" in text or "duplicate" in text))
+    return isinstance(e, exc.IntegrityError) or (isinstance(e, exc.DBAPIError) and any(
+        words in text for words in ("already exists", "duplicate", "database is locked")))
 
 
 def _reason(e: Exception, url: str) -> str:
