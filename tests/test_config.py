@@ -169,7 +169,7 @@ def test_every_shipped_study_file_loads_without_a_warning(cli, tmp_path: Path, c
     import logging
     import shutil
 
-    from tuner import samplers
+    from tuner import errors
 
     shipped = sorted((Path(__file__).parent.parent / "studies").glob("*.toml"))
     assert {p.stem for p in shipped} >= {"quickstart", "init-schemes", "weight-decay", "finetune"}
@@ -178,7 +178,7 @@ def test_every_shipped_study_file_loads_without_a_warning(cli, tmp_path: Path, c
     # finetune.toml's checkpoint, made as its header says
     made = cli("pretrain", "--dataset", "digits", "--classes", "0-4", "-o", "digits-0-4.pt")
     assert made.returncode == 0, made.stderr
-    samplers._warned.clear()
+    errors._said.clear()
     with caplog.at_level(logging.WARNING, logger="tuner"):
         configs = {p.stem: load_config(tmp_path / p.name) for p in shipped}
     assert caplog.text == ""  # e.g. gp with a pruner that starves it

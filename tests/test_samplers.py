@@ -40,9 +40,9 @@ def test_grid_enumerates_the_whole_grid_then_stops(study_file, sqlite_url):
 
 
 def test_cmaes_says_categoricals_fall_back_to_random(study_file, caplog):
-    from tuner import samplers
+    from tuner import errors
 
-    samplers._warned.clear()  # said once per process: forget earlier tests' cmaes studies
+    errors._said.clear()  # said once per process: forget earlier tests' cmaes studies
     with caplog.at_level(logging.WARNING, logger="tuner"):
         load_config(study_file(study={"sampler": "cmaes"}))
     assert "cmaes sampler cannot model categorical parameters; init will be sampled at random" \
@@ -53,9 +53,9 @@ def test_cmaes_says_categoricals_fall_back_to_random(study_file, caplog):
                                                 ("none", False)])
 def test_gp_with_a_pruner_says_it_learns_only_from_complete_trials(study_file, caplog, pruner,
                                                                      warned):
-    from tuner import samplers
+    from tuner import errors
 
-    samplers._warned.clear()
+    errors._said.clear()
     with caplog.at_level(logging.WARNING, logger="tuner"):
         load_config(study_file(study={"sampler": "gp", "pruner": pruner},
                                sampler={"n_startup_trials": 4}))

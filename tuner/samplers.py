@@ -6,22 +6,18 @@ table (keyword arguments of the Optuna class, e.g. ``n_startup_trials``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, warn_once
 from tuner.options import OptionRule, build, check_rules
 from tuner.registry import Registry
 from tuner.space import SearchSpace
 
-log = logging.getLogger("tuner")
-
 SamplerFactory = Callable[[Mapping[str, Any], int, SearchSpace, str], optuna.samplers.BaseSampler]
 SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
-_warned: set[tuple[str, ...]] = set()  # the categorical names cmaes has warned about
 
 
 @SAMPLERS.register("random")
@@ -59,11 +55,10 @@ def _qmc(options, seed, space, where):
 @SAMPLERS.register("cmaes")
 def _cmaes(options, seed, space, where):
     categorical = [p.name for p in space.searched() if p.kind == "categorical"]
-    if categorical and tuple(categorical) not in _warned:
-        # A config is validated (and its sampler built) several times per command; say it once.
-        _warned.add(tuple(categorical))
-        log.warning("%s: the cmaes sampler cannot model categorical parameters; %s will be "
-                    "sampled at random", where, ", ".join(categorical))
+    if categorical:  # a config is validated (its sampler built) several times per command
+        warn_once(f"{where}: the cmaes sampler cannot model categorical parameters; "
+                  f"{', '.join(categorical)} will be sampled at random",
+                  key=f"cmaes: {categorical}")
     options = {"warn_independent_sampling": False, **options}
     return build(optuna.samplers.CmaEsSampler, options, where, fixed={"seed": seed})
 
@@ -73,14 +68,13 @@ def warn_about_pruning(sampler: str, options: Mapping[str, Any], pruner: str, wh
     COMPLETE trials and samples at random until ``n_startup_trials`` of them exist, so with a
     pruner that ends most trials early it stays random search for most of a study (measured:
     BENCHMARKS.md, issue 7 (e))."""
-    if sampler != "gp" or pruner == "none" or ("gp", pruner) in _warned:
+    if sampler != "gp" or pruner == "none":
         return
-    _warned.add(("gp", pruner))
     startup = options.get("n_startup_trials", 10)
-    log.warning("%s: the gp sampler ignores pruned trials and samples at random until %s trials "
-                "have completed; with the %s pruner most trials end pruned, so it may stay "
-                "random search for most of the study: use pruner = \"none\" or a smaller "
-                "[sampler] n_startup_trials", where, startup, pruner)
+    warn_once(f"{where}: the gp sampler ignores pruned trials and samples at random until "
+              f"{startup} trials have completed; with the {pruner} pruner most trials end "
+              "pruned, so it may stay random search for most of the study: use pruner = "
+              "\"none\" or a smaller [sampler] n_startup_trials", key=f"gp: {pruner}")
 
 
 # Optuna checks few of its samplers' options when built; a bad one failed every trial instead.
