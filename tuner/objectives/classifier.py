@@ -83,7 +83,9 @@ def validate(
         if not isinstance(out["path"], str) or not out["path"]:
             raise ConfigError(f"{where}: [objective] path must be a file name, got {out['path']!r}")
         out["path"] = resolve_path(out["path"], where)
-        if not Path(out["path"]).exists():  # a folder: load_dataset says so
+        # Checked here although load_dataset checks too: its cache (per path) would serve a
+        # file that has gone since. A folder passes here and load_dataset says so.
+        if not Path(out["path"]).exists():
             raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
                               f"{missing_file_hint(where)}")
     try:
