@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage
 
 from tuner.errors import ConfigError, StorageError
 from tuner.objectives import ObjectiveContext
-from tuner.storage import JOURNAL_PREFIX, resolve_url, sqlite_path
+from tuner.storage import JOURNAL_PREFIX, resolve_url, storage_file
 
 ENV_VAR = "TUNER_ARTIFACT_DIR"
 SERVER_DEFAULT = "tuner-artifacts"  # for database servers: in the working directory
@@ -51,14 +51,9 @@ def artifact_dir(url: str | None = None, explicit: str | Path | None = None) -> 
     if url is None:
         return None
     url = resolve_url(url)
-    if url.startswith(JOURNAL_PREFIX):
-        path = Path(url[len(JOURNAL_PREFIX):]).expanduser()
-    elif url.startswith("sqlite:"):
-        path = sqlite_path(url)
-        if path is None:  # sqlite:// in memory
-            return None
-    else:
-        return (Path.cwd() / SERVER_DEFAULT).resolve()
+    path = storage_file(url)
+    if path is None:  # a database server (sqlite:// in memory: nowhere)
+        return None if url.startswith("sqlite:") else (Path.cwd() / SERVER_DEFAULT).resolve()
     return (path.parent / f"{path.stem}-artifacts").resolve()
 
 

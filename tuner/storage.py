@@ -79,13 +79,20 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
+def storage_file(url: str) -> Path | None:
+    """The file a ``journal:`` or ``sqlite:///`` URL keeps its studies in (``None`` for a
+    database server or an in-memory database)."""
+    if url.startswith(JOURNAL_PREFIX):
+        return Path(url[len(JOURNAL_PREFIX):]).expanduser()
+    return sqlite_path(url)
+
+
 def check_not_storage(output: str | Path, url: str | None = None) -> None:
     """Raise :class:`StorageError` when ``output`` (a file a command is about to write) is the
     storage's own file at ``url`` (resolved as above), or one of its companions (``-wal``,
     ``-shm``, lock files): writing it would destroy the studies."""
     url = resolve_url(url)
-    path = (Path(url[len(JOURNAL_PREFIX):]) if url.startswith(JOURNAL_PREFIX)
-            else sqlite_path(url))
+    path = storage_file(url)
     if path is None:
         return
     out, db = Path(output).expanduser().resolve(), path.expanduser().resolve()
