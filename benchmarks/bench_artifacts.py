@@ -22,16 +22,17 @@ from pathlib import Path
 
 import optuna
 
-from tuner.artifacts import TrialPictures
+from tuner.artifacts import VAL_ROWS, save_pictures, sink_for
 from tuner.config import StudyConfig, config_from_dict, load_config
 from tuner.data import load_dataset
+from tuner.diagnostics import activation_stats
 from tuner.init import apply_init
 from tuner.models import MODELS, ModelSpec
 from tuner.objectives import ObjectiveContext
 from tuner.pruners import build_pruner
 from tuner.samplers import build_sampler
 from tuner.storage import open_storage
-from tuner.study import prepare_study
+from tuner.study import call_objective, prepare_study
 from tuner.training import use_cpu_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +54,7 @@ class Copy:
         ctx = ObjectiveContext(settings=config.objective_settings, space=config.space,
                                seed=config.seed, metric=config.metric)
         assert config.spec is not None
-        self.objective = lambda trial: config.spec.fn(trial, ctx)
+        self.objective = lambda trial: call_objective(config, ctx, trial)
 
     def trial(self) -> float:
         """Seconds for one more trial (ask, train, tell)."""
@@ -96,7 +97,8 @@ def direct_cost(folder: Path, repeats: int) -> float:
         trial = study.ask()
         model = apply_init(MODELS.get("mlp")(spec), "kaiming_normal", "relu")
         t0 = time.perf_counter()
-        TrialPictures.capture(trial, ctx, model, data.x_val, hp).save(curve)
+        layers = activation_stats(model, data.x_val[:VAL_ROWS])
+        save_pictures(sink_for(trial, ctx.cache), trial, hp, layers, curve, ctx.cache)
         times.append(time.perf_counter() - t0)
         study.tell(trial, 0.5)
     return statistics.median(times) * 1e3

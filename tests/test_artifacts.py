@@ -14,7 +14,6 @@ from tests.conftest import TINY, merged, run_tuner, to_toml
 from tuner.artifacts import (
     INIT_ACTIVATIONS,
     LEARNING_CURVE,
-    TrialPictures,
     artifact_dir,
     check_setting,
     open_store,
@@ -56,7 +55,7 @@ def test_every_trial_stores_both_pictures_beside_the_default_storage(grid_run):
     for trial in study.trials:
         ids = trial_artifacts(study, trial)
         n_files += len(ids)
-        if trial.user_attrs["curve"]["train_loss"]:
+        if trial.user_attrs.get("curve", {}).get("train_loss"):
             assert set(ids) == {INIT_ACTIVATIONS, LEARNING_CURVE}
             curve = _texts(read_artifact(store, ids[LEARNING_CURVE]))
             assert f"trial {trial.number}: learning curve" in curve
@@ -93,10 +92,12 @@ def test_pictures_show_the_network_as_captured_not_as_trained(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     for p in model.parameters():
         torch.nn.init.zeros_(p)
-    pictures = TrialPictures.capture(trial, ctx, model, torch.randn(32, 4), {"init": "zeros"})
+    ctx.settings["prune_dead_inits"] = False
+    ctx.check_init(trial, model, torch.randn(32, 4))
     for p in model.parameters():
         torch.nn.init.normal_(p)
-    pictures.save({"train_loss": [1.0], "val_loss": [1.0], "val_accuracy": [0.3]})
+    ctx.report(trial, 1, 0.3, train_loss=1.0, val_loss=1.0, val_accuracy=0.3)
+    ctx.finish_trial(trial)
     store = open_store(tmp_path / "p-artifacts", create=False)
     ids = trial_artifacts(study, study.trials[0])
     assert "mean 0 · std 0" in _texts(read_artifact(store, ids[INIT_ACTIVATIONS]))

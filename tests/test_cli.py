@@ -306,8 +306,9 @@ def test_failed_trials_do_not_count_toward_the_budget(cli, tmp_path, jobs):
     states = [t.state for t in study.trials]
     assert states.count(TrialState.COMPLETE) == 5 and TrialState.RUNNING not in states
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert failed and all(t.user_attrs["fail_reason"] == "ValueError: odd trial / second line"
-                          for t in failed)
+    # The reason names the line of the user's code that raised (myobj.py:14, in odd_fail).
+    assert failed and all(t.user_attrs["fail_reason"] == "ValueError: odd trial / second line "
+                          "(at myobj.py:14 in odd_fail)" for t in failed)
 
 
 @pytest.mark.parametrize(("name", "reason"), [

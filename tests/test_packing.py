@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import optuna
 import pytest
 import torch
@@ -14,9 +16,8 @@ from tuner.errors import ConfigError
 from tuner.init import apply_init
 from tuner.models import MODELS, ModelSpec
 from tuner.objectives import ObjectiveContext
-from tuner.objectives.classifier import trial_data
+from tuner.objectives.classifier import group_key, trial_data
 from tuner.packing import STACKED_OPTIMIZERS, Population, train_population
-from tuner.packing._classifier import group_key
 from tuner.study import n_finished, prepare_study, run
 from tuner.study import optimize as study_optimize
 from tuner.training import TrainConfig, make_optimizer, train
@@ -116,7 +117,7 @@ def _trials(pack: int, metric: str = "val_loss", n: int = 7) -> list[optuna.tria
 
 
 def test_a_packed_study_reproduces_the_sequential_one_trial_by_trial(monkeypatch):
-    import tuner.packing._classifier as packed_classifier
+    import tuner.objectives.classifier._pack as packed_classifier
 
     sizes: list[int] = []
 
@@ -144,7 +145,7 @@ def test_a_packed_study_reproduces_the_sequential_one_trial_by_trial(monkeypatch
      ("train_population", "FFPF")],  # the population raises: member 2, pruned before, stays so
 )
 def test_a_failure_in_a_pack_fails_only_the_members_it_touches(monkeypatch, broken, states):
-    import tuner.packing._classifier as packed_classifier
+    import tuner.objectives.classifier._pack as packed_classifier
 
     real = getattr(packed_classifier, broken)
 
@@ -158,8 +159,12 @@ def test_a_failure_in_a_pack_fails_only_the_members_it_touches(monkeypatch, brok
     assert "".join(t.state.name[0] for t in trials) == states
     for t in trials:
         if t.state == TrialState.FAIL:
-            assert t.user_attrs["fail_reason"] == "RuntimeError: boom"
-            assert "curve" in t.user_attrs, "finished as the sequential loop finishes a trial"
+            assert re.fullmatch(r"RuntimeError: boom \(at \S*test_packing\.py:\d+ in fail\)",
+                                t.user_attrs["fail_reason"])
+            # Finished as the sequential loop finishes it: no epoch, so no learning curve; a
+            # member that failed in training had its init checked first.
+            assert "curve" not in t.user_attrs
+            assert ("init_verdict" in t.user_attrs) == (broken == "train_population")
 
 
 def test_packed_run_prunes_members_and_leaves_nothing_running(study_file, sqlite_url):

@@ -1,6 +1,7 @@
 """Per-trial pictures in an Optuna file artifact store, shown by ``tuner dashboard``.
 
-Every trial of the built-in classifier stores two SVG artifacts:
+Every trial of an objective that uses the toolkit (``ctx.check_init``, ``ctx.report``; the
+built-in classifier does) stores two SVG artifacts:
 
 * ``init-activations.svg``: per-layer activation histograms of the freshly initialised network
   on a validation batch (captured before the first training step), and
@@ -25,12 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.storages import BaseStorage
 
 from tuner.errors import ConfigError, StorageError
-from tuner.objectives import ObjectiveContext
 from tuner.storage import JOURNAL_PREFIX, resolve_url, storage_file
 
 ENV_VAR = "TUNER_ARTIFACT_DIR"
@@ -101,68 +100,50 @@ class _Sink:
     scratch: tempfile.TemporaryDirectory = field(default_factory=_scratch)
 
 
-def _sink_for(trial: optuna.Trial, ctx: ObjectiveContext) -> _Sink | None:
-    """The sink of this run (resolved once per process and study), or None when off."""
-    if _CACHE_KEY not in ctx.cache:
+def sink_for(trial: optuna.Trial, cache: dict[str, Any], enabled: bool = True) -> _Sink | None:
+    """Where this process puts trial pictures (resolved once per process and study, kept in
+    ``cache``), or ``None`` when they are off or the folder cannot be made (a warning)."""
+    if _CACHE_KEY not in cache:
         sink = None
-        if ctx.settings.get("artifacts", True):
+        if enabled:
             directory = artifact_dir(storage_url(trial.storage))
             try:
                 sink = _Sink(open_store(directory)) if directory is not None else None
             except StorageError as e:
                 log.warning("%s; trials will not save pictures", e)
-        ctx.cache[_CACHE_KEY] = sink
-    return ctx.cache[_CACHE_KEY]
+        cache[_CACHE_KEY] = sink
+    return cache[_CACHE_KEY]
 
 
-@dataclass
-class TrialPictures:
-    """The pictures of one trial: capture the initial network now, save both at the end."""
+def save_pictures(sink: _Sink, trial: optuna.Trial, hp: Mapping[str, Any],
+                  init_layers: Sequence[Any] | None, curve: Mapping[str, Sequence[float]],
+                  cache: dict[str, Any]) -> None:
+    """Upload a finished trial's pictures: the initial network's activations (``init_layers``,
+    :class:`tuner.diagnostics.LayerStats` per hidden layer; none when the objective never
+    checked its init) and the learning curve (none when no step was reported). A failing
+    disk warns once and turns pictures off for the rest of the run (``cache``)."""
+    from tuner.report.pictures import activations_svg, learning_curve_svg
 
-    trial: optuna.Trial
-    ctx: ObjectiveContext
-    sink: _Sink | None
-    hp: Mapping[str, Any] = field(default_factory=dict)
-    init_layers: list[Any] = field(default_factory=list)
-
-    @classmethod
-    def capture(cls, trial: optuna.Trial, ctx: ObjectiveContext, model: torch.nn.Module,
-                x_val: torch.Tensor, hp: Mapping[str, Any]) -> TrialPictures:
-        """Record the activation statistics of ``model`` (just initialised, not yet trained)
-        on the first :data:`VAL_ROWS` rows of ``x_val (n, d)``; a no-op when artifacts are off."""
-        sink = _sink_for(trial, ctx)
-        pictures = cls(trial, ctx, sink, dict(hp))
-        if sink is not None:
-            from tuner.diagnostics import activation_stats
-
-            pictures.init_layers = activation_stats(model, x_val[:VAL_ROWS])
-        return pictures
-
-    def save(self, curve: Mapping[str, Sequence[float]]) -> None:
-        """Upload the pictures (no learning curve when no epoch finished); ``curve`` as in the
-        trial's ``curve`` user attribute."""
-        if self.sink is None:
-            return
-        from tuner.report.pictures import activations_svg, learning_curve_svg
-
-        hp, n = self.hp, self.trial.number
-        what = f"init {hp.get('init')} · activation {hp.get('activation')}"
-        files = {INIT_ACTIVATIONS: activations_svg(
-            self.init_layers, f"trial {n}: activations of the initial network", what)}
-        if any(curve.values()):  # a trial pruned before its first epoch has no curve to draw
-            files[LEARNING_CURVE] = learning_curve_svg(
-                curve, f"trial {n}: learning curve", f"lr {hp.get('lr', float('nan')):.3g} · "
-                f"batch size {hp.get('batch_size')} · {what}")
-        try:
-            for name, text in files.items():
-                path = Path(self.sink.scratch.name) / name
-                path.write_text(text, encoding="utf-8")
-                upload_artifact(artifact_store=self.sink.store, file_path=str(path),
-                                study_or_trial=self.trial)
-        except OSError as e:
-            log.warning("trial %d: could not save its pictures (%s); later trials will not try",
-                        n, e)
-            self.ctx.cache[_CACHE_KEY] = None
+    n = trial.number
+    what = " · ".join(f"{k} {hp[k]}" for k in ("init", "activation") if k in hp)
+    files = {}
+    if init_layers is not None:
+        files[INIT_ACTIVATIONS] = activations_svg(
+            list(init_layers), f"trial {n}: activations of the initial network", what)
+    if any(curve.values()):
+        shown = [f"lr {hp['lr']:.3g}"] if isinstance(hp.get("lr"), float) else []
+        shown += [f"batch size {hp['batch_size']}"] if "batch_size" in hp else []
+        files[LEARNING_CURVE] = learning_curve_svg(
+            curve, f"trial {n}: learning curve", " · ".join([*shown, what] if what else shown))
+    try:
+        for name, text in files.items():
+            path = Path(sink.scratch.name) / name
+            path.write_text(text, encoding="utf-8")
+            upload_artifact(artifact_store=sink.store, file_path=str(path), study_or_trial=trial)
+    except OSError as e:
+        log.warning("trial %d: could not save its pictures (%s); later trials will not try",
+                    n, e)
+        cache[_CACHE_KEY] = None
 
 
 # --------------------------------------------------------------------------- reading back

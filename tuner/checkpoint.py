@@ -195,3 +195,17 @@ def copy_body(model: nn.Module, ckpt: Checkpoint) -> list[str]:
         for name, tensor in body.items():
             tensor.copy_(theirs[name].to(tensor.dtype))
     return list(body)
+
+
+def copy_matching(model: nn.Module, ckpt: Checkpoint) -> list[str]:
+    """Copy every tensor of ``ckpt`` but its head into ``model`` where ``model`` has one of the
+    same name and shape (any architecture: what a pretrained init can reuse of it); returns
+    the copied names."""
+    ours = model.state_dict()
+    head = set(ckpt.head)
+    copied = [name for name, tensor in ckpt.state_dict.items() if name not in head
+              and name in ours and tuple(ours[name].shape) == tuple(tensor.shape)]
+    with torch.no_grad():
+        for name in copied:
+            ours[name].copy_(ckpt.state_dict[name].to(ours[name].dtype))
+    return copied

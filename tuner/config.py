@@ -27,6 +27,7 @@ from typing import Any
 
 from tuner.errors import ConfigError, ObjectiveError
 from tuner.objectives import ObjectiveSpec, resolve_objective
+from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
 from tuner.pruners import PRUNERS, build_pruner
 from tuner.samplers import SAMPLERS, build_sampler, warn_about_pruning
 from tuner.space import SearchSpace, parse_space
@@ -89,22 +90,6 @@ class StudyConfig:
         raw = self.to_dict()
         raw["study"].update({k: v for k, v in study_keys.items() if v is not None})
         return config_from_dict(raw, self.source)
-
-
-def resolve_path(path: str, where: str) -> str:
-    """An absolute path for a file a study file names: relative paths are relative to the study
-    file (``where``), or to the working directory for a config that came from elsewhere."""
-    base = Path(where).parent if Path(where).suffix == ".toml" else Path.cwd()
-    return str((base / Path(path).expanduser()).resolve())
-
-
-def missing_file_hint(where: str) -> str:
-    """What to add to "FILE does not exist" when the study came from storage (resume, worker):
-    its files were resolved to absolute paths on the machine that created it."""
-    if Path(where).suffix == ".toml":
-        return ""
-    return ("; a stored study reads its files at the absolute paths it was created with: "
-            "make the file available at that path on this machine")
 
 
 def fingerprint_of(raw: Mapping[str, Any]) -> str:
@@ -173,9 +158,11 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
         raise ObjectiveError(f"{where}: [objective] name: {e}") from None
 
     space_table = dict(raw["space"])
-    space = parse_space(space_table, spec.param_rules, where)
+    space = parse_space(space_table, spec.param_rules, where, SHARED_RULES)
     if spec.validate is not None:
         objective, space = spec.validate(objective, space, where)
+    else:  # the settings the toolkit reads (device, dataset, epochs …) are checked for all
+        objective = validate_toolkit_settings(objective, where)
     if not space.searched():
         raise ConfigError(f"{where}: [space] searches nothing; give at least one list or range")
 

@@ -58,9 +58,10 @@ def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return outputs
 
 
-def _layer_stats(
-    i: int, a: torch.Tensor, bins: int, hist_range: tuple[float, float] | None
+def layer_stats(
+    i: int, a: torch.Tensor, bins: int = 30, hist_range: tuple[float, float] | None = None
 ) -> LayerStats:
+    """Mean, std and histogram of hidden layer ``i``'s activations ``a (batch, units…)``."""
     flat = a.float().flatten()
     finite = flat[torch.isfinite(flat)]  # an exploding init overflows to inf/NaN
     if hist_range is not None:
@@ -90,7 +91,7 @@ def activation_stats(
     Each histogram spans its own layer's min..max unless ``hist_range`` gives one shared range
     (values outside it land in the end bins), which is what makes layers comparable in a figure.
     """
-    return [_layer_stats(i, a, bins, hist_range)
+    return [layer_stats(i, a, bins, hist_range)
             for i, a in enumerate(hidden_activations(model, x), start=1)]
 
 
@@ -228,7 +229,7 @@ def diagnose(
         bounds = (min(a.min().item() for a in acts), max(a.max().item() for a in acts))
     layers = []
     for i, (a, out, lin) in enumerate(zip(acts, outs, weight_layers(net), strict=True), start=1):
-        stats = _layer_stats(i, a, bins, bounds)
+        stats = layer_stats(i, a, bins, bounds)
         grad, wgrad = out.grad, lin.weight.grad
         layers.append(LayerDiagnosis(
             layer=i, mean=stats.mean, std=stats.std,

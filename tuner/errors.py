@@ -27,6 +27,12 @@ class ObjectiveError(TunerError):
     """An objective cannot be imported or rejects its settings."""
 
 
+class ToolkitError(ObjectiveError):
+    """An objective called the toolkit (``ctx.init``, ``ctx.check_init``, ``ctx.report`` …) with
+    a value it cannot use; the message names the call and the value. Raised inside a trial, it
+    fails that trial (stored as its reason) and the study goes on."""
+
+
 class CheckpointError(TunerError):
     """A checkpoint is missing, corrupt, not made by tuner, or does not fit the model."""
 

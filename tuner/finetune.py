@@ -30,10 +30,10 @@ from tuner.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from tuner.config import missing_file_hint, resolve_path
 from tuner.errors import CheckpointError, ConfigError
 from tuner.init import SCHEMES, apply_init
 from tuner.models import MODELS, ModelSpec, weight_layers
+from tuner.paths import missing_file_hint, resolve_path
 from tuner.space import ParamRule, SearchSpace
 
 HEAD_INIT = "xavier_uniform"

@@ -18,7 +18,7 @@ The thresholds are deliberately loose (measured on an 8×64 MLP on digits, see B
 a net flagged here ends at chance accuracy or close to it, while every borderline-but-trainable
 init (e.g. U(±1/√fan_in) with ReLU at depth 8, std 7e-4, which Adam still trains) passes.
 With ``[objective] prune_dead_inits = true`` (the default) the classifier prunes a trial whose
-verdict is not ``healthy`` before its first epoch (:func:`check_trial_init`).
+verdict is not ``healthy`` before its first epoch (``ctx.check_init``).
 """
 
 from __future__ import annotations
@@ -177,31 +177,14 @@ def check_setting(value: Any, where: str) -> None:
                           f"got {value!r}")
 
 
-def check_trial_init(
-    trial: optuna.Trial, model: nn.Module, data: Any, activation: str, metric: str, prune: bool,
-) -> InitHealth:
-    """Record the init's health on ``trial``; with ``prune``, stop a dead init before epoch 1.
-
-    User attributes: ``init_verdict`` (one of :data:`VERDICTS`), ``init_layer_std`` (per hidden
-    layer, input side first) and, when not healthy, ``init_reason``. A pruned trial reports the
-    untrained network's validation metric as step 0 (so it has a value, at chance level, rather
-    than none) and raises :class:`optuna.TrialPruned` with the reason.
-    """
-    health = init_health(model, data.x_train[:HEALTH_ROWS], activation)
+def store_verdict(trial: optuna.Trial, health: InitHealth) -> None:
+    """Store a verdict on ``trial``: user attributes ``init_verdict`` (one of
+    :data:`VERDICTS`), ``init_layer_std`` (per hidden layer, input side first) and, when not
+    healthy, ``init_reason`` (``ctx.check_init`` prunes a dead init with it)."""
     trial.set_user_attr("init_verdict", health.verdict)
     trial.set_user_attr("init_layer_std", [float(f"{s:.4g}") for s in health.layer_std])
-    if health.healthy:
-        return health
-    trial.set_user_attr("init_reason", health.reason)
-    if prune:
-        from tuner.training import evaluate
-
-        loss, accuracy = evaluate(model, data.x_val, data.y_val)
-        value = {"val_accuracy": accuracy, "val_loss": loss}.get(metric)
-        if value is not None and math.isfinite(value):
-            trial.report(value, step=0)
-        raise optuna.TrialPruned(f"dead init ({health.verdict}): {health.reason}")
-    return health
+    if not health.healthy:
+        trial.set_user_attr("init_reason", health.reason)
 
 
 def scheme_table(
@@ -212,7 +195,7 @@ def scheme_table(
 
     Works on any study whose trials have an ``init`` param (searched) — the data behind a
     per-scheme comparison in ``tuner show``/reports. A trial pruned as a dead init has the
-    untrained network's value (see :func:`check_trial_init`).
+    untrained network's value (see ``ctx.check_init``).
     """
     rows: dict[str, dict[str, Any]] = {}
     for t in trials:

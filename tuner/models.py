@@ -42,6 +42,8 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.SELU, nn.GELU, nn.SiLU, nn.ELU,
 )
 
+_ACTIVATION_NAMES = {type(ACTIVATIONS.get(n).make()): n for n in ACTIVATIONS}
+
 OptimizerFactory = Callable[[Iterable, float, float, float], torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 # Arguments: (param groups, lr, weight_decay, momentum). Weight decay is L2 on the weights.
@@ -130,6 +132,16 @@ MODELS.add("cnn", cnn)
 def weight_layers(model: nn.Module) -> list[nn.Module]:
     """The layers whose weights init schemes set: every Linear and Conv, in forward order."""
     return [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d)]
+
+
+def infer_activation(model: nn.Module) -> str:
+    """The registry name of the first activation module in ``model`` (``relu`` when it has
+    none that :data:`ACTIVATIONS` knows): what gain-matched init schemes match by default."""
+    for m in model.modules():
+        name = _ACTIVATION_NAMES.get(type(m))
+        if name is not None:
+            return name
+    return "relu"
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -178,8 +178,11 @@ def parse_space(
     table: Mapping[str, Any],
     rules: Mapping[str, ParamRule] | None,
     where: str,
+    shared: Mapping[str, ParamRule] | None = None,
 ) -> SearchSpace:
     """Parse a ``[space]`` table; with ``rules``, unknown names are errors and defaults fill in.
+    Without, any name is accepted, and those in ``shared`` follow their rule (the names every
+    objective means the same by: ``lr``, ``batch_size``, ``init``).
 
     ``where`` prefixes every message (the study file's path).
     """
@@ -187,7 +190,7 @@ def parse_space(
         raise ConfigError(f"{where}: [space] must be a table, got {table!r}")
     params: list[Param] = []
     for name, raw in table.items():
-        rule = None
+        rule = (shared or {}).get(name)
         if rules is not None:
             if name not in rules:
                 raise ConfigError(

@@ -9,6 +9,7 @@ process working on the study.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections import Counter
@@ -23,7 +24,8 @@ from tuner import __version__
 from tuner.config import StudyConfig, config_from_dict, fingerprint_of
 from tuner.device import config_on_device, with_device
 from tuner.errors import ConfigError, ObjectiveError, StudyNotFoundError, TunerError
-from tuner.objectives import ObjectiveContext
+from tuner.failures import FAIL_REASON, fail_reason, log_failure
+from tuner.objectives.context import ObjectiveContext
 from tuner.pruners import build_pruner
 from tuner.rdb import reraise_lost
 from tuner.samplers import build_sampler
@@ -33,6 +35,7 @@ CONFIG_ATTR = "tuner:config"
 VERSION_ATTR = "tuner:version"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 3
+log = logging.getLogger("tuner")
 
 
 class DivergedError(TunerError):
@@ -271,33 +274,39 @@ def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> O
         config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
     )
     assert config.spec is not None
+    if config.pack > 1 and config.spec.pack is None:
+        log.warning("objective %r cannot be packed; its trials run one at a time",
+                    config.objective)
     return ObjectiveContext(settings=config.objective_settings, space=config.space,
-                            seed=config.seed, metric=config.metric)
+                            seed=config.seed, metric=config.metric, pruner=config.pruner)
 
 
 def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Trial) -> float:
-    """The study's objective on ``trial``; a failure stores its reason on the trial first
-    (``fail_reason``: the report, ``tuner show`` and the hopeless-run check read it)."""
+    """The study's objective on ``trial``, and the trial's last writes (``ctx.finish_trial``:
+    learning curve, pictures, ``prune_reason``). A :class:`optuna.TrialPruned` keeps its
+    message as the ``prune_reason``; a failure stores ``fail_reason`` first
+    (:func:`tuner.failures.fail_reason`: the report, ``tuner show`` and the hopeless-run check
+    read it)."""
+    prune_reason = None
     try:
         value = config.spec.fn(trial, ctx)
-    except optuna.TrialPruned:
+    except optuna.TrialPruned as e:
+        prune_reason = str(e) or "pruned by the objective (it gave no reason)"
         raise
     except KeyboardInterrupt:
-        trial.set_user_attr("fail_reason", "interrupted")
+        trial.set_user_attr(FAIL_REASON, "interrupted")
         raise
     except SystemExit as e:  # not the end of the study: one failed trial
         reason = f"the objective called sys.exit({e.code!r})"
-        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr(FAIL_REASON, reason)
         raise ObjectiveError(reason) from None
     except Exception as e:
-        trial.set_user_attr("fail_reason", one_line(f"{type(e).__name__}: {e}")[:1000])
+        trial.set_user_attr(FAIL_REASON, fail_reason(e))
+        log_failure(trial.number, e)
         raise
+    finally:
+        ctx.finish_trial(trial, prune_reason)
     return _a_number(value, trial)
-
-
-def one_line(text: str) -> str:
-    """``text`` with its line breaks as `` / ``: reasons end up in one-line messages."""
-    return " / ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -310,7 +319,7 @@ def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
             continue
         if t.state != TrialState.FAIL:
             break
-        if t.user_attrs.get("fail_reason", "interrupted") != "interrupted":
+        if t.user_attrs.get(FAIL_REASON, "interrupted") != "interrupted":
             streak.append(t)
     return streak[::-1]
 
@@ -326,7 +335,7 @@ def _a_number(value: Any, trial: optuna.Trial) -> float:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         what = "not a number" if number is None else "not a finite number"
         reason = f"the objective returned {shown}, {what}"
-        trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr(FAIL_REASON, reason)
         raise ObjectiveError(reason)
     return number
 
@@ -384,7 +393,7 @@ def optimize(
         if config.pack > 1:  # several trials as one vectorised population: tuner.packing
             from tuner.packing import optimize_packed
 
-            optimize_packed(study, config.objective,
+            optimize_packed(study, config.spec.pack,
                             lambda trial, ctx: call_objective(config, ctx, trial), ctx,
                             config.pack, n_trials=n, timeout=seconds, begin=begin,
                             callbacks=[after_trial])
@@ -433,13 +442,13 @@ def _fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> 
     storage = study._storage
     for trial_id in running.values():
         if storage.get_trial(trial_id).state == TrialState.RUNNING:
-            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def _raise_if_hopeless(study: optuna.Study, result: RunResult, failures: list) -> None:
     if len(failures) >= MAX_CONSECUTIVE_FAILURES:
-        reasons = [t.user_attrs.get("fail_reason", "?") for t in failures]
+        reasons = [t.user_attrs.get(FAIL_REASON, "?") for t in failures]
         raise ObjectiveFailed(
             f"the objective failed in {len(failures)} trials in a row; last error: {reasons[-1]}"
         )

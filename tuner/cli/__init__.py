@@ -41,7 +41,7 @@ def _root(
     """Options that apply to every command (``--version`` runs before any command is needed)."""
 
 
-def _setup_logging() -> None:
+def _setup_logging(debug: bool = False) -> None:
     import optuna
 
     # tuner prints its own progress; Optuna's per-trial INFO/WARNING lines would duplicate it.
@@ -52,7 +52,7 @@ def _setup_logging() -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     log = logging.getLogger("tuner")
     log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)  # DEBUG: failed trials' tracebacks
     logging.addLevelName(logging.WARNING, "warning")
     logging.addLevelName(logging.INFO, "info")
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        _setup_logging()
+        _setup_logging(debug)
         _check_environment()
         rv = app(args=argv, prog_name="tuner", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

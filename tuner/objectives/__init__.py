@@ -1,8 +1,8 @@
 """Objectives: what a trial computes.
 
 An objective is a function ``fn(trial, ctx) -> float``: ``trial`` is the Optuna trial and ``ctx``
-an :class:`ObjectiveContext` holding the study file's ``[objective]`` settings and its search
-space (``ctx.suggest(trial)`` draws every ``[space]`` parameter at once). A study file names one:
+the toolkit, an :class:`~tuner.objectives.context.ObjectiveContext` (device, suggest, data, init,
+health check, report). A study file names one:
 
 * a built-in (``classifier``),
 * a name a package registers under the ``tuner.objectives`` entry-point group, or
@@ -19,46 +19,59 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from tuner.errors import ObjectiveError
 from tuner.space import ParamRule, SearchSpace
 
+if TYPE_CHECKING:
+    from tuner.objectives.context import ObjectiveContext
+
 ENTRY_POINT_GROUP = "tuner.objectives"
+_LAZY = {"ObjectiveContext": "tuner.objectives.context", "trial_seed": "tuner.objectives.context"}
+
+
+def __getattr__(name: str) -> Any:
+    """The toolkit (:mod:`tuner.objectives.context`) imports torch: it loads on first use, so
+    reading a study file or listing studies does not."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'tuner.objectives' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+ObjectiveFn = Callable[[optuna.Trial, "ObjectiveContext"], float]
 
 
 @dataclass
-class ObjectiveContext:
-    """Everything an objective gets besides the trial.
+class Outcome:
+    """How one member of a packed population ended: ``value`` (complete), else ``pruned`` or
+    ``error`` (failed)."""
 
-    ``settings`` is the ``[objective]`` table without ``name`` (after the objective's own
-    validation); ``seed`` the study seed; ``metric`` the name of the value it must return.
-    """
-
-    settings: dict[str, Any]
-    space: SearchSpace
-    seed: int = 0
-    metric: str = "value"
-    cache: dict[str, Any] = field(default_factory=dict)  # per-process state (datasets …)
-
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Draw every ``[space]`` parameter for ``trial`` (fixed ones included)."""
-        return self.space.suggest(trial)
-
-    def trial_seed(self, trial: optuna.Trial) -> int:
-        """A seed for ``trial``'s own randomness: a function of the study seed and trial number,
-        so a rerun of the same study reproduces the same trials."""
-        return trial_seed(self.seed, trial.number)
+    value: float | None = None
+    pruned: bool = False
+    error: BaseException | None = None
 
 
-def trial_seed(study_seed: int, trial_number: int) -> int:
-    return (study_seed * 1_000_003 + trial_number * 7_919 + 12_345) % (2**31 - 1)
+Packer = Callable[[list[tuple[optuna.Trial, dict[str, Any]]], "ObjectiveContext",
+                   dict[int, Outcome]], None]
+"""``packer(members, ctx, outcomes)`` trains ``members`` (trial, params) of one group together,
+setting ``outcomes[trial number]`` as each member ends (and ending each with
+``ctx.finish_trial``). A member it leaves out runs alone afterwards; if it raises, the members
+it has not ended fail with its error."""
 
 
-ObjectiveFn = Callable[[optuna.Trial, ObjectiveContext], float]
+@dataclass(frozen=True)
+class PackSpec:
+    """How an objective packs: ``key(hp, ctx)`` groups trials (``None``: this trial cannot be
+    packed), ``train`` trains one group (:data:`Packer`)."""
+
+    key: Callable[[dict[str, Any], ObjectiveContext], tuple | None]
+    train: Packer
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,8 @@ class ObjectiveSpec:
     ``validate``: ``(settings, space, where) -> (settings, space)`` checks and normalises the
     ``[objective]`` table and the space together; it raises ConfigError naming ``where``.
     ``metrics``: the metrics it can return, each with its natural direction.
+    ``pack``: how several of its trials train as one population (``--pack``); ``None``: its
+    trials run one at a time.
     """
 
     name: str
@@ -76,18 +91,19 @@ class ObjectiveSpec:
     param_rules: Mapping[str, ParamRule] | None = None
     validate: Callable[..., tuple[dict[str, Any], SearchSpace]] | None = None
     metrics: Mapping[str, str] | None = None
+    pack: PackSpec | None = None
 
 
 BUILTIN: dict[str, Callable[[], ObjectiveSpec]] = {}
 
 
-def _builtin_classifier() -> ObjectiveSpec:
-    from tuner.objectives.classifier import SPEC
+def _builtin(module: str) -> Callable[[], ObjectiveSpec]:
+    """The lazy loader of a built-in objective: its module (torch and all) is imported when a
+    study names it, not when this table is read."""
+    return lambda: importlib.import_module(module).SPEC
 
-    return SPEC
 
-
-BUILTIN["classifier"] = _builtin_classifier
+BUILTIN["classifier"] = _builtin("tuner.objectives.classifier")
 
 
 def resolve_objective(name: str) -> ObjectiveSpec:

@@ -2,9 +2,9 @@
 
 The loop mirrors ``optuna.Study.optimize`` (timeout, ``n_trials``, callbacks, ``study.stop()``
 from a callback, heartbeats of every running trial), but asks ``pack`` trials per round. Each
-round's trials are grouped by :func:`group_key`; a group of two or more trains as one
-population through the objective's packer (:data:`PACKERS`), every other trial runs alone
-through the objective itself, exactly as without packing. Every member reports, is pruned and
+round's trials are grouped by the objective's packer (``ObjectiveSpec.pack``); a group of two
+or more trains as one population through it, every other trial runs alone through the
+objective itself, exactly as without packing. Every member reports, is pruned and
 finishes as its own trial; callbacks see each trial as it finishes.
 
 Falls back to one-at-a-time for what it cannot stack: objectives without a packer (anything
@@ -20,51 +20,24 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.storages._heartbeat import fail_stale_trials, get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.objectives import ObjectiveContext, ObjectiveFn
-from tuner.registry import Registry
+from tuner.failures import FAIL_REASON, fail_reason, log_failure
+from tuner.objectives import ObjectiveFn, Outcome, PackSpec
+from tuner.objectives.context import ObjectiveContext
 
 log = logging.getLogger("tuner")
 
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-@dataclass
-class Outcome:
-    """How one member trial ended: ``value`` (complete), else ``pruned`` or ``error`` (failed)."""
-
-    value: float | None = None
-    pruned: bool = False
-    error: BaseException | None = None
-
-
-Packer = Callable[[list[tuple[optuna.Trial, dict[str, Any]]], ObjectiveContext,
-                   dict[int, Outcome]], None]
-"""``packer(members, ctx, outcomes)`` trains ``members`` (trial, params) of one group together,
-setting ``outcomes[trial number]`` as each member ends. A member it leaves out runs alone
-afterwards; if it raises, the members it has not ended fail with its error."""
-
-
-@dataclass(frozen=True)
-class PackSpec:
-    """How an objective packs: ``key(hp)`` groups trials (``None``: cannot pack this trial)."""
-
-    key: Callable[[dict[str, Any], ObjectiveContext], tuple | None]
-    train: Packer
-
-
-PACKERS: Registry[PackSpec] = Registry("packable objective")
-
-
 def optimize_packed(
     study: optuna.Study,
-    objective: str,
+    pack_spec: PackSpec | None,
     fn: ObjectiveFn,
     ctx: ObjectiveContext,
     pack: int,
@@ -74,12 +47,11 @@ def optimize_packed(
     begin: Callable[[optuna.Trial], None],
     callbacks: Sequence[Callback] = (),
 ) -> None:
-    """Run up to ``n_trials`` trials of ``fn`` (objective named ``objective``) ``pack`` at a
-    time, until ``timeout`` seconds or a callback calls ``study.stop()``. ``begin(trial)`` runs
-    for each trial as soon as it is asked (bookkeeping for Ctrl-C)."""
-    spec = PACKERS.get(objective) if objective in PACKERS else None
-    if spec is None:
-        log.warning("objective %r cannot be packed; its trials run one at a time", objective)
+    """Run up to ``n_trials`` trials of ``fn`` ``pack`` at a time (grouped and trained by the
+    objective's ``pack_spec``; ``None``: one at a time), until ``timeout`` seconds or a
+    callback calls ``study.stop()``. ``begin(trial)`` runs for each trial as soon as it is
+    asked (bookkeeping for Ctrl-C)."""
+    spec = pack_spec
     started = time.monotonic()
     asked = 0
     # Optuna's own loop sets these two; callbacks (budget checks) call study.stop().
@@ -109,7 +81,7 @@ def optimize_packed(
 
 def optimize_claimed(
     study: optuna.Study,
-    objective: str,
+    pack_spec: PackSpec | None,
     fn: ObjectiveFn,
     ctx: ObjectiveContext,
     pack: int,
@@ -130,7 +102,7 @@ def optimize_claimed(
         if len(asked) == k:
             release()
 
-    optimize_packed(study, objective, fn, ctx, k, n_trials=k, timeout=None,
+    optimize_packed(study, pack_spec, fn, ctx, k, n_trials=k, timeout=None,
                     begin=begin_then_release)
     return len(asked)
 
@@ -184,14 +156,13 @@ def _finish(study: optuna.Study, trial: optuna.Trial, outcome: Outcome,
             callbacks: Sequence[Callback]) -> None:
     """Tell the storage how ``trial`` ended, then run the callbacks (as Optuna's loop does)."""
     if outcome.error is not None:
-        e = outcome.error
-        trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:1000])
-        log.debug("trial %d failed", trial.number, exc_info=e)
+        trial.set_user_attr(FAIL_REASON, fail_reason(outcome.error))
+        log_failure(trial.number, outcome.error)
         frozen = study.tell(trial, state=TrialState.FAIL)
     elif outcome.pruned:
         frozen = study.tell(trial, state=TrialState.PRUNED)
     elif outcome.value is None or not math.isfinite(outcome.value):
-        trial.set_user_attr("fail_reason", f"the objective returned {outcome.value!r}")
+        trial.set_user_attr(FAIL_REASON, f"the objective returned {outcome.value!r}")
         frozen = study.tell(trial, state=TrialState.FAIL)
     else:
         frozen = study.tell(trial, outcome.value)

@@ -38,6 +38,11 @@ class Gallery:
         """The best trial's learning curve and initial activations."""
         pics = [(n, self.picture(best, n)) for n in (art.LEARNING_CURVE, art.INIT_ACTIVATIONS)]
         cells = "".join(_img(data, name) for name, data in pics if data)
+        if not cells and not art.trial_artifacts(self.study, best):
+            return ("<p class='note'>The best trial stored no pictures: its objective calls "
+                    "neither <code>ctx.check_init</code> nor <code>ctx.report</code> (they "
+                    "capture the initial network and the learning curve), or "
+                    "<code>[objective] artifacts = false</code>.</p>")
         if not cells:
             return (f"<p class='note'>The best trial's pictures (learning curve, initial "
                     f"activations) are not in the artifact store{self._where()}.</p>")

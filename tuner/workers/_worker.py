@@ -192,8 +192,10 @@ def run_worker(
                         from tuner.packing import optimize_claimed
 
                         left = budget if n_trials is None else n_trials - len(result.trial_numbers)
-                        optimize_claimed(study, config.objective, config.spec.fn, ctx, config.pack,
-                                         claimable=min(budget - finished - running, left),
+                        claimable = min(budget - finished - running, left)
+                        optimize_claimed(study, config.spec.pack,
+                                         lambda trial, ctx: call_objective(config, ctx, trial),
+                                         ctx, config.pack, claimable=claimable,
                                          begin=began, release=lock.release)
                     elif decision is Decision.GO:
                         study.optimize(objective, n_trials=1, catch=(Exception,),

@@ -1,9 +1,10 @@
 """The built-in classifier, packed: K trials of one architecture and batch size as one population.
 
-Each member is set up and finished by the classifier's own ``prepare_trial`` / ``check_init`` /
-``finish_trial`` (same seed, init, health check, pictures and user attributes), so a packed
-member reaches the result of the same trial run alone; only the training loop differs
-(:func:`tuner.packing.train_population` instead of :func:`tuner.training.train`).
+Each member is set up, checked, reported and finished as the classifier does it alone
+(``prepare_trial``, ``check_init``, ``report_epoch``, ``ctx.finish_trial``: same seed, init,
+health check, pictures and user attributes), so a packed member reaches the result of the same
+trial run alone; only the training loop differs (:func:`tuner.packing.train_population` instead
+of :func:`tuner.training.train`).
 ``tests/test_packing.py`` runs one study both ways and compares every trial.
 
 Members may differ in ``lr``, ``weight_decay`` and ``init`` (any scheme that draws weights); all
@@ -19,22 +20,20 @@ import optuna
 import torch
 
 from tuner import finetune
-from tuner.cadence import trial_report_steps
 from tuner.init import SCHEMES
 from tuner.models import MODELS
-from tuner.objectives import ObjectiveContext
-from tuner.objectives.classifier import (
+from tuner.objectives import Outcome
+from tuner.objectives.classifier._objective import (
     TrialSetup,
     check_init,
-    finish_trial,
     metric_of,
     model_spec,
     prepare_trial,
-    trial_data,
+    report_epoch,
 )
+from tuner.objectives.context import ObjectiveContext
 from tuner.packing._optim import STACKED_OPTIMIZERS
 from tuner.packing._population import can_stack, train_population
-from tuner.packing._study import PACKERS, Outcome, PackSpec
 from tuner.training import EpochStats
 
 PER_MEMBER = ("lr", "weight_decay", "init")
@@ -62,7 +61,7 @@ def _stackable(hp: dict[str, Any], ctx: ObjectiveContext) -> bool:
     name = ctx.settings["model"]
     key = f"stackable:{name}:{hp['depth']}:{hp['width']}:{hp['activation']}"
     if key not in ctx.cache:
-        spec = model_spec(trial_data(ctx), hp)  # outside the meta context: it may load the data
+        spec = model_spec(ctx.load_data(), hp)  # outside the meta context: it may load the data
         with torch.device("meta"):
             model = MODELS.get(name)(spec)
         ctx.cache[key] = can_stack([model])
@@ -79,52 +78,43 @@ def train_members(
     for trial, hp in members:
         try:
             setup = prepare_trial(trial, hp, ctx)
-        except Exception as e:
-            outcomes[trial.number] = Outcome(error=e)
-            continue
-        try:
             check_init(setup, hp, ctx)
         except optuna.TrialPruned as e:
-            finish_trial(setup, str(e))
+            ctx.finish_trial(trial, str(e))
             outcomes[trial.number] = Outcome(pruned=True)
             continue
         except Exception as e:
-            finish_trial(setup, None)
+            ctx.finish_trial(trial)
             outcomes[trial.number] = Outcome(error=e)
             continue
         live.append(setup)
     if not live:
         return
-    steps = trial_report_steps(live[0].trial, ctx.settings["epochs"])
     reasons: dict[int, str] = {}
 
     def on_epoch(k: int, stats: EpochStats) -> bool:
-        member = live[k]
-        if stats.epoch in steps:
-            member.trial.report(metric_of(stats, ctx.metric), stats.epoch)
-            if member.trial.should_prune():
-                reasons[k] = f"pruned after epoch {stats.epoch}"
-                return False
+        try:
+            report_epoch(ctx, live[k].trial, stats)
+        except optuna.TrialPruned as e:
+            reasons[k] = str(e)
+            return False
         return True
 
     try:
         runs = train_population([m.model for m in live], live[0].data, [m.cfg for m in live],
                                 [m.generator for m in live], on_epoch, [m.curve for m in live])
     except BaseException:
-        for member in live:  # what the sequential loop's `finally` does
-            finish_trial(member, None)
+        for member in live:  # what the sequential loop does for a failing objective
+            ctx.finish_trial(member.trial)
         raise  # the live members fail with this error (tuner.packing._study)
     for k, (member, run) in enumerate(zip(live, runs, strict=True)):
         number = member.trial.number
         if run.diverged is not None:
-            finish_trial(member, str(run.diverged))
+            ctx.finish_trial(member.trial, str(run.diverged))
             outcomes[number] = Outcome(pruned=True)
         elif run.stopped:
-            finish_trial(member, reasons[k])
+            ctx.finish_trial(member.trial, reasons[k])
             outcomes[number] = Outcome(pruned=True)
         else:
-            finish_trial(member, None)
+            ctx.finish_trial(member.trial)
             outcomes[number] = Outcome(value=metric_of(run.history[-1], ctx.metric))
-
-
-PACKERS.add("classifier", PackSpec(key=group_key, train=train_members))

@@ -8,7 +8,8 @@ weight_decay, depth, width, optimizer, momentum (each may also be fixed or left 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +17,22 @@ import optuna
 import torch
 
 from tuner import artifacts, finetune, health
-from tuner.cadence import trial_report_steps
-from tuner.config import missing_file_hint, resolve_path
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
-from tuner.device import check_device, fit_batch_size, resolve_device
+from tuner.device import check_device, fit_batch_size
 from tuner.errors import ConfigError, warn_once
 from tuner.init import SCHEMES
 from tuner.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
-from tuner.objectives import ObjectiveContext, ObjectiveSpec
+from tuner.objectives.context import ObjectiveContext
+from tuner.objectives.shared import SHARED_RULES
+from tuner.paths import missing_file_hint, resolve_path
 from tuner.space import ParamRule, SearchSpace
-from tuner.training import Diverged, EpochStats, TrainConfig, train
+from tuner.training import Diverged, EpochStats, TrainConfig, evaluate, train
 
 PARAM_RULES: dict[str, ParamRule] = {
-    "lr": ParamRule(kind="float", low=0.0, low_open=True, log=True, default=1e-3,
-                    help="learning rate (log scale by default)"),
-    "batch_size": ParamRule(kind="pow2", low=1, default=64,
-                            help="power of two, searched as its exponent"),
-    "init": ParamRule(registry=SCHEMES, default="kaiming_uniform"),
+    # The names every objective shares (tuner.objectives.shared), with this one's defaults.
+    "lr": replace(SHARED_RULES["lr"], default=1e-3),
+    "batch_size": replace(SHARED_RULES["batch_size"], default=64),
+    "init": replace(SHARED_RULES["init"], default="kaiming_uniform"),
     "activation": ParamRule(registry=ACTIVATIONS, default="relu"),
     "optimizer": ParamRule(registry=OPTIMIZERS, default="adam"),
     "weight_decay": ParamRule(kind="float", low=0.0, default=0.0, help="L2 penalty"),
@@ -138,26 +138,20 @@ def _load(settings: dict[str, Any], seed: int, device: str | torch.device) -> Da
 @dataclass
 class TrialSetup:
     """One trial, ready to train: what :func:`prepare_trial` builds for the sequential loop and
-    for a packed population (:mod:`tuner.packing`) alike, so both start from the same state."""
+    for a packed population (:mod:`tuner.objectives.classifier_pack`) alike, so both start from
+    the same state."""
 
     trial: optuna.Trial
     data: Dataset
     model: torch.nn.Module
     cfg: TrainConfig
     generator: torch.Generator
-    pictures: artifacts.TrialPictures
     curve: list[EpochStats] = field(default_factory=list)
 
 
 def trial_data(ctx: ObjectiveContext) -> Dataset:
-    """The study's dataset on the training device, loaded once per process.
-
-    The split is seeded by the study seed, so every trial sees the same data."""
-    device = resolve_device(ctx.settings["device"])
-    key = f"data:{device}"
-    if key not in ctx.cache:
-        ctx.cache[key] = _load(ctx.settings, seed=ctx.seed, device=device)
-    return ctx.cache[key]
+    """The study's dataset on the training device (``ctx.load_data()``, once per process)."""
+    return ctx.load_data()
 
 
 def model_spec(data: Dataset, hp: dict[str, Any]) -> ModelSpec:
@@ -167,77 +161,64 @@ def model_spec(data: Dataset, hp: dict[str, Any]) -> ModelSpec:
 
 
 def prepare_trial(trial: optuna.Trial, hp: dict[str, Any], ctx: ObjectiveContext) -> TrialSetup:
-    """Seed, build and initialise the trial's model; capture its init picture; set its config."""
+    """Seed, build and initialise the trial's model (``ctx.init``); set its config."""
     s = ctx.settings
-    data = trial_data(ctx)
-    device = data.x_train.device
+    data = ctx.load_data()
     seed = ctx.trial_seed(trial)
     torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    model = finetune.init_model(MODELS.get(s["model"])(model_spec(data, hp)), hp, s).to(device)
-    # The dashboard's init picture shows the network as initialised: capture before training.
-    pictures = artifacts.TrialPictures.capture(trial, ctx, model, data.x_val, hp)
+    generator = torch.Generator(device=ctx.device).manual_seed(seed)
+    model = MODELS.get(s["model"])(model_spec(data, hp)).to(ctx.device)
+    ctx.init(model, hp["init"], hp["activation"])
+    if SCHEMES.get(hp["init"]).from_checkpoint:
+        finetune.configure(model, int(hp["freeze_layers"]), float(hp["head_lr_mult"]))
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
                       optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
                       momentum=hp["momentum"])
     if trial.user_attrs.get("batch_size") != cfg.batch_size:  # a searched one is stored already
         trial.set_user_attr("batch_size", cfg.batch_size)
-    return TrialSetup(trial, data, model, cfg, generator, pictures)
+    return TrialSetup(trial, data, model, cfg, generator)
 
 
 def check_init(setup: TrialSetup, hp: dict[str, Any], ctx: ObjectiveContext) -> None:
-    """Record the init's health; a dead init (symmetric, vanishing …) is pruned before epoch 1."""
-    health.check_trial_init(setup.trial, setup.model, setup.data, hp["activation"], ctx.metric,
-                            ctx.settings["prune_dead_inits"])
+    """``ctx.check_init`` on training rows; a pruned dead init reports the untrained network's
+    metric (chance level) as step 0."""
+    data = setup.data
+
+    def untrained() -> float:
+        loss, accuracy = evaluate(setup.model, data.x_val, data.y_val)
+        return accuracy if ctx.metric == "val_accuracy" else loss
+
+    ctx.check_init(setup.trial, setup.model, data.x_train[:health.HEALTH_ROWS], hp["activation"],
+                   baseline=untrained)
 
 
-def finish_trial(setup: TrialSetup, prune_reason: str | None) -> None:
-    """The trial's last writes: why it was pruned, its learning curve (one write), pictures."""
-    if prune_reason is not None:
-        setup.trial.set_user_attr("prune_reason", prune_reason)
-    history = {
-        "train_loss": [c.train_loss for c in setup.curve],
-        "val_loss": [c.val_loss for c in setup.curve],
-        "val_accuracy": [c.val_accuracy for c in setup.curve],
-    }
-    setup.trial.set_user_attr("curve", history)
-    setup.pictures.save(history)
+def report_epoch(ctx: ObjectiveContext, trial: optuna.Trial, stats: EpochStats) -> None:
+    """``ctx.report`` one epoch (a validation loss that overflowed is a divergence, pruned)."""
+    if not math.isfinite(stats.val_loss):
+        raise optuna.TrialPruned(f"training diverged in epoch {stats.epoch} "
+                                 f"(validation loss={stats.val_loss})")
+    ctx.report(trial, stats.epoch, metric_of(stats, ctx.metric), train_loss=stats.train_loss,
+               val_loss=stats.val_loss, val_accuracy=stats.val_accuracy)
 
 
 def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
-    """Train one configuration; report the metric at the epochs the pruner can act on
-    (:mod:`tuner.cadence`); return the last epoch's value."""
+    """Train one configuration with the toolkit: init, health check, the fast loop
+    (:func:`tuner.training.train`), a report per epoch; return the last epoch's value."""
     hp = ctx.suggest(trial)
     setup = prepare_trial(trial, hp, ctx)
-    steps = trial_report_steps(trial, setup.cfg.epochs)  # only where the pruner can act
+    check_init(setup, hp, ctx)
 
     def on_epoch(stats: EpochStats) -> None:
         setup.curve.append(stats)
-        if stats.epoch in steps:
-            trial.report(metric_of(stats, ctx.metric), stats.epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {stats.epoch}")
+        report_epoch(ctx, trial, stats)
 
-    prune_reason = None
     try:
-        check_init(setup, hp, ctx)
         train(setup.model, setup.data, setup.cfg, on_epoch=on_epoch, generator=setup.generator)
     except Diverged as e:
-        prune_reason = str(e)
-        raise optuna.TrialPruned(prune_reason) from None
-    except optuna.TrialPruned as e:
-        prune_reason = str(e)
-        raise
-    finally:
-        finish_trial(setup, prune_reason)
+        raise optuna.TrialPruned(str(e)) from None
     return metric_of(setup.curve[-1], ctx.metric)
 
 
 def metric_of(stats: EpochStats, metric: str) -> float:
     """The value of ``metric`` (``val_accuracy`` or ``val_loss``) in one epoch's statistics."""
     return stats.val_accuracy if metric == "val_accuracy" else stats.val_loss
-
-
-SPEC = ObjectiveSpec(
-    name="classifier", fn=classifier, param_rules=PARAM_RULES, validate=validate, metrics=METRICS,
-)

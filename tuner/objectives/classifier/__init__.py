@@ -1,0 +1,48 @@
+"""The built-in objective: train a small classifier and return a validation metric.
+
+A client of the public toolkit (:mod:`tuner.objectives.context`) and the fast loop
+(:func:`tuner.training.train`), like any user's objective; it adds its study-file validation
+(:func:`validate`) and a packer (``--pack``: :mod:`._pack`) on its spec.
+"""
+
+from __future__ import annotations
+
+from tuner.objectives import ObjectiveSpec, PackSpec
+from tuner.objectives.classifier._objective import (
+    METRICS,
+    PARAM_RULES,
+    SETTINGS,
+    TrialSetup,
+    check_init,
+    classifier,
+    metric_of,
+    model_spec,
+    prepare_trial,
+    report_epoch,
+    trial_data,
+    validate,
+)
+from tuner.objectives.classifier._pack import group_key, train_members
+
+SPEC = ObjectiveSpec(
+    name="classifier", fn=classifier, param_rules=PARAM_RULES, validate=validate, metrics=METRICS,
+    pack=PackSpec(key=group_key, train=train_members),
+)
+
+__all__ = [
+    "METRICS",
+    "PARAM_RULES",
+    "SETTINGS",
+    "SPEC",
+    "TrialSetup",
+    "check_init",
+    "classifier",
+    "group_key",
+    "metric_of",
+    "model_spec",
+    "prepare_trial",
+    "report_epoch",
+    "train_members",
+    "trial_data",
+    "validate",
+]

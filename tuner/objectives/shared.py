@@ -1,0 +1,88 @@
+"""What every objective shares: the meaning of the common ``[space]`` names and the
+``[objective]`` settings the toolkit reads (:class:`tuner.objectives.context.ObjectiveContext`).
+
+A study file means the same by ``lr``, ``batch_size`` and ``init`` whatever its objective:
+
+==============  ==================================================================================
+``lr``          a float range, log scale unless ``log = false``
+``batch_size``  powers of two, searched as the integer exponent (Optuna stores
+                ``batch_size_log2``; the trial's ``batch_size`` user attribute, and what
+                ``ctx.suggest`` returns, is the real value)
+``init``        names of init schemes (:data:`tuner.init.SCHEMES`), for ``ctx.init``
+==============  ==================================================================================
+
+Settings under ``[objective]`` the toolkit reads, each checked at load for any objective:
+``device`` (auto, cpu, cuda, cuda:N), ``dataset`` and its options (``ctx.load_data()``),
+``epochs`` (the last step, so nothing is reported after it), ``prune_dead_inits`` (default
+true), ``artifacts`` (per-trial pictures, default true) and ``checkpoint`` (for ``pretrained``).
+An objective's other keys are its own and pass unchecked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tuner.data import DATASETS, dataset_options
+from tuner.device import check_device
+from tuner.errors import ConfigError
+from tuner.init import SCHEMES
+from tuner.paths import missing_file_hint, resolve_path
+from tuner.space import ParamRule
+
+SHARED_RULES: dict[str, ParamRule] = {
+    "lr": ParamRule(kind="float", low=0.0, low_open=True, log=True,
+                    help="learning rate (log scale by default)"),
+    "batch_size": ParamRule(kind="pow2", low=1, help="power of two, searched as its exponent"),
+    "init": ParamRule(registry=SCHEMES),
+}
+TOOLKIT_DEFAULTS: dict[str, Any] = {"device": "auto", "prune_dead_inits": True, "artifacts": True}
+
+
+def check_bool(settings: dict[str, Any], key: str, where: str) -> None:
+    """``[objective] key`` must be true or false when given."""
+    value = settings.get(key, True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: [objective] {key} must be true or false, got {value!r}")
+
+
+def validate_toolkit_settings(settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check the settings the toolkit reads (see the module doc) for an objective that has no
+    validation of its own; returns them with file paths made absolute (relative to the study
+    file) and nothing else added (the toolkit reads its defaults itself, and a stored study's
+    table stays as it was written). Loads nothing: ``ctx.load_data()`` reads the dataset."""
+    out = dict(settings)
+    check_device(out.get("device", TOOLKIT_DEFAULTS["device"]), f"{where}: [objective] device")
+    for key in ("prune_dead_inits", "artifacts"):
+        check_bool(out, key, where)
+    epochs = out.get("epochs")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
+                               or epochs < 1):
+        raise ConfigError(f"{where}: [objective] epochs must be a whole number >= 1, "
+                          f"got {epochs!r}")
+    for key in ("path", "checkpoint"):
+        value = out.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: [objective] {key} must be a file name, got {value!r}")
+        out[key] = resolve_path(value, where)
+    dataset = out.get("dataset")
+    if dataset is not None:
+        if not isinstance(dataset, str):
+            raise ConfigError(f"{where}: [objective] dataset must be a name, got {dataset!r}")
+        DATASETS.get(dataset, f"{where}: [objective] dataset")  # unknown: lists the valid ones
+        missing = [k for k in DATASETS.get(dataset).required if out.get(k) is None]
+        if missing:
+            raise ConfigError(f"{where}: [objective] dataset {dataset!r} needs "
+                              f"{', '.join(missing)}")
+        if out.get("path") is not None and not Path(out["path"]).exists():
+            raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
+                              f"{missing_file_hint(where)}")
+    return out
+
+
+def dataset_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``settings["dataset"]`` found in ``settings`` (the rest is not the
+    dataset's: the objective's own keys, device, epochs …)."""
+    return {k: settings[k] for k in dataset_options(settings["dataset"]) if k in settings}
