@@ -15,7 +15,6 @@ from tuner.artifacts import (
     INIT_ACTIVATIONS,
     LEARNING_CURVE,
     artifact_dir,
-    check_setting,
     open_store,
     read_artifact,
     storage_url,
@@ -137,7 +136,6 @@ def test_artifacts_setting_must_be_true_or_false(tmp_path, value):
     path.write_text(to_toml(merged(TINY, objective={"artifacts": value})))
     with pytest.raises(ConfigError, match=r"\[objective\] artifacts must be true or false"):
         load_config(path)
-    check_setting(True, "x")
 
 
 @pytest.mark.parametrize("url, expected", [

@@ -233,20 +233,28 @@ def test_init_matches_the_gain_of_the_models_own_activation(user_dir):
 
 
 @pytest.mark.slow
-def test_the_shipped_example_runs_as_a_study(tmp_path):
+@pytest.mark.parametrize(("example", "name", "sizes"), [
+    ("cnn_digits", "cnn-digits", {16, 32, 64, 128}),  # its own loop
+    ("wide_mlp", "wide-mlp", {8, 16, 32, 64}),  # tuner.training.train
+])
+def test_the_shipped_examples_run_as_studies(tmp_path, example, name, sizes):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    proc = run_tuner("run", "examples/cnn_digits.toml", "--n-trials", "6", cwd=tmp_path)
+    proc = run_tuner("run", f"examples/{example}.toml", "--n-trials", "8", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    study = optuna.load_study(study_name="cnn-digits", storage=f"sqlite:///{tmp_path}/tuner.db")
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/tuner.db")
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert len(finished) == 6
-    assert {t.user_attrs["batch_size"] for t in finished} <= {16, 32, 64, 128}
+    assert len(finished) == 8
+    assert {t.user_attrs["batch_size"] for t in finished} <= sizes
     assert all("init_verdict" in t.user_attrs for t in finished)
-    assert max(t.value for t in study.get_trials(states=(TrialState.COMPLETE,))) > 0.8
-    report = run_tuner("report", "cnn-digits", "-o", "r.html", cwd=tmp_path)
+    assert all(t.user_attrs.get("prune_reason") for t in finished if t.state == TrialState.PRUNED)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert max(t.value for t in complete) > 0.8
+    assert all(set(trial_artifacts(study, t)) == {INIT_ACTIVATIONS, LEARNING_CURVE}
+               for t in complete)
+    report = run_tuner("report", name, "-o", "r.html", cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     html = (tmp_path / "r.html").read_text()
-    assert "not in the artifact store" not in html and "Best trial #" in html
+    assert "not in the artifact store" not in html and "its pictures" in html
 
 
 def test_the_report_of_an_objective_without_pictures_says_why_not_broken_setup(user_dir):

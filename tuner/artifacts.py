@@ -29,7 +29,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.storages import BaseStorage
 
-from tuner.errors import ConfigError, StorageError
+from tuner.errors import StorageError
 from tuner.storage import JOURNAL_PREFIX, resolve_url, storage_file
 
 ENV_VAR = "TUNER_ARTIFACT_DIR"
@@ -76,12 +76,6 @@ def open_store(directory: Path, *, create: bool = True) -> FileSystemArtifactSto
     elif not directory.is_dir():
         raise StorageError(f"artifact folder {directory} does not exist")
     return FileSystemArtifactStore(directory)
-
-
-def check_setting(value: Any, where: str) -> None:
-    """Validate ``[objective] artifacts`` (true or false)."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: [objective] artifacts must be true or false, got {value!r}")
 
 
 # --------------------------------------------------------------------------- inside a trial

@@ -32,7 +32,6 @@ import optuna
 import torch
 from torch import nn
 
-from tuner.errors import ConfigError
 from tuner.models import ACTIVATIONS
 
 HEALTH_ROWS = 512  # training rows pushed through the network for the verdict
@@ -168,13 +167,6 @@ def init_health(
     from tuner.diagnostics import hidden_activations
 
     return assess(hidden_activations(model, x), activation, thresholds)
-
-
-def check_setting(value: Any, where: str) -> None:
-    """``[objective] prune_dead_inits`` must be true or false."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: [objective] prune_dead_inits must be true or false, "
-                          f"got {value!r}")
 
 
 def store_verdict(trial: optuna.Trial, health: InitHealth) -> None:

@@ -76,6 +76,8 @@ def validate_toolkit_settings(settings: dict[str, Any], where: str) -> dict[str,
         if missing:
             raise ConfigError(f"{where}: [objective] dataset {dataset!r} needs "
                               f"{', '.join(missing)}")
+        # Checked although load_dataset checks too: its cache (per path) would serve a file
+        # that has gone since. A folder passes here and load_dataset says so.
         if out.get("path") is not None and not Path(out["path"]).exists():
             raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
                               f"{missing_file_hint(where)}")

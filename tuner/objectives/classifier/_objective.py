@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 
-from tuner import artifacts, finetune, health
+from tuner import finetune, health
 from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
-from tuner.device import check_device, fit_batch_size
+from tuner.device import fit_batch_size
 from tuner.errors import ConfigError, warn_once
 from tuner.init import SCHEMES
 from tuner.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
 from tuner.objectives.context import ObjectiveContext
-from tuner.objectives.shared import SHARED_RULES
-from tuner.paths import missing_file_hint, resolve_path
+from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
 from tuner.space import ParamRule, SearchSpace
 from tuner.training import Diverged, EpochStats, TrainConfig, evaluate, train
 
@@ -64,30 +62,13 @@ def validate(
             f"{where}: [objective] unknown key(s) {', '.join(unknown)} for dataset {dataset!r}; "
             f"valid: {', '.join(sorted(valid))}"
         )
-    out = {**valid, **settings}
-    missing = [k for k in DATASETS.get(dataset).required if out.get(k) is None]
-    if missing:
-        raise ConfigError(f"{where}: [objective] dataset {dataset!r} needs {', '.join(missing)}")
+    # device, epochs, the two switches, file paths (made absolute), the dataset's own needs:
+    # what the toolkit checks for every objective.
+    out = validate_toolkit_settings({**valid, **settings}, where)
     MODELS.get(out["model"], f"{where}: [objective] model")
-    epochs = out["epochs"]
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ConfigError(
-            f"{where}: [objective] epochs must be a whole number >= 1, got {epochs!r}"
-        )
-    check_device(out["device"], f"{where}: [objective] device")
-    artifacts.check_setting(out["artifacts"], where)
     vf = out["val_fraction"]
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
         raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
-    if out.get("path") is not None:
-        if not isinstance(out["path"], str) or not out["path"]:
-            raise ConfigError(f"{where}: [objective] path must be a file name, got {out['path']!r}")
-        out["path"] = resolve_path(out["path"], where)
-        # Checked here although load_dataset checks too: its cache (per path) would serve a
-        # file that has gone since. A folder passes here and load_dataset says so.
-        if not Path(out["path"]).exists():
-            raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
-                              f"{missing_file_hint(where)}")
     try:
         data = _load(out, seed=0, device="cpu")
     except ConfigError as e:
@@ -104,7 +85,6 @@ def validate(
             f"{where}: [objective] model 'cnn' needs image data; {dataset!r} is tabular"
         )
     space = fit_batch_size(space, out, data, where)  # on a GPU: the largest that fits (2^k)
-    health.check_setting(out["prune_dead_inits"], where)
     finetune.check_settings(out, space, data, where)
     for inert in _inert_settings(out, space):
         warn_once(f"{where}: {inert}")
