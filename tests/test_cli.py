@@ -91,6 +91,9 @@ def test_run_resume_show_export_and_optunas_own_cli(cli, study_file, tmp_path):
     out = tmp_path / "t.json"
     assert cli("export", "tiny", "--format", "json", "-o", str(out)).returncode == 0
     assert len(json.loads(out.read_text())["trials"]) == 6
+    dash = cli("export", "tiny", "--format", "json", "-o", "-")  # '-' is standard output
+    assert dash.returncode == 0 and len(json.loads(dash.stdout)["trials"]) == 6
+    assert not (tmp_path / "-").exists()
 
     optuna_cli = str(Path(sys.executable).parent / "optuna")
     studies = subprocess.run([optuna_cli, "studies", "--storage", "sqlite:///tuner.db", "-f",

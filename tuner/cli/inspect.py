@@ -60,13 +60,16 @@ def export(
     name: str = typer.Argument(..., help="Name of a stored study."),
     storage: str | None = storage_option(),
     fmt: Format = typer.Option(Format.csv, "--format", help="csv or json."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="File (default: stdout)."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="File; '-' or none: standard output."),
 ) -> None:
     """Export every trial of a study (params with real batch sizes, values, states, times)."""
     from tuner.results import export_trials
     from tuner.storage import check_not_storage
     from tuner.study import open_study
 
+    if output is not None and str(output) == "-":  # the shell convention for stdout
+        output = None
     if output is not None:
         check_not_storage(output, storage)
     text = export_trials(open_study(name, storage), fmt.value)
