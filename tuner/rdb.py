@@ -10,15 +10,22 @@
   network cut, "database is locked") is retried with exponential backoff for up to
   ``TUNER_STORAGE_RETRY_S`` seconds (default 60); then a :class:`~tuner.errors.StorageError`
   says so, with the password masked.
+* **Trials are created once**: a connection can drop after the server committed a new trial but
+  before the answer arrived. Each creation carries a token (a system attribute written in the
+  same transaction); a retry first looks the token up, so a lost answer never leaves a second,
+  orphaned RUNNING trial that nobody runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import logging
 import os
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -27,7 +34,7 @@ from typing import Any, TypeVar
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import ConfigError, StorageError
 
@@ -38,6 +45,7 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 10
 DEFAULT_GRACE_S = 60
 DEFAULT_RETRY_S = 60.0
 STALE_TRIAL_RETRIES = 2  # a trial that kills its worker every time is not retried forever
+CREATE_TOKEN = "tuner:create_token"  # system attribute: which creation call made the trial
 
 log = logging.getLogger("tuner")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,15 +56,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 _RETRIED = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
-    "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
+    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "set_trial_param",
+    "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials",
     "get_n_trials", "get_best_trial", "get_trial_params", "get_trial_user_attrs",
     "get_trial_system_attrs", "record_heartbeat", "_get_stale_trial_ids",
     # what Optuna's trial cache (_CachedStorage) calls instead of the public methods
-    "_create_new_trial", "_get_trials", "_set_trial_param", "_get_best_trial_id",
-)
+    "_get_trials", "_set_trial_param", "_get_best_trial_id",
+)  # not trial creation, which is not safe to repeat: see _create_new_trial
 
 
 def _env_seconds(name: str, default: float, *, integer: bool = True) -> Any:
@@ -196,6 +204,51 @@ class ResilientRDBStorage(RDBStorage):
                 log.info("storage %s is reachable again", self.shown)
             return result
 
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._create_new_trial(study_id, template_trial)._trial_id
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        """Create a trial exactly once, even when the answer to its commit is lost."""
+        token = uuid.uuid4().hex
+        template = _with_token(template_trial, token)
+        attempts = 0
+
+        def once(storage: ResilientRDBStorage) -> FrozenTrial:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:  # did the attempt that failed commit after all?
+                made = storage._trial_id_with_token(study_id, token)
+                if made is not None:
+                    return RDBStorage.get_trial(storage, made)
+            return storage._create_trial_once(study_id, template)
+
+        return self._call_with_retry(once)
+
+    def _create_trial_once(self, study_id: int, template: FrozenTrial) -> FrozenTrial:
+        """Optuna's trial creation in one transaction, without its own blind retries (which
+        repeat a commit whose answer was lost)."""
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+            row = self._get_prepared_new_trial(study_id, template, session)
+            number, trial_id, started = row.number, row.trial_id, row.datetime_start
+        frozen = template
+        frozen.number, frozen._trial_id, frozen.datetime_start = number, trial_id, started
+        return frozen
+
+    def _trial_id_with_token(self, study_id: int, token: str) -> int | None:
+        from optuna.storages._rdb import models
+
+        attr, trial = models.TrialSystemAttributeModel, models.TrialModel
+        with self.scoped_session() as session:
+            row = (session.query(attr.trial_id).join(trial, trial.trial_id == attr.trial_id)
+                   .filter(trial.study_id == study_id, attr.key == CREATE_TOKEN,
+                           attr.value_json == json.dumps(token)).first())
+        return None if row is None else row[0]
+
     def record_heartbeat(self, trial_id: int) -> None:
         # Runs in Optuna's heartbeat thread: an error there would only print a traceback. The
         # main thread meets the same lost connection and reports it.
@@ -238,6 +291,19 @@ def reraise_lost(storage: BaseStorage) -> Iterator[None]:
         if lost is not None:
             raise lost from None
         raise
+
+
+def _with_token(template: FrozenTrial | None, token: str) -> FrozenTrial:
+    """``template`` (or a fresh RUNNING trial) with the creation token among its system
+    attributes; the caller's template is not changed."""
+    if template is None:
+        return FrozenTrial(number=-1, state=TrialState.RUNNING, value=None,
+                           datetime_start=datetime.now(), datetime_complete=None, params={},
+                           distributions={}, user_attrs={}, system_attrs={CREATE_TOKEN: token},
+                           intermediate_values={}, trial_id=-1)
+    made = copy.deepcopy(template)
+    made.system_attrs[CREATE_TOKEN] = token
+    return made
 
 
 def _scrub(text: str, url: str) -> str:

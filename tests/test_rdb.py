@@ -1,0 +1,102 @@
+"""The RDB storage's own promises, on real SQLite and PostgreSQL databases.
+
+A connection that drops *after* the server committed a new trial, but before the answer
+reached tuner, is made by failing the commit's answer once (a session ``after_commit`` hook
+that raises the error a cut connection raises): the commit is real, only its answer is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import unique
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+from sqlalchemy import event, exc
+from sqlalchemy.orm import Session
+
+from tuner.rdb import CREATE_TOKEN, ResilientRDBStorage
+from tuner.storage import open_storage
+
+
+class LostAnswers:
+    """Make the next ``n`` commits of ``storage`` that create a trial succeed on the server and
+    then fail as if the connection dropped before their answer came back."""
+
+    def __init__(self, storage: ResilientRDBStorage, n: int = 1) -> None:
+        self.left = n
+        self.factory = storage.scoped_session.session_factory
+        event.listen(self.factory, "after_flush", self._note)
+        event.listen(self.factory, "after_commit", self._lose)
+
+    @staticmethod
+    def _note(session: Session, _context: object) -> None:
+        if any(isinstance(row, models.TrialModel) for row in session.new):
+            session.info["made_trial"] = True
+
+    def _lose(self, session: Session) -> None:
+        if session.info.pop("made_trial", False) and self.left > 0:
+            self.left -= 1
+            raise exc.OperationalError("COMMIT", {}, ConnectionResetError(
+                "server closed the connection unexpectedly"))
+
+    def close(self) -> None:
+        event.remove(self.factory, "after_flush", self._note)
+        event.remove(self.factory, "after_commit", self._lose)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResilientRDBStorage]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    opened = open_storage(url)
+    assert isinstance(opened, ResilientRDBStorage)
+    yield opened
+    opened.engine.dispose()
+
+
+def test_a_lost_commit_answer_creates_one_trial_not_two(storage: ResilientRDBStorage) -> None:
+    study = optuna.create_study(study_name=unique("lost"), storage=storage)
+    lost = LostAnswers(storage)
+    try:
+        trial = study.ask()
+    finally:
+        lost.close()
+    assert lost.left == 0  # the answer really was lost once
+    got = study.get_trials(deepcopy=False)
+    assert [(t.number, t.state) for t in got] == [(0, TrialState.RUNNING)]
+    assert trial._trial_id == got[0]._trial_id and trial.number == 0
+    study.tell(trial, 1.0)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+
+
+def test_every_trial_of_a_study_is_made_once_through_repeated_lost_answers(
+        storage: ResilientRDBStorage) -> None:
+    study = optuna.create_study(study_name=unique("lost"), storage=storage)
+    for i in range(3):
+        lost = LostAnswers(storage)
+        try:
+            study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+        finally:
+            lost.close()
+        assert len(study.trials) == i + 1
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+
+
+def test_a_queued_trial_keeps_its_parameters_and_gets_its_own_token(
+        storage: ResilientRDBStorage) -> None:
+    study = optuna.create_study(study_name=unique("queued"), storage=storage)
+    study.enqueue_trial({"x": 0.25})
+    study.enqueue_trial({"x": 0.75})
+    waiting = study.get_trials(deepcopy=False)
+    assert [t.state for t in waiting] == [TrialState.WAITING] * 2
+    tokens = {t.system_attrs[CREATE_TOKEN] for t in waiting}
+    assert len(tokens) == 2
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert [t.params["x"] for t in study.trials] == [0.25, 0.75]
