@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 
-from tuner.config import StudyConfig
+from tuner.run.config import StudyConfig
 
 PG_ADMIN = os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -30,7 +30,7 @@ def scratch_pg() -> Iterator[str]:
     """A fresh database on the local PostgreSQL server, dropped afterwards."""
     import sqlalchemy
 
-    from tuner.storage import normalise_url
+    from tuner.store.storage import normalise_url
 
     name = f"tuner_bench_{uuid.uuid4().hex[:8]}"
     admin = sqlalchemy.create_engine(normalise_url(PG_ADMIN), isolation_level="AUTOCOMMIT")

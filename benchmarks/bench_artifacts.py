@@ -1,4 +1,4 @@
-"""What the per-trial pictures (tuner.artifacts) cost a trial: the quickstart study with
+"""What the per-trial pictures (tuner.store.artifacts) cost a trial: the quickstart study with
 ``[objective] artifacts`` off and on, side by side in one run.
 
     .venv/bin/python benchmarks/bench_artifacts.py [--n-trials 40] [--rounds 2]
@@ -22,18 +22,18 @@ from pathlib import Path
 
 import optuna
 
-from tuner.artifacts import VAL_ROWS, save_pictures, sink_for
-from tuner.config import StudyConfig, config_from_dict, load_config
-from tuner.data import load_dataset
-from tuner.diagnostics import activation_stats
-from tuner.init import apply_init
-from tuner.models import MODELS, ModelSpec
+from tuner.nn.data import load_dataset
+from tuner.nn.diagnostics import activation_stats
+from tuner.nn.models import MODELS, ModelSpec
+from tuner.nn.schemes import apply_init
+from tuner.nn.training import use_cpu_threads
 from tuner.objectives import ObjectiveContext
-from tuner.pruners import build_pruner
-from tuner.samplers import build_sampler
-from tuner.storage import open_storage
-from tuner.study import call_objective, prepare_study
-from tuner.training import use_cpu_threads
+from tuner.run.config import StudyConfig, config_from_dict, load_config
+from tuner.run.study import call_objective, prepare_study
+from tuner.search.pruners import build_pruner
+from tuner.search.samplers import build_sampler
+from tuner.store.artifacts import VAL_ROWS, save_pictures, sink_for
+from tuner.store.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def lockstep(n_trials: int, folder: Path, tag: str) -> tuple[list[float], list[f
 
 def direct_cost(folder: Path, repeats: int) -> float:
     """Milliseconds of one trial's capture + save (2 SVGs, 2 storage writes), on a real trial,
-    with torch's CPU threads as trials have them (tuner.training.use_cpu_threads)."""
+    with torch's CPU threads as trials have them (tuner.nn.training.use_cpu_threads)."""
     use_cpu_threads()
     warnings.filterwarnings("ignore", message="Heartbeat")  # ask/tell by hand, not optimize()
     study = optuna.create_study(storage=open_storage(f"sqlite:///{folder / 'direct.db'}"))

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import optuna
 
-from tuner.config import config_from_dict
-from tuner.data import load_dataset
-from tuner.study import run
+from tuner.nn.data import load_dataset
+from tuner.run.config import config_from_dict
+from tuner.run.study import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

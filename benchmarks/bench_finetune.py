@@ -24,9 +24,9 @@ from typing import Any
 
 import optuna
 
-from tuner.config import config_from_dict
-from tuner.finetune import pretrain
-from tuner.study import best_trial, run
+from tuner.nn.finetune import pretrain
+from tuner.run.config import config_from_dict
+from tuner.run.study import best_trial, run
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "studies" / "finetune.toml"

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tuner.data import load_dataset
-from tuner.init import apply_init
-from tuner.models import MODELS, ModelSpec
-from tuner.training import TrainConfig, train, use_cpu_threads
+from tuner.nn.data import load_dataset
+from tuner.nn.models import MODELS, ModelSpec
+from tuner.nn.schemes import apply_init
+from tuner.nn.training import TrainConfig, train, use_cpu_threads
 
 
 def textbook(model: nn.Module, data, cfg: TrainConfig) -> float:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_overhead.py [--trials 30] [--rounds 3]
 
 The quickstart study as it ships (digits, MLP 2x64, 10 epochs, TPE, median pruner) runs
-through :func:`tuner.study.optimize` (the ``tuner run`` path) on a SQLite file and in memory,
+through :func:`tuner.run.study.optimize` (the ``tuner run`` path) on a SQLite file and in memory,
 with the study's defaults (init health check, per-trial pictures) and with pictures off. The
 sampler is seeded and training is deterministic, so every run draws the same trials (checked).
 Trials are not queued in advance: Optuna's cache re-reads every WAITING trial from the database
@@ -30,16 +30,16 @@ import torch
 from _common import machine
 from optuna.pruners import MedianPruner
 
-from tuner import pruners
-from tuner.config import load_config
-from tuner.data import load_dataset
-from tuner.init import apply_init
-from tuner.models import MODELS, ModelSpec
+from tuner.nn.data import load_dataset
+from tuner.nn.models import MODELS, ModelSpec
+from tuner.nn.schemes import apply_init
+from tuner.nn.training import TrainConfig, train, use_cpu_threads
 from tuner.objectives import trial_seed
-from tuner.results import trial_params
-from tuner.storage import open_storage
-from tuner.study import optimize, prepare_study
-from tuner.training import TrainConfig, train, use_cpu_threads
+from tuner.run.config import load_config
+from tuner.run.study import optimize, prepare_study
+from tuner.search import pruners
+from tuner.store.storage import open_storage
+from tuner.views.summaries import trial_params
 
 OPTUNA_MEDIAN = "sqlite, Optuna's median"  # before tuner read completed trials once per trial
 
@@ -96,7 +96,7 @@ def main() -> None:
     config = load_config("studies/quickstart.toml", n_trials=args.trials)
     no_pictures = config.to_dict()
     no_pictures["objective"]["artifacts"] = False
-    from tuner.config import config_from_dict
+    from tuner.run.config import config_from_dict
 
     plain = config_from_dict(no_pictures, config.source)
     kinds = {"sqlite": config, "sqlite, no pictures": plain, OPTUNA_MEDIAN: config,

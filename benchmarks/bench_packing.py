@@ -4,7 +4,7 @@
 
 The quickstart network (digits, MLP 2x64, ReLU, SGD + momentum, 5 epochs): 8 members share the
 architecture and batch size and differ in lr, weight decay, init scheme and seed. Sequential =
-tuner's own fast loop (tuner.training.train), one model after another. Both on one CPU thread;
+tuner's own fast loop (tuner.nn.training.train), one model after another. Both on one CPU thread;
 runs alternate; ratio of medians. Also prints the largest difference in final validation loss
 between a member and the same configuration trained alone (float rounding only).
 """
@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from tuner.data import load_dataset
-from tuner.init import apply_init
-from tuner.models import MODELS, ModelSpec
-from tuner.packing import train_population
-from tuner.training import TrainConfig, train, use_cpu_threads
+from tuner.nn.data import load_dataset
+from tuner.nn.models import MODELS, ModelSpec
+from tuner.nn.population import train_population
+from tuner.nn.schemes import apply_init
+from tuner.nn.training import TrainConfig, train, use_cpu_threads
 
 INITS = ["kaiming_normal", "xavier_uniform", "orthogonal", "lecun_normal"]
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_samplers.py [--repeats 5] [--studies quickstart,init-schemes]
                                                  [-o DIR]
 
-For each study file as it ships, :func:`tuner.compare.compare` runs random, TPE and GP with the
+For each study file as it ships, :func:`tuner.run.compare.compare` runs random, TPE and GP with the
 same ``repeats`` seeds each (in memory, two worker processes), the study's own budget, sampler
 options and pruner. Target: the final best value that half of all runs reach. The ratio is
 median trials-to-target of TPE (or GP) over random's; a run that never reaches the target counts
@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tuner.compare import compare
-from tuner.config import load_config
+from tuner.run.compare import compare
+from tuner.run.config import load_config
 
 SAMPLERS = ["random", "tpe", "gp"]
 

@@ -4,7 +4,7 @@
 
 The quickstart study as it ships (digits, MLP 2x64, 5 epochs, median pruner) runs the same
 configurations (drawn once, queued into each study) in this process through
-:func:`tuner.study.optimize`, the ``tuner run`` path, on Optuna's in-memory storage, a SQLite
+:func:`tuner.run.study.optimize`, the ``tuner run`` path, on Optuna's in-memory storage, a SQLite
 file, a journal file and a scratch database on the local PostgreSQL server, each opened the
 way tuner opens it (heartbeats on for SQLite and PostgreSQL), all storing their per-trial
 pictures in one temporary folder. Trials are seeded by number, so
@@ -25,9 +25,9 @@ from pathlib import Path
 import optuna
 from _common import enqueue, fixed_params, machine, scratch_pg
 
-from tuner.config import load_config
-from tuner.storage import open_storage
-from tuner.study import optimize, prepare_study
+from tuner.run.config import load_config
+from tuner.run.study import optimize, prepare_study
+from tuner.store.storage import open_storage
 
 KINDS = ("in-memory", "sqlite", "journal", "postgresql")
 

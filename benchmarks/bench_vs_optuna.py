@@ -99,8 +99,8 @@ def textbook(n_trials: int, url: str) -> tuple[float, int]:
 
 
 def tuner_run(n_trials: int, url: str, pack: int = 1) -> tuple[float, int]:
-    from tuner.config import load_config
-    from tuner.study import run
+    from tuner.run.config import load_config
+    from tuner.run.study import run
 
     config = load_config("studies/quickstart.toml", n_trials=n_trials, pack=pack)
     result = run(config, url)

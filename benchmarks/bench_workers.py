@@ -5,8 +5,8 @@
 The quickstart objective (digits, MLP 2x64, SGD, 5 epochs, the quickstart space) without
 pruning, so every trial trains all its epochs, and both sides train the same configurations
 (drawn once at random, queued into each study). A side is ``tuner run --jobs N``
-(:func:`tuner.workers.run_jobs`: N ``tuner worker`` processes, torch threads per worker from
-:func:`tuner.workers.threads_per_worker`) on a fresh study in one scratch database. Sides
+(:func:`tuner.run.workers.run_jobs`: N ``tuner worker`` processes, torch threads per worker from
+:func:`tuner.run.workers.threads_per_worker`) on a fresh study in one scratch database. Sides
 alternate 1, 2, 1, 2, …; the ratio is of the medians. Two rates: *wall* from launching the
 workers to the last one's exit (process start-up included) and *steady* from the first trial's
 start to the last trial's end, read from the storage. It also prints the CPU time per trial
@@ -27,10 +27,10 @@ from pathlib import Path
 import optuna
 from _common import enqueue, fixed_params, machine, scratch_pg
 
-from tuner.config import config_from_dict, load_config
-from tuner.storage import open_storage
-from tuner.study import prepare_study
-from tuner.workers import run_jobs, threads_per_worker
+from tuner.run.config import config_from_dict, load_config
+from tuner.run.study import prepare_study
+from tuner.run.workers import run_jobs, threads_per_worker
+from tuner.store.storage import open_storage
 
 
 def postgres_cpu_s() -> float:

@@ -1,4 +1,4 @@
-"""A second objective of your own: your model, tuner's public fast loop (tuner.training.train).
+"""A second objective of your own: your model, tuner's public fast loop (tuner.nn.training.train).
 
     tuner run examples/wide_mlp.toml
 
@@ -12,7 +12,7 @@ import optuna
 import torch
 from torch import nn
 
-from tuner.training import Diverged, TrainConfig, train
+from tuner.nn.training import Diverged, TrainConfig, train
 
 
 class ResidualMLP(nn.Module):

@@ -55,9 +55,9 @@ def create_study(study_file: Path, url: str) -> None:
     """Create the study of ``study_file`` in ``url`` without running a trial."""
     import sys
 
-    from tuner.config import load_config
-    from tuner.storage import open_storage
-    from tuner.study import prepare_study
+    from tuner.run.config import load_config
+    from tuner.run.study import prepare_study
+    from tuner.store.storage import open_storage
 
     sys.path.insert(0, str(study_file.parent))  # the objective module lives beside the file
     try:
@@ -91,7 +91,7 @@ def finish(procs: list[subprocess.Popen[str]], timeout: float = 180) -> list[tup
 
 def trials(url: str, name: str) -> list[FrozenTrial]:
     """The study's trials (none while the study does not exist yet)."""
-    from tuner.storage import open_storage
+    from tuner.store.storage import open_storage
 
     try:
         return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()

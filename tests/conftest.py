@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tuner.config import dump_toml
+from tuner.run.config import dump_toml
 
 TUNER = str(Path(sys.executable).parent / "tuner")
 PG_ADMIN_URL = os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -70,7 +70,7 @@ def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session on the local server; dropped after."""
     import sqlalchemy
 
-    from tuner.storage import normalise_url
+    from tuner.store.storage import normalise_url
 
     name = f"tuner_test_{uuid.uuid4().hex[:10]}"
     admin = sqlalchemy.create_engine(normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")

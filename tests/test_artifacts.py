@@ -11,7 +11,11 @@ import pytest
 import torch
 
 from tests.conftest import TINY, merged, run_tuner, to_toml
-from tuner.artifacts import (
+from tuner.core.errors import ConfigError
+from tuner.nn.pictures import activations_svg, learning_curve_svg, nice_ticks
+from tuner.objectives import ObjectiveContext
+from tuner.run.config import load_config
+from tuner.store.artifacts import (
     INIT_ACTIVATIONS,
     LEARNING_CURVE,
     artifact_dir,
@@ -20,11 +24,7 @@ from tuner.artifacts import (
     storage_url,
     trial_artifacts,
 )
-from tuner.config import load_config
-from tuner.errors import ConfigError
-from tuner.objectives import ObjectiveContext
-from tuner.report.pictures import activations_svg, learning_curve_svg, nice_ticks
-from tuner.storage import open_storage
+from tuner.store.storage import open_storage
 
 # Grid over the init scheme only: exactly one zeros and one kaiming_normal trial.
 INIT_GRID = merged(TINY, study={"sampler": "grid", "n_trials": 2},

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tuner.best import best_so_far
+from tuner.search.best_so_far import best_so_far
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import TINY, TUNER, merged, to_toml
-from tuner.storage import open_storage
+from tuner.store.storage import open_storage
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from tuner.best import best_so_far
-from tuner.compare import Comparison, Run, _default_target, compare, plot
-from tuner.config import load_config
-from tuner.errors import ConfigError
+from tuner.core.errors import ConfigError
+from tuner.run.compare import Comparison, Run, _default_target, compare, plot
+from tuner.run.config import load_config
+from tuner.search.best_so_far import best_so_far
 
 
 def _comparison(direction: str, finals: dict[str, list[list[float | None]]]) -> Comparison:
@@ -100,13 +100,13 @@ def test_compare_cli_bad_input(capsys, study_file, tmp_path, args, message):
 
 def test_an_output_that_is_a_file_fails_before_any_run(capsys, study_file, tmp_path,
                                                        monkeypatch):
-    import tuner.compare
+    import tuner.run.compare
     from tuner.cli import main
 
     def no_runs(*args, **kwargs):
         raise AssertionError("a run started")
 
-    monkeypatch.setattr(tuner.compare, "ProcessPoolExecutor", no_runs)
+    monkeypatch.setattr(tuner.run.compare, "ProcessPoolExecutor", no_runs)
     taken = tmp_path / "taken"
     taken.write_text("a file")
     for out, where in ((taken, "is a file"), (taken / "out", f"is inside {taken}, a file")):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, merged, to_toml
-from tuner.config import config_from_dict, load_config
-from tuner.errors import ConfigError, TunerError
+from tuner.core.errors import ConfigError, TunerError
+from tuner.run.config import config_from_dict, load_config
 
 BAD = [
     # (tables to update in the tiny study, expected message)
@@ -169,7 +169,7 @@ def test_every_shipped_study_file_loads_without_a_warning(cli, tmp_path: Path, c
     import logging
     import shutil
 
-    from tuner import errors
+    from tuner.core import errors
 
     shipped = sorted((Path(__file__).parent.parent / "studies").glob("*.toml"))
     assert {p.stem for p in shipped} >= {"quickstart", "init-schemes", "weight-decay", "finetune"}
@@ -201,7 +201,7 @@ def test_every_shipped_study_file_loads_without_a_warning(cli, tmp_path: Path, c
 def test_settings_that_cannot_change_a_trial_are_said(study_file, caplog, space, objective, said):
     import logging
 
-    from tuner import errors
+    from tuner.core import errors
 
     errors._said.clear()
     with caplog.at_level(logging.WARNING, logger="tuner"):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tests.conftest import TINY, merged
-from tuner.config import config_from_dict
-from tuner.data import DATASETS, load_dataset
-from tuner.errors import ConfigError
+from tuner.core.errors import ConfigError
+from tuner.nn.data import DATASETS, load_dataset
+from tuner.run.config import config_from_dict
 
 
 @pytest.mark.parametrize("name", [n for n in DATASETS.names() if n not in ("csv", "npz")])

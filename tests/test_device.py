@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import tuner.device as device_module
+import tuner.nn.device as device_module
 from tests.conftest import unique
-from tuner.config import load_config
-from tuner.device import config_on_device, largest_pow2, with_device, worker_device
-from tuner.errors import ConfigError
-from tuner.study import resume, run
+from tuner.core.errors import ConfigError
+from tuner.nn.device import config_on_device, largest_pow2, with_device, worker_device
+from tuner.run.config import load_config
+from tuner.run.study import resume, run
 
 
 @pytest.mark.parametrize(

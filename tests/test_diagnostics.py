@@ -10,16 +10,16 @@ import re
 import pytest
 import torch
 
-from tuner.diagnostics import (
+from tuner.core.errors import ConfigError
+from tuner.nn.diagnostics import (
     activation_stats,
     diagnose,
     diagnose_many,
     estimate_bytes,
     probe_network,
 )
-from tuner.errors import ConfigError
-from tuner.init import apply_init, random_schemes
-from tuner.models import ACTIVATIONS, ModelSpec, mlp
+from tuner.nn.models import ACTIVATIONS, ModelSpec, mlp
+from tuner.nn.schemes import apply_init, random_schemes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -173,7 +173,7 @@ def test_cli_several_combinations(cli):
 
 
 def test_figures_have_a_panel_per_layer_and_a_row_per_run(tmp_path):
-    from tuner.diagnostics_plot import figure_many, figure_one, save_png
+    from tuner.views.diagnose_plot import figure_many, figure_one, save_png
 
     runs = diagnose_many("zeros,small_normal,xavier_normal", "tanh", depth=4, width=20,
                          samples=30)
@@ -224,8 +224,8 @@ def test_cli_bad_input_for_real(cli):
 def test_an_init_that_overflows_is_pruned_as_exploding_not_failed(study_file, sqlite_url):
     """Activations reaching inf must not break the statistics (histogram, picture) on the way
     to the health verdict."""
-    from tuner.config import load_config
-    from tuner.study import run
+    from tuner.run.config import load_config
+    from tuner.run.study import run
 
     config = load_config(study_file(study={"n_trials": 2}, space={
         "init": "large_normal", "activation": "relu", "depth": 60, "width": 64,

@@ -11,14 +11,14 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from tuner.checkpoint import FORMAT, read_checkpoint, save_checkpoint
-from tuner.config import config_from_dict, load_config
-from tuner.data import load_dataset
-from tuner.errors import CheckpointError, ConfigError, TunerError
-from tuner.finetune import configure, load_pretrained, pretrain
-from tuner.models import MODELS, ModelSpec, mlp
-from tuner.study import run
-from tuner.training import TrainConfig, make_optimizer, train
+from tuner.core.errors import CheckpointError, ConfigError, TunerError
+from tuner.nn.checkpoint import FORMAT, read_checkpoint, save_checkpoint
+from tuner.nn.data import load_dataset
+from tuner.nn.finetune import configure, load_pretrained, pretrain
+from tuner.nn.models import MODELS, ModelSpec, mlp
+from tuner.nn.training import TrainConfig, make_optimizer, train
+from tuner.run.config import config_from_dict, load_config
+from tuner.run.study import run
 
 SOURCE = {"dataset": "digits", "classes": [0, 1, 2, 3, 4], "epochs": 3}
 SPEC = ModelSpec(64, 5, (1, 8, 8), 2, 32, "relu")  # digits: 8x8 images, flattened

@@ -8,15 +8,15 @@ import torch
 from optuna.trial import TrialState
 from torch import nn
 
-from tuner.config import load_config
-from tuner.data import load_dataset
-from tuner.diagnostics import hidden_activations
-from tuner.errors import ConfigError
-from tuner.health import VERDICTS, assess, init_health, scheme_table
-from tuner.init import apply_init
-from tuner.models import ModelSpec, mlp
-from tuner.study import run
-from tuner.training import TrainConfig, train
+from tuner.core.errors import ConfigError
+from tuner.nn.data import load_dataset
+from tuner.nn.diagnostics import hidden_activations
+from tuner.nn.health import VERDICTS, assess, init_health, scheme_table
+from tuner.nn.models import ModelSpec, mlp
+from tuner.nn.schemes import apply_init
+from tuner.nn.training import TrainConfig, train
+from tuner.run.config import load_config
+from tuner.run.study import run
 
 
 def deep_net(scheme: str, activation: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:

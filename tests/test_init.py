@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from tuner.errors import CheckpointError, ConfigError
-from tuner.init import CONSTANT_VALUE, SCHEMES, apply_init, random_schemes
-from tuner.models import ModelSpec, mlp
+from tuner.core.errors import CheckpointError, ConfigError
+from tuner.nn.models import ModelSpec, mlp
+from tuner.nn.schemes import CONSTANT_VALUE, SCHEMES, apply_init, random_schemes
 
 # (fan_in, fan_out, gain, rows) -> (mean, variance) of every weight, per scheme; ``rows`` is the
 # first dimension of the weight (output units or channels), fans include a conv's kernel.

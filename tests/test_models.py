@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from tuner.data import load_dataset
-from tuner.init import apply_init
-from tuner.models import ACTIVATIONS, MODELS, OPTIMIZERS, ModelSpec, weight_layers
-from tuner.training import Diverged, TrainConfig, train
+from tuner.nn.data import load_dataset
+from tuner.nn.models import ACTIVATIONS, MODELS, OPTIMIZERS, ModelSpec, weight_layers
+from tuner.nn.schemes import apply_init
+from tuner.nn.training import Diverged, TrainConfig, train
 
 
 def test_mlp_shape_and_layers():

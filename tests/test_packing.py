@@ -10,17 +10,18 @@ import torch
 from optuna.trial import TrialState
 
 from tests.conftest import unique
-from tuner.config import config_from_dict, load_config
-from tuner.data import load_dataset
-from tuner.errors import ConfigError
-from tuner.init import apply_init
-from tuner.models import MODELS, ModelSpec
+from tuner.core.errors import ConfigError
+from tuner.nn.data import load_dataset
+from tuner.nn.models import MODELS, ModelSpec
+from tuner.nn.population import Population, train_population
+from tuner.nn.schemes import apply_init
+from tuner.nn.stacked_optim import STACKED_OPTIMIZERS
+from tuner.nn.training import TrainConfig, make_optimizer, train
 from tuner.objectives import ObjectiveContext
 from tuner.objectives.classifier import group_key, trial_data
-from tuner.packing import STACKED_OPTIMIZERS, Population, train_population
-from tuner.study import n_finished, prepare_study, run
-from tuner.study import optimize as study_optimize
-from tuner.training import TrainConfig, make_optimizer, train
+from tuner.run.config import config_from_dict, load_config
+from tuner.run.study import n_finished, prepare_study, run
+from tuner.run.study import optimize as study_optimize
 
 DIGITS = load_dataset("digits", seed=0)
 
@@ -249,9 +250,9 @@ def test_a_model_that_cannot_stack_is_not_grouped(monkeypatch):
 def test_the_first_group_key_of_a_process_loads_real_data_not_meta_tensors():
     # group_key builds a memory-less model on the meta device; the dataset it needs, loaded (and
     # cached for the whole process) on first use, must not be created inside that context.
-    import tuner.data
+    import tuner.nn.data
 
-    tuner.data._load_cached.cache_clear()  # as in a fresh `tuner run --pack N` process
+    tuner.nn.data._load_cached.cache_clear()  # as in a fresh `tuner run --pack N` process
     ctx = ObjectiveContext(settings={"dataset": "digits", "model": "mlp", "device": "cpu"},
                            space=None, seed=913)  # type: ignore[arg-type]
     assert group_key(HP, ctx) is not None

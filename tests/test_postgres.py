@@ -26,7 +26,7 @@ from _workerkit import (
 from conftest import PG_ADMIN_URL, unique
 from optuna.trial import TrialState
 
-from tuner.storage import normalise_url, open_storage
+from tuner.store.storage import normalise_url, open_storage
 
 pytestmark = pytest.mark.postgres
 PASSWORD = "s3cr3t-Pa55"

@@ -8,9 +8,9 @@ import pytest
 from optuna.pruners import MedianPruner
 from optuna.trial import TrialState
 
-from tuner.config import load_config
-from tuner.errors import ConfigError
-from tuner.pruners import OPTION_RULES, PRUNERS, SnapshotMedianPruner, build_pruner
+from tuner.core.errors import ConfigError
+from tuner.run.config import load_config
+from tuner.search.pruners import OPTION_RULES, PRUNERS, SnapshotMedianPruner, build_pruner
 
 P = optuna.pruners
 
@@ -104,8 +104,8 @@ def test_bad_settings_in_a_study_file_name_the_file(name, options, match, study_
 
 
 def test_every_rule_names_an_option_of_some_pruner():
-    from tuner.options import accepted_options
-    from tuner.pruners import CLASSES
+    from tuner.core.option_rules import accepted_options
+    from tuner.search.pruners import CLASSES
 
     options = {o for cls in CLASSES.values() for o in accepted_options(cls)}
     assert set(OPTION_RULES) == options

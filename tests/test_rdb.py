@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 from sqlalchemy import event, exc
 from sqlalchemy.orm import Session
 
-from tuner.rdb import CREATE_TOKEN, ResilientRDBStorage
-from tuner.storage import open_storage
+from tuner.store.rdb import CREATE_TOKEN, ResilientRDBStorage
+from tuner.store.storage import open_storage
 
 
 class LostAnswers:

@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 
 from tests._browser import dump_dom, ink, screenshot
 from tests.conftest import TINY, merged, run_tuner, to_toml
-from tuner.errors import ConfigError
-from tuner.report import build_report, write_report
+from tuner.core.errors import ConfigError
+from tuner.views.report import build_report, write_report
 
 # Init scheme and activation both searched, so the report compares both.
 STUDY = merged(TINY, study={"n_trials": 5, "sampler": "random", "seed": 3},
@@ -123,7 +123,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(folder, tmp_path, args, 
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    import tuner.report._build as build
+    import tuner.views.report._build as build
 
     def full_disk(*args):
         raise OSError(28, "No space left on device")

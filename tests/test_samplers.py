@@ -8,10 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuner.config import load_config
-from tuner.pruners import PRUNERS
-from tuner.samplers import SAMPLERS, build_sampler
-from tuner.study import run
+from tuner.run.config import load_config
+from tuner.run.study import run
+from tuner.search.pruners import PRUNERS
+from tuner.search.samplers import SAMPLERS, build_sampler
 
 # A space every sampler can handle, grid included (finite: lr as a list, batch as pow2 exponents).
 DISCRETE = {"lr": [0.01, 0.05], "batch_size": {"low": 16, "high": 32}, "init": ["xavier_uniform"],
@@ -40,7 +40,7 @@ def test_grid_enumerates_the_whole_grid_then_stops(study_file, sqlite_url):
 
 
 def test_cmaes_says_categoricals_fall_back_to_random(study_file, caplog):
-    from tuner import errors
+    from tuner.core import errors
 
     errors._said.clear()  # said once per process: forget earlier tests' cmaes studies
     with caplog.at_level(logging.WARNING, logger="tuner"):
@@ -53,7 +53,7 @@ def test_cmaes_says_categoricals_fall_back_to_random(study_file, caplog):
                                                 ("none", False)])
 def test_gp_with_a_pruner_says_it_learns_only_from_complete_trials(study_file, caplog, pruner,
                                                                      warned):
-    from tuner import errors
+    from tuner.core import errors
 
     errors._said.clear()
     with caplog.at_level(logging.WARNING, logger="tuner"):
@@ -107,7 +107,7 @@ def test_median_pruner_prunes_a_hopeless_trial(study_file, sqlite_url):
 
 
 def test_pruner_settings_reach_the_optuna_pruner():
-    from tuner.pruners import build_pruner
+    from tuner.search.pruners import build_pruner
 
     median = build_pruner("median", {"n_startup_trials": 7, "n_warmup_steps": 3}, 10)
     assert isinstance(median, optuna.pruners.MedianPruner)
@@ -123,7 +123,7 @@ def test_pruner_settings_reach_the_optuna_pruner():
 def test_optunas_deprecation_of_an_option_is_one_warning_naming_the_file(study_file, caplog):
     import warnings
 
-    from tuner import errors
+    from tuner.core import errors
 
     errors._said.clear()
     path = study_file(study={"sampler": "cmaes"}, sampler={"sigma0": 0.5})

@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tuner.errors import ConfigError
-from tuner.init import SCHEMES
-from tuner.space import ParamRule, parse_param, parse_space
+from tuner.core.errors import ConfigError
+from tuner.nn.schemes import SCHEMES
+from tuner.search.space import ParamRule, parse_param, parse_space
 
 LR = ParamRule(kind="float", low=0.0, low_open=True, log=True)
 BATCH = ParamRule(kind="pow2", low=1)

@@ -7,10 +7,10 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import unique
-from tuner.config import load_config
-from tuner.errors import ConfigError, StudyNotFoundError
-from tuner.storage import open_storage
-from tuner.study import CONFIG_ATTR, DivergedError, n_finished, resume, run
+from tuner.core.errors import ConfigError, StudyNotFoundError
+from tuner.run.config import load_config
+from tuner.run.study import CONFIG_ATTR, DivergedError, n_finished, resume, run
+from tuner.store.storage import open_storage
 
 
 @pytest.fixture(params=["sqlite", "journal", "postgresql"])
@@ -167,7 +167,7 @@ def test_resume_overrides_belong_to_that_run_only(study_file, sqlite_url):
 
 
 def test_a_multi_objective_study_in_the_storage_is_listed_and_refused_by_name(sqlite_url):
-    from tuner.results import list_studies
+    from tuner.views.summaries import list_studies
 
     storage = open_storage(sqlite_url)
     multi = optuna.create_study(study_name="pareto", storage=storage,
@@ -178,7 +178,7 @@ def test_a_multi_objective_study_in_the_storage_is_listed_and_refused_by_name(sq
     with pytest.raises(ConfigError, match="'pareto' has 2 objectives"):
         resume("pareto", sqlite_url, n_trials=1)
     with pytest.raises(ConfigError, match="has 2 objectives"):
-        from tuner.study import open_study
+        from tuner.run.study import open_study
 
         open_study("pareto", sqlite_url)
 
@@ -191,10 +191,10 @@ def test_a_lost_connection_ends_a_run_with_the_storage_error(sqlite_url, monkeyp
     from sqlalchemy import event, exc
 
     from tests.conftest import TINY
-    from tuner.config import config_from_dict
-    from tuner.errors import StorageError
-    from tuner.storage import open_storage
-    from tuner.study import optimize, prepare_study
+    from tuner.core.errors import StorageError
+    from tuner.run.config import config_from_dict
+    from tuner.run.study import optimize, prepare_study
+    from tuner.store.storage import open_storage
 
     monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "0.3")
     storage = open_storage(sqlite_url)

@@ -12,10 +12,10 @@ import torch
 from optuna.trial import TrialState
 
 from tests.conftest import run_tuner, to_toml, unique
-from tuner.artifacts import INIT_ACTIVATIONS, LEARNING_CURVE, open_store, trial_artifacts
-from tuner.config import load_config
-from tuner.errors import ConfigError
-from tuner.study import ObjectiveFailed, run
+from tuner.core.errors import ConfigError
+from tuner.run.config import load_config
+from tuner.run.study import ObjectiveFailed, run
+from tuner.store.artifacts import INIT_ACTIVATIONS, LEARNING_CURVE, open_store, trial_artifacts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -235,7 +235,7 @@ def test_init_matches_the_gain_of_the_models_own_activation(user_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize(("example", "name", "sizes"), [
     ("cnn_digits", "cnn-digits", {16, 32, 64, 128}),  # its own loop
-    ("wide_mlp", "wide-mlp", {8, 16, 32, 64}),  # tuner.training.train
+    ("wide_mlp", "wide-mlp", {8, 16, 32, 64}),  # tuner.nn.training.train
 ])
 def test_the_shipped_examples_run_as_studies(tmp_path, example, name, sizes):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
@@ -258,7 +258,7 @@ def test_the_shipped_examples_run_as_studies(tmp_path, example, name, sizes):
 
 
 def test_the_report_of_an_objective_without_pictures_says_why_not_broken_setup(user_dir):
-    from tuner.report import write_report
+    from tuner.views.report import write_report
 
     source = '''
     def objective(trial, ctx):

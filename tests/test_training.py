@@ -1,4 +1,4 @@
-"""The fast training loop's device policies and the reporting cadence (tuner.cadence)."""
+"""The fast training loop's device policies and the reporting cadence (tuner.search.report_steps)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from tests.conftest import unique
-from tuner.cadence import report_steps
-from tuner.config import load_config
-from tuner.data import load_dataset
-from tuner.init import apply_init
-from tuner.models import MODELS, ModelSpec
-from tuner.pruners import build_pruner
-from tuner.study import run
-from tuner.training import TrainConfig, amp_dtype, bare_step, train
+from tuner.nn.data import load_dataset
+from tuner.nn.models import MODELS, ModelSpec
+from tuner.nn.schemes import apply_init
+from tuner.nn.training import TrainConfig, amp_dtype, bare_step, train
+from tuner.run.config import load_config
+from tuner.run.study import run
+from tuner.search.pruners import build_pruner
+from tuner.search.report_steps import report_steps
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_bare_step_matches_the_full_step_and_respects_hooks():
 
 
 def test_train_reads_the_same_numbers_as_evaluate():
-    from tuner.training import evaluate
+    from tuner.nn.training import evaluate
 
     data = load_dataset("iris", seed=0)
     torch.manual_seed(1)
@@ -107,7 +107,7 @@ def test_train_reads_the_same_numbers_as_evaluate():
 
 
 def test_cpu_training_uses_one_thread_by_default(monkeypatch):
-    import tuner.training as training
+    import tuner.nn.training as training
 
     monkeypatch.setattr(training, "_threads_set", False)
     before = torch.get_num_threads()

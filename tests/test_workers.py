@@ -30,12 +30,12 @@ from _workerkit import (
 from conftest import unique
 from optuna.trial import TrialState
 
-from tuner.config import StudyConfig, load_config
-from tuner.errors import StorageError
-from tuner.rdb import ResilientRDBStorage, heartbeat_settings, reraise_lost
-from tuner.storage import open_storage
-from tuner.study import RunResult, prepare_study
-from tuner.workers import _jobs, run_jobs, threads_per_worker, work
+from tuner.core.errors import StorageError
+from tuner.run.config import StudyConfig, load_config
+from tuner.run.study import RunResult, prepare_study
+from tuner.run.workers import _jobs, run_jobs, threads_per_worker, work
+from tuner.store.rdb import ResilientRDBStorage, heartbeat_settings, reraise_lost
+from tuner.store.storage import open_storage
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -9,17 +9,17 @@ The library does the work; the ``tuner`` CLI is a thin shell over it::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from tuner.core.version import __version__
 
 # Loaded on first use (PEP 562), so that ``import tuner`` (and the ``tuner`` command, which
 # must answer Ctrl-C while torch and Optuna are still importing) starts light.
 _EXPORTS = {
-    "StudyConfig": "tuner.config", "config_from_dict": "tuner.config",
-    "load_config": "tuner.config",
-    "CheckpointError": "tuner.errors", "ConfigError": "tuner.errors",
-    "ObjectiveError": "tuner.errors", "StorageError": "tuner.errors",
-    "StudyNotFoundError": "tuner.errors", "TunerError": "tuner.errors",
-    "open_study": "tuner.study", "resume": "tuner.study", "run": "tuner.study",
+    "StudyConfig": "tuner.run.config", "config_from_dict": "tuner.run.config",
+    "load_config": "tuner.run.config",
+    "CheckpointError": "tuner.core.errors", "ConfigError": "tuner.core.errors",
+    "ObjectiveError": "tuner.core.errors", "StorageError": "tuner.core.errors",
+    "StudyNotFoundError": "tuner.core.errors", "TunerError": "tuner.core.errors",
+    "open_study": "tuner.run.study", "resume": "tuner.run.study", "run": "tuner.run.study",
 }
 
 

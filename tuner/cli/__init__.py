@@ -1,6 +1,6 @@
 """The ``tuner`` command line: a thin shell over the library.
 
-``main`` turns every :class:`~tuner.errors.TunerError` and usage error into one
+``main`` turns every :class:`~tuner.core.errors.TunerError` and usage error into one
 ``error: …`` line with exit status 2; Ctrl-C exits 130; anything else is a bug (exit 1, the
 traceback only with ``--debug``).
 """
@@ -16,10 +16,10 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer.exceptions import TyperException
 
-from tuner import __version__
 from tuner.cli import compare, inspect, run, science, view, worker  # noqa: F401  (commands)
 from tuner.cli._app import app, reflow_help
-from tuner.errors import TunerError
+from tuner.core.errors import TunerError
+from tuner.core.version import __version__
 
 reflow_help()
 
@@ -62,7 +62,7 @@ def _check_environment() -> None:
     import os
 
     if os.environ.get("TUNER_CPU_THREADS"):
-        from tuner.training import cpu_threads_setting
+        from tuner.nn.training import cpu_threads_setting
 
         cpu_threads_setting()
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
-        from tuner.storage import mask_url
+        from tuner.store.storage import mask_url
 
         print(f"error: unexpected failure: {type(e).__name__}: {mask_url(str(e))} "
               "(run with --debug for the traceback)", file=sys.stderr)

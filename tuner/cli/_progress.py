@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from tuner.cli._app import err
-from tuner.results import trial_params
+from tuner.views.summaries import trial_params
 
 
 def _fmt(v: float | None) -> str:
@@ -26,7 +26,7 @@ def _fmt(v: float | None) -> str:
 
 
 class TrialProgress:
-    """A :class:`tuner.study.ProgressHook` drawing trials done, best value and time."""
+    """A :class:`tuner.run.study.ProgressHook` drawing trials done, best value and time."""
 
     def __init__(self, metric: str | None = None, quiet: bool = False, header: str = "") -> None:
         self.metric = metric  # None: the stored study's own metric, read at start
@@ -39,7 +39,7 @@ class TrialProgress:
         self._total: int | None = None
 
     def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
-        from tuner.study import study_metric
+        from tuner.run.study import study_metric
 
         self.metric = self.metric or study_metric(study)
         self._started = time.monotonic()

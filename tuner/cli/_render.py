@@ -1,4 +1,4 @@
-"""Human-readable rendering of the dicts in :mod:`tuner.results` (rich tables)."""
+"""Human-readable rendering of the dicts in :mod:`tuner.views.summaries` (rich tables)."""
 
 from __future__ import annotations
 

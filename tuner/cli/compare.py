@@ -37,9 +37,9 @@ def compare(
 ) -> None:
     """Run one study under each sampler with several seeds, in parallel, in memory; write a
     best-so-far plot, a table of trials-to-target and final best, and the raw results."""
-    from tuner.compare import check_output, check_samplers
-    from tuner.compare import compare as run_compare
-    from tuner.config import load_config
+    from tuner.run.compare import check_output, check_samplers
+    from tuner.run.compare import compare as run_compare
+    from tuner.run.config import load_config
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     check_samplers(names)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from tuner.cli._app import app, artifact_dir_option, err, out, storage_option
-from tuner.errors import ConfigError
+from tuner.core.errors import ConfigError
 
 
 @app.command("list")
@@ -20,8 +20,8 @@ def list_(
 ) -> None:
     """List the studies in a storage with their trial counts and best values."""
     from tuner.cli._render import render_list
-    from tuner.results import list_studies
-    from tuner.storage import mask_url, open_storage, resolve_url
+    from tuner.store.storage import mask_url, open_storage, resolve_url
+    from tuner.views.summaries import list_studies
 
     url = resolve_url(storage)
     rows = list_studies(open_storage(url, must_exist=True))
@@ -40,8 +40,8 @@ def show(
 ) -> None:
     """Show a study: settings, counts per state, the best trial and the top trials."""
     from tuner.cli._render import render_show
-    from tuner.results import study_summary
-    from tuner.study import open_study
+    from tuner.run.study import open_study
+    from tuner.views.summaries import study_summary
 
     summary = study_summary(open_study(name, storage), top=top)
     if as_json:
@@ -64,9 +64,9 @@ def export(
                                        help="File; '-' or none: standard output."),
 ) -> None:
     """Export every trial of a study (params with real batch sizes, values, states, times)."""
-    from tuner.results import export_trials
-    from tuner.storage import check_not_storage
-    from tuner.study import open_study
+    from tuner.run.study import open_study
+    from tuner.store.storage import check_not_storage
+    from tuner.views.summaries import export_trials
 
     if output is not None and str(output) == "-":  # the shell convention for stdout
         output = None
@@ -93,9 +93,9 @@ def delete(
     """Delete a study, all its trials, and its trials' pictures."""
     import optuna
 
-    from tuner import artifacts
-    from tuner.storage import open_storage
-    from tuner.study import load_existing
+    from tuner.run.study import load_existing
+    from tuner.store import artifacts
+    from tuner.store.storage import open_storage
 
     store = open_storage(storage, must_exist=True)
     study = load_existing(name, store, any_objectives=True)

@@ -44,10 +44,10 @@ def run(
     Running a stored study again continues it; a stored study of the same name with a
     different objective, space or direction is refused.
     """
-    from tuner.config import load_config
-    from tuner.device import check_device
-    from tuner.storage import mask_url, resolve_url
-    from tuner.study import run as run_study
+    from tuner.nn.device import check_device
+    from tuner.run.config import load_config
+    from tuner.run.study import run as run_study
+    from tuner.store.storage import mask_url, resolve_url
 
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
                          timeout=timeout, pack=pack)
@@ -56,7 +56,7 @@ def run(
     url = resolve_url(storage)
     header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
     if jobs is not None:
-        from tuner.workers import run_jobs
+        from tuner.run.workers import run_jobs
 
         progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
         result = run_jobs(config, url, jobs=jobs, progress=progress, device=device)
@@ -83,14 +83,14 @@ def resume(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Continue a stored study with its stored sampler, pruner, objective and space."""
-    from tuner.config import load_config
-    from tuner.device import check_device
+    from tuner.nn.device import check_device
+    from tuner.run.config import load_config
 
     if device is not None:
         check_device(device, "--device")
-    from tuner.storage import mask_url, resolve_url
-    from tuner.study import resume as resume_study
-    from tuner.study import study_metric
+    from tuner.run.study import resume as resume_study
+    from tuner.run.study import study_metric
+    from tuner.store.storage import mask_url, resolve_url
 
     config = load_config(config_file) if config_file else None
     url = resolve_url(storage)
@@ -102,8 +102,8 @@ def resume(
 
 
 def _report(result, metric: str, url: str) -> None:
-    from tuner.results import trial_record
-    from tuner.study import count_states
+    from tuner.run.study import count_states
+    from tuner.views.summaries import trial_record
 
     study = result.study
     numbers = set(result.trial_numbers)

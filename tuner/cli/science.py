@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tuner.cli._app import app, err, out
-from tuner.errors import ConfigError
+from tuner.core.errors import ConfigError
 
 
 @app.command()
@@ -33,12 +33,12 @@ def diagnose(
     Pushes N(0, 1) data through a freshly initialised depth x width MLP and prints per-layer
     activation mean/std/histogram, the gradient std of one backward pass, and a health
     verdict."""
-    from tuner.diagnostics import diagnose_many
+    from tuner.nn.diagnostics import diagnose_many
 
     runs = diagnose_many(init, activation, depth=depth, width=width, samples=samples,
                          seed=seed, bins=bins)
     if png is not None:
-        from tuner.diagnostics_plot import save_png
+        from tuner.views.diagnose_plot import save_png
 
         err.print(f"wrote {save_png(runs, png)}")
     if as_json:
@@ -113,7 +113,7 @@ def pretrain(
 
     A study starts from it with [space] init = "pretrained" and [objective] checkpoint =
     "FILE"."""
-    from tuner.finetune import pretrain as run_pretrain
+    from tuner.nn.finetune import pretrain as run_pretrain
 
     extra = _pairs(setting, "--set")
     for key in ("dataset", "model", "epochs", "classes"):

@@ -18,7 +18,7 @@ def dashboard(
     artifact_dir: Path | None = artifact_dir_option(),
 ) -> None:
     """Serve optuna-dashboard over the storage, with each trial's pictures; Ctrl-C stops it."""
-    from tuner.dashboard import start
+    from tuner.views.dashboard import start
 
     board = start(storage, host=host, port=port, artifact_dir=artifact_dir)
     try:  # from the moment the URL is out, Ctrl-C is the normal way to stop: exit 0
@@ -40,9 +40,9 @@ def report(
     artifact_dir: Path | None = artifact_dir_option(),
 ) -> None:
     """Write one self-contained HTML report of a study (opens offline, no server needed)."""
-    from tuner.report import write_report
-    from tuner.storage import check_not_storage
-    from tuner.study import open_study
+    from tuner.run.study import open_study
+    from tuner.store.storage import check_not_storage
+    from tuner.views.report import write_report
 
     check_not_storage(output, storage)
     path = write_report(open_study(name, storage), output, artifact_dir=artifact_dir)

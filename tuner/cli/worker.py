@@ -45,15 +45,15 @@ def worker(
     on as many machines as can reach the storage (PostgreSQL for several machines).
     """
     from tuner.cli.run import _report
-    from tuner.storage import mask_url, resolve_url
-    from tuner.workers import announce_trial, work
+    from tuner.run.workers import announce_trial, work
+    from tuner.store.storage import mask_url, resolve_url
 
     if quiet:
         logging.getLogger("tuner").setLevel(logging.WARNING)
     url = resolve_url(storage)
     header = f"worker on study {name!r} · storage {mask_url(url)}"
     if device is not None:
-        from tuner.device import check_device
+        from tuner.nn.device import check_device
 
         check_device(device, "--device")
     result = work(name, url, n_trials=n_trials, timeout=timeout, threads=threads, wait_s=wait,

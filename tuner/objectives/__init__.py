@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tuner.errors import ObjectiveError
-from tuner.space import ParamRule, SearchSpace
+from tuner.core.errors import ObjectiveError
+from tuner.search.space import ParamRule, SearchSpace
 
 if TYPE_CHECKING:
     from tuner.objectives.context import ObjectiveContext

@@ -10,14 +10,14 @@ PyTorch model alike::
         ctx.init(model, hp["init"], activation="relu")
         ctx.check_init(trial, model, data.x_val[:256])  # verdict stored; dead init pruned
         for epoch in range(1, epochs + 1):
-            ...                                        # any loop, or tuner.training.train
+            ...                                        # any loop, or tuner.nn.training.train
             ctx.report(trial, epoch, val_acc, train_loss=tl, val_loss=vl)
         return val_acc
 
 The loop that calls the objective ends every trial with :meth:`ObjectiveContext.finish_trial`:
 its learning curve is stored (user attribute ``curve``) and its two pictures saved to the
-artifact store (:mod:`tuner.artifacts`). A wrong call (an unknown scheme, a model that cannot
-take ``x``, a non-finite value) raises :class:`~tuner.errors.ToolkitError` naming the call and
+artifact store (:mod:`tuner.store.artifacts`). A wrong call (an unknown scheme, a model that cannot
+take ``x``, a non-finite value) raises :class:`~tuner.core.errors.ToolkitError` naming the call and
 the value; it fails that trial only.
 """
 
@@ -32,17 +32,18 @@ import optuna
 import torch
 from torch import nn
 
-from tuner import artifacts, health
-from tuner.cadence import report_steps
-from tuner.checkpoint import copy_matching, read_checkpoint
-from tuner.data import Dataset, load_dataset
-from tuner.device import resolve_device
-from tuner.diagnostics import hidden_activations, layer_stats
-from tuner.errors import CheckpointError, ConfigError, ToolkitError
-from tuner.init import SCHEMES
-from tuner.models import ACTIVATIONS, infer_activation, weight_layers
+from tuner.core.errors import CheckpointError, ConfigError, ToolkitError
+from tuner.nn import health
+from tuner.nn.checkpoint import copy_matching, read_checkpoint
+from tuner.nn.data import Dataset, load_dataset
+from tuner.nn.device import resolve_device
+from tuner.nn.diagnostics import hidden_activations, layer_stats
+from tuner.nn.models import ACTIVATIONS, infer_activation, weight_layers
+from tuner.nn.schemes import SCHEMES
 from tuner.objectives.shared import dataset_settings
-from tuner.space import SearchSpace
+from tuner.search.report_steps import report_steps
+from tuner.search.space import SearchSpace
+from tuner.store import artifacts
 
 PRUNE_REASON = "prune_reason"
 CURVE = "curve"
@@ -197,8 +198,8 @@ class ObjectiveContext:
         any other numbers of that step (``train_loss``, ``val_loss``, ``val_accuracy`` are
         drawn in the learning-curve picture; every name is stored in the ``curve`` user
         attribute). ``value`` reaches the pruner only at the steps it can act on
-        (:mod:`tuner.cadence`); when it prunes, this raises :class:`optuna.TrialPruned` with
-        the reason, which the trial keeps."""
+        (:mod:`tuner.search.report_steps`); when it prunes, this raises
+        :class:`optuna.TrialPruned` with the reason, which the trial keeps."""
         call = f"ctx.report(trial, step={step!r}, value={value!r})"
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ToolkitError(f"{call}: step must be a whole number >= 0")

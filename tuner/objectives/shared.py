@@ -8,7 +8,7 @@ A study file means the same by ``lr``, ``batch_size`` and ``init`` whatever its 
 ``batch_size``  powers of two, searched as the integer exponent (Optuna stores
                 ``batch_size_log2``; the trial's ``batch_size`` user attribute, and what
                 ``ctx.suggest`` returns, is the real value)
-``init``        names of init schemes (:data:`tuner.init.SCHEMES`), for ``ctx.init``
+``init``        names of init schemes (:data:`tuner.nn.schemes.SCHEMES`), for ``ctx.init``
 ==============  ==================================================================================
 
 Settings under ``[objective]`` the toolkit reads, each checked at load for any objective:
@@ -23,12 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuner.data import DATASETS, dataset_options
-from tuner.device import check_device
-from tuner.errors import ConfigError
-from tuner.init import SCHEMES
-from tuner.paths import missing_file_hint, resolve_path
-from tuner.space import ParamRule
+from tuner.core.errors import ConfigError
+from tuner.core.paths import missing_file_hint, resolve_path
+from tuner.nn.data import DATASETS, dataset_options
+from tuner.nn.device import check_device
+from tuner.nn.schemes import SCHEMES
+from tuner.search.space import ParamRule
 
 SHARED_RULES: dict[str, ParamRule] = {
     "lr": ParamRule(kind="float", low=0.0, low_open=True, log=True,

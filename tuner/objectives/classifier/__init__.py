@@ -1,7 +1,7 @@
 """The built-in objective: train a small classifier and return a validation metric.
 
 A client of the public toolkit (:mod:`tuner.objectives.context`) and the fast loop
-(:func:`tuner.training.train`), like any user's objective; it adds its study-file validation
+(:func:`tuner.nn.training.train`), like any user's objective; it adds its study-file validation
 (:func:`validate`) and a packer (``--pack``: :mod:`._pack`) on its spec.
 """
 

@@ -1,6 +1,6 @@
 """The built-in objective: train a small classifier and return a validation metric.
 
-``[objective]`` settings: ``dataset`` (a registered name, see :mod:`tuner.data`), its options
+``[objective]`` settings: ``dataset`` (a registered name, see :mod:`tuner.nn.data`), its options
 (``path``, ``target``, ``classes``, ``val_fraction`` …), ``model`` (``mlp`` or ``cnn``),
 ``epochs`` and ``device``. Searchable ``[space]`` names: lr, batch_size, init, activation,
 weight_decay, depth, width, optimizer, momentum (each may also be fixed or left to its default).
@@ -15,16 +15,16 @@ from typing import Any
 import optuna
 import torch
 
-from tuner import finetune, health
-from tuner.data import DATASETS, Dataset, dataset_options, load_dataset
-from tuner.device import fit_batch_size
-from tuner.errors import ConfigError, warn_once
-from tuner.init import SCHEMES
-from tuner.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
+from tuner.core.errors import ConfigError, warn_once
+from tuner.nn import finetune, health
+from tuner.nn.data import DATASETS, Dataset, dataset_options, load_dataset
+from tuner.nn.device import fit_batch_size
+from tuner.nn.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
+from tuner.nn.schemes import SCHEMES
+from tuner.nn.training import Diverged, EpochStats, TrainConfig, evaluate, train
 from tuner.objectives.context import ObjectiveContext
 from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
-from tuner.space import ParamRule, SearchSpace
-from tuner.training import Diverged, EpochStats, TrainConfig, evaluate, train
+from tuner.search.space import ParamRule, SearchSpace
 
 PARAM_RULES: dict[str, ParamRule] = {
     # The names every objective shares (tuner.objectives.shared), with this one's defaults.
@@ -41,8 +41,8 @@ PARAM_RULES: dict[str, ParamRule] = {
 }
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto",
-            "artifacts": True}  # per-trial pictures for the dashboard (tuner.artifacts)
-# Init science (tuner.health, tuner.finetune): prune dead inits before epoch 1; a checkpoint
+            "artifacts": True}  # per-trial pictures for the dashboard (tuner.store.artifacts)
+# Init science (tuner.nn.health, tuner.nn.finetune): prune dead inits before epoch 1; a checkpoint
 # for init = "pretrained" (a file name, relative to the study file; None: no checkpoint).
 SETTINGS.update({"prune_dead_inits": True, **finetune.SETTINGS})
 
@@ -183,7 +183,7 @@ def report_epoch(ctx: ObjectiveContext, trial: optuna.Trial, stats: EpochStats) 
 
 def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
     """Train one configuration with the toolkit: init, health check, the fast loop
-    (:func:`tuner.training.train`), a report per epoch; return the last epoch's value."""
+    (:func:`tuner.nn.training.train`), a report per epoch; return the last epoch's value."""
     hp = ctx.suggest(trial)
     setup = prepare_trial(trial, hp, ctx)
     check_init(setup, hp, ctx)

@@ -3,8 +3,8 @@
 Each member is set up, checked, reported and finished as the classifier does it alone
 (``prepare_trial``, ``check_init``, ``report_epoch``, ``ctx.finish_trial``: same seed, init,
 health check, pictures and user attributes), so a packed member reaches the result of the same
-trial run alone; only the training loop differs (:func:`tuner.packing.train_population` instead
-of :func:`tuner.training.train`).
+trial run alone; only the training loop differs
+(:func:`tuner.nn.population.train_population` instead of :func:`tuner.nn.training.train`).
 ``tests/test_packing.py`` runs one study both ways and compares every trial.
 
 Members may differ in ``lr``, ``weight_decay`` and ``init`` (any scheme that draws weights); all
@@ -19,9 +19,12 @@ from typing import Any
 import optuna
 import torch
 
-from tuner import finetune
-from tuner.init import SCHEMES
-from tuner.models import MODELS
+from tuner.nn import finetune
+from tuner.nn.models import MODELS
+from tuner.nn.population import can_stack, train_population
+from tuner.nn.schemes import SCHEMES
+from tuner.nn.stacked_optim import STACKED_OPTIMIZERS
+from tuner.nn.training import EpochStats
 from tuner.objectives import Outcome
 from tuner.objectives.classifier._objective import (
     TrialSetup,
@@ -32,9 +35,6 @@ from tuner.objectives.classifier._objective import (
     report_epoch,
 )
 from tuner.objectives.context import ObjectiveContext
-from tuner.packing._optim import STACKED_OPTIMIZERS
-from tuner.packing._population import can_stack, train_population
-from tuner.training import EpochStats
 
 PER_MEMBER = ("lr", "weight_decay", "init")
 SHARED = ("batch_size", "activation", "optimizer", "depth", "width")
@@ -106,7 +106,7 @@ def train_members(
     except BaseException:
         for member in live:  # what the sequential loop does for a failing objective
             ctx.finish_trial(member.trial)
-        raise  # the live members fail with this error (tuner.packing._study)
+        raise  # the live members fail with this error (tuner.run.packed)
     for k, (member, run) in enumerate(zip(live, runs, strict=True)):
         number = member.trial.number
         if run.diverged is not None:

@@ -1,0 +1,241 @@
+"""The training loop: in-memory tensors, a fresh permutation per epoch, no DataLoader.
+
+For the small models tuner trains, Python overhead dominates the arithmetic, so the loop keeps
+per-batch work to slicing, forward, backward and step, and synchronises with the device once per
+epoch (to read the losses), not once per batch. The data stays where it was put (on the GPU for a
+CUDA run); nothing is copied per batch.
+
+Two device policies live here:
+
+* **CUDA**: automatic mixed precision (bfloat16 where the GPU has it, else float16 with a
+  gradient scaler) for models of at least :data:`AMP_MIN_PARAMS` parameters; smaller models are
+  bound by kernel launches, where casts only add work. ``TrainConfig.amp`` forces it on or off.
+* **CPU**: one intra-op thread per process (``$TUNER_CPU_THREADS`` to change). The per-op work of
+  these models is too small to split, and on a busy machine a second OpenMP thread made a 5-epoch
+  digits trial 2–15x *slower*; parallelism comes from packing and worker processes instead. The
+  setting is process-wide and is made once, by the first call to :func:`train`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from tuner.core.errors import ConfigError
+from tuner.nn.data import Dataset
+from tuner.nn.models import OPTIMIZERS
+
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating; bounds memory on big validation sets
+AMP_MIN_PARAMS = 250_000  # below this, CUDA autocast costs more in casts than it saves
+CPU_THREADS_ENV = "TUNER_CPU_THREADS"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one training run (lr is the raw, not log, value).
+
+    ``amp``: mixed precision on CUDA; ``None`` decides by model size (see the module doc).
+    """
+
+    lr: float
+    batch_size: int
+    epochs: int
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    amp: bool | None = None
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch produced. ``epoch`` counts from 1."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite (usually: learning rate too large)."""
+
+    def __init__(self, epoch: int, loss: float) -> None:
+        super().__init__(f"training diverged in epoch {epoch} (loss={loss})")
+        self.epoch = epoch
+        self.loss = loss
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer over ``model``'s trainable parameters. Fine-tuning (tuner.nn.finetune) may
+    leave some frozen (``requires_grad`` false: skipped) and give a model ``lr_scales``
+    (parameter name -> factor): those parameters learn at ``cfg.lr × factor``."""
+    factory = OPTIMIZERS.get(cfg.optimizer)
+    scales: dict[str, float] = getattr(model, "lr_scales", {})
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault(scales.get(name, 1.0), []).append(p)
+    param_groups = [{"params": ps, "lr": cfg.lr * scale} for scale, ps in groups.items()]
+    return factory(param_groups, cfg.lr, cfg.weight_decay, cfg.momentum)
+
+
+def bare_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+    """``optimizer.step`` without its profiler/hook wrapper when no hook is registered.
+
+    The wrapper opens a ``record_function`` scope and walks the hook tables on every call:
+    ~10% of a small model's step on CPU. With any step hook present, the full step is used.
+    """
+    from torch.optim import optimizer as optim_module
+
+    hooks = (optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks,
+             optim_module._global_optimizer_pre_hooks, optim_module._global_optimizer_post_hooks)
+    inner = getattr(optimizer.step, "__wrapped__", None)
+    if inner is None or any(hooks):
+        return optimizer.step
+    return functools.partial(inner, optimizer)
+
+
+# --------------------------------------------------------------------------- device policies
+_threads_set = False
+
+
+def cpu_threads_setting() -> int:
+    """``$TUNER_CPU_THREADS`` (default 1), checked: a bad value is a ConfigError."""
+    raw = os.environ.get(CPU_THREADS_ENV) or "1"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"${CPU_THREADS_ENV} must be a whole number >= 1, got {raw!r}")
+    return value
+
+
+def use_cpu_threads() -> int:
+    """Set torch's intra-op threads for CPU training once per process; returns the count."""
+    global _threads_set
+    wanted = cpu_threads_setting()
+    if not _threads_set:
+        # Changing the count rebuilds the thread pool (~20 ms), so it is done once, not per trial.
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+        _threads_set = True
+    return torch.get_num_threads()
+
+
+def amp_dtype(
+    model: nn.Module, device: torch.device, amp: bool | None = None
+) -> torch.dtype | None:
+    """The autocast dtype for training ``model`` on ``device``, or ``None`` for full precision."""
+    if device.type != "cuda" or amp is False:
+        return None
+    if amp is None and sum(p.numel() for p in model.parameters()) < AMP_MIN_PARAMS:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for a CUDA dtype, else a no-op context."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- helpers
+@torch.no_grad()
+def evaluate_sums(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and number correct of ``model`` on ``x (n, d)``, ``y (n,)``, as
+    0-d device tensors (no synchronisation)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    with autocast(x.device, dtype):
+        for start in range(0, x.shape[0], EVAL_CHUNK):
+            logits = model(x[start : start + EVAL_CHUNK])
+            target = y[start : start + EVAL_CHUNK]
+            loss_sum += nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+            correct += (logits.argmax(dim=1) == target).sum()
+    model.train(was_training)
+    return loss_sum, correct
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``x (n, d)``, ``y (n,)``."""
+    loss_sum, correct = evaluate_sums(model, x, y)
+    n = x.shape[0]
+    return loss_sum.item() / n, correct.item() / n
+
+
+# --------------------------------------------------------------------------- the loop
+def train(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[EpochStats]:
+    """Train ``model`` on ``data`` (both on the same device) and return per-epoch statistics.
+
+    ``on_epoch`` runs after every epoch (a pruner hook may raise there to stop). Raises
+    :class:`Diverged` as soon as an epoch's training loss is not finite.
+    """
+    x, y, n = data.x_train, data.y_train, data.n_train
+    device = x.device
+    if device.type == "cpu":
+        use_cpu_threads()
+    dtype = amp_dtype(model, device, cfg.amp)
+    # float16 needs loss scaling against underflowing gradients; bfloat16 does not.
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    optimizer = make_optimizer(model, cfg)
+    step = bare_step(optimizer) if scaler is None else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    one = torch.ones((), device=device)  # d loss / d loss, made once rather than per backward
+    history: list[EpochStats] = []
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        # -- one pass over a fresh permutation, gathered once per epoch: the batches are then
+        #    contiguous views (the same rows, in the same order, as indexing batch by batch)
+        perm = torch.randperm(n, device=device, generator=generator)
+        xs, ys = x[perm].split(cfg.batch_size), y[perm].split(cfg.batch_size)
+        loss_sum = torch.zeros((), device=device)
+        for xb, yb in zip(xs, ys, strict=True):
+            with autocast(device, dtype):
+                loss = nn.functional.cross_entropy(model(xb), yb)
+            for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its profiler scope
+                p.grad = None
+            if step is not None:
+                loss.backward(one)
+                step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            loss_sum.add_(loss.detach().float(), alpha=len(yb))
+        # -- evaluate, then read all three numbers in one synchronisation
+        val_loss_sum, correct = evaluate_sums(model, data.x_val, data.y_val, dtype)
+        train_sum, val_sum, n_correct = torch.stack(
+            [loss_sum, val_loss_sum, correct.to(loss_sum.dtype)]
+        ).tolist()
+        train_loss = train_sum / n
+        if not math.isfinite(train_loss):
+            raise Diverged(epoch, train_loss)
+        n_val = data.x_val.shape[0]
+        stats = EpochStats(epoch, train_loss, val_sum / n_val, n_correct / n_val)
+        history.append(stats)
+        # -- let the caller report or prune
+        if on_epoch is not None:
+            on_epoch(stats)
+    return history

@@ -1,0 +1,290 @@
+"""Compare samplers on one study: each sampler × N seeds, the repeats in parallel processes.
+
+``compare(config, ["random", "tpe", "gp"], repeats=5, n_trials=30)`` runs the study once per
+(sampler, seed) in a fresh in-memory storage (seeds ``config.seed + r``: every sampler gets the
+same seeds, so data splits and trial seeds pair up), and returns a :class:`Comparison`:
+``.summary()`` per sampler, ``.write(DIR)`` for ``best.png`` (best-so-far vs trials, median and
+interquartile band per sampler), ``table.md`` and ``results.json`` (every run's raw values);
+``compare(..., out_dir=DIR)`` checks ``DIR`` before the first run and writes them at the end.
+
+Target: ``target`` if given, else the value that a share ``target_share`` of all runs reach by
+their last trial (0.5: the median final best). "Trials to target" counts finished trials
+(complete and pruned) until the best value first reaches it; a run that never does counts as
+not reached (the median is then reported as ``> n_trials``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from tuner.core.errors import ConfigError
+from tuner.core.option_rules import accepted_options
+from tuner.run.config import StudyConfig, config_from_dict
+from tuner.search.best_so_far import best_so_far
+from tuner.search.samplers import SAMPLERS, build_sampler
+
+
+@dataclass
+class Run:
+    """One study run: ``values[i]`` is trial ``i``'s value (``None`` unless complete)."""
+
+    sampler: str
+    seed: int
+    values: list[float | None]
+    states: list[str]
+    elapsed_s: float
+    best: list[float | None] = field(default_factory=list)  # best so far after each trial
+    to_target: int | None = None  # trials until the best reached the target
+
+
+@dataclass
+class Comparison:
+    """All runs of a comparison and the target they are measured against."""
+
+    study: str
+    metric: str
+    direction: str
+    n_trials: int
+    samplers: list[str]
+    runs: list[Run]
+    target: float
+    target_share: float
+    files: dict[str, Path] = field(default_factory=dict)  # what write() wrote
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is at least as good as ``b`` for this direction."""
+        return a >= b if self.direction == "maximize" else a <= b
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per sampler: runs, how many reached the target, median trials to it, final best
+        (median and quartiles) and mean seconds per run."""
+        rows = []
+        for sampler in self.samplers:
+            runs = [r for r in self.runs if r.sampler == sampler]
+            steps = sorted(r.to_target if r.to_target is not None else math.inf for r in runs)
+            finals = [r.best[-1] for r in runs if r.best and r.best[-1] is not None]
+            q = statistics.quantiles(finals, n=4, method="inclusive") if len(finals) > 1 \
+                else finals * 3
+            rows.append({
+                "sampler": sampler, "runs": len(runs),
+                "reached": sum(r.to_target is not None for r in runs),
+                "median_trials_to_target": statistics.median(steps) if steps else math.inf,
+                "final_best_median": statistics.median(finals) if finals else None,
+                "final_best_q25": q[0] if finals else None,
+                "final_best_q75": q[2] if finals else None,
+                "mean_seconds": statistics.fmean(r.elapsed_s for r in runs) if runs else 0.0,
+            })
+        return rows
+
+    def table(self) -> str:
+        """The summary as a Markdown table."""
+        lines = [
+            f"{self.study}: {self.metric} ({self.direction}), {self.n_trials} trials per run, "
+            f"target {self.target:.4g}",
+            "",
+            "| sampler | runs | reached target | median trials to target | final best: median "
+            "[q25, q75] | s/run |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in self.summary():
+            med = row["median_trials_to_target"]
+            med_s = f"> {self.n_trials}" if math.isinf(med) else f"{med:g}"
+            best = "—" if row["final_best_median"] is None else (
+                f"{row['final_best_median']:.4g} [{row['final_best_q25']:.4g}, "
+                f"{row['final_best_q75']:.4g}]")
+            lines.append(f"| {row['sampler']} | {row['runs']} | {row['reached']}/{row['runs']} "
+                         f"| {med_s} | {best} | {row['mean_seconds']:.1f} |")
+        return "\n".join(lines) + "\n"
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``best.png``, ``table.md`` and ``results.json`` into ``out_dir`` (created if
+        missing); returns their paths, also kept in ``files``. Raises ConfigError when they
+        cannot be written."""
+        out = check_output(out_dir)
+        paths = {"plot": out / "best.png", "table": out / "table.md",
+                 "results": out / "results.json"}
+        raw = {k: v for k, v in asdict(self).items() if k not in ("runs", "files")}
+        raw["summary"] = [{k: (None if isinstance(v, float) and math.isinf(v) else v)
+                           for k, v in row.items()} for row in self.summary()]
+        raw["runs"] = [asdict(r) for r in self.runs]
+        try:
+            out.mkdir(exist_ok=True)
+            plot(self, paths["plot"])
+            paths["table"].write_text(self.table(), encoding="utf-8")
+            paths["results"].write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot write the comparison into {out}: "
+                              f"{e.strerror or e} ({e.filename or out})") from None
+        self.files = paths
+        return paths
+
+
+def check_output(out_dir: str | Path) -> Path:
+    """``out_dir`` as a path, or ConfigError when a comparison cannot be written there: it is a
+    file, its parent folder does not exist (it is created, its parents are not: a typo does not
+    grow a tree), or the folder is not writable. Creates nothing."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"compare output {out} is a file; give a folder")
+    folder = out if out.exists() else out.parent
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"compare output {out} is inside {folder}, a file; give a folder")
+    if not folder.is_dir():
+        raise ConfigError(f"compare output {out}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"compare output {out}: permission denied in {folder}")
+    return out
+
+
+def compare(
+    config: StudyConfig,
+    samplers: list[str],
+    *,
+    repeats: int = 5,
+    n_trials: int | None = None,
+    jobs: int | None = None,
+    target: float | None = None,
+    target_share: float = 0.5,
+    on_run: Callable[[Run], None] | None = None,
+    out_dir: str | Path | None = None,
+) -> Comparison:
+    """Run ``config`` under each of ``samplers`` with ``repeats`` seeds (see the module doc);
+    ``jobs`` worker processes (default: one per CPU core, at most one per run). With
+    ``out_dir``, write the results there (:meth:`Comparison.write`), checked before any run."""
+    check_samplers(samplers, config)
+    if out_dir is not None:
+        check_output(out_dir)
+    if repeats < 1 or (n_trials is not None and n_trials < 1):
+        raise ConfigError("repeats and n_trials must be >= 1")
+    if not 0 < target_share <= 1:
+        raise ConfigError(f"target share must be in (0, 1], got {target_share}")
+    if target is not None and not math.isfinite(target):
+        raise ConfigError(f"the target must be a finite metric value, got {target}")
+    n_trials = n_trials or config.n_trials
+    tasks = [(_run_config(config, s, config.seed + r, n_trials), s, config.seed + r)
+             for s in samplers for r in range(repeats)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    runs: list[Run] = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_one_run, raw, sampler, seed) for raw, sampler, seed in tasks]
+        for future in as_completed(futures):
+            runs.append(future.result())
+            if on_run is not None:
+                on_run(runs[-1])
+    runs.sort(key=lambda r: (samplers.index(r.sampler), r.seed))
+    result = Comparison(config.name, config.metric, config.direction, n_trials, list(samplers),
+                        runs, math.nan, target_share)
+    result.target = target if target is not None else _default_target(result)
+    for r in runs:
+        r.to_target = next((i + 1 for i, b in enumerate(r.best)
+                            if b is not None and result.better(b, result.target)), None)
+    if out_dir is not None:
+        result.write(out_dir)
+    return result
+
+
+def check_samplers(samplers: list[str], config: StudyConfig | None = None) -> None:
+    """Raise :class:`ConfigError` for an empty list, a name listed twice or an unknown name
+    (listing the valid); with ``config``, also for a sampler that cannot search its space (grid
+    over a continuous range), before any run starts."""
+    if not samplers:
+        raise ConfigError("compare needs at least one sampler")
+    for name in samplers:
+        SAMPLERS.get(name)
+        if samplers.count(name) > 1:
+            raise ConfigError(f"compare: sampler {name!r} is listed twice")
+    for name in samplers if config is not None else ():
+        where = f"{config.source} (compared with sampler {name})"
+        config_from_dict(_run_config(config, name, config.seed, 1, f"{where}: [sampler]"), where)
+
+
+def _run_config(config: StudyConfig, sampler: str, seed: int, n_trials: int,
+                where: str = "[sampler]") -> dict[str, Any]:
+    """The study file of one run, with the sampler options this sampler accepts."""
+    raw = config.to_dict()
+    cls = type(build_sampler(sampler, {}, seed, config.space, where))
+    accepted = set(accepted_options(cls))
+    raw["sampler"] = {k: v for k, v in raw["sampler"].items() if k in accepted}
+    raw["study"].update(sampler=sampler, seed=seed, n_trials=n_trials,
+                        name=f"{config.name}-{sampler}-{seed}")
+    return raw
+
+
+def _one_run(raw: dict[str, Any], sampler: str, seed: int) -> Run:
+    """In a worker process: one study run in memory."""
+    import optuna
+
+    from tuner.run.study import optimize, prepare_study
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    config = config_from_dict(raw, f"<compare {sampler} seed {seed}>")
+    study = prepare_study(config, optuna.storages.InMemoryStorage())
+    started = time.monotonic()
+    optimize(study, config, n_trials=config.n_trials, budget=config.n_trials)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    values = [t.value if t.state.name == "COMPLETE" else None for t in trials]
+    return Run(sampler, seed, values=values, states=[t.state.name for t in trials],
+               elapsed_s=time.monotonic() - started,
+               best=best_so_far(values, config.direction == "maximize"))
+
+
+def _default_target(c: Comparison) -> float:
+    """The final best value that ``target_share`` of all runs reach (an achieved value)."""
+    finals = sorted((r.best[-1] for r in c.runs if r.best and r.best[-1] is not None),
+                    reverse=c.direction == "maximize")  # best first
+    if not finals:
+        raise ConfigError(f"no run of study {c.study!r} completed a trial: nothing to compare")
+    must_reach = max(math.ceil(c.target_share * len(c.runs)), 1)  # runs, of all
+    return finals[min(must_reach, len(finals)) - 1]
+
+
+def plot(c: Comparison, path: Path) -> None:
+    """Best-so-far vs trials: the median over seeds per sampler, the quartiles as a band.
+    Drawn on a bare ``Figure``: the caller's matplotlib backend and pyplot state stay as
+    they are."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
+    x = np.arange(1, c.n_trials + 1)
+    shown: list[np.ndarray] = []
+    for i, sampler in enumerate(c.samplers):
+        rows = [[math.nan if b is None else b for b in r.best] +
+                [math.nan] * (c.n_trials - len(r.best)) for r in c.runs if r.sampler == sampler]
+        curves = np.array(rows, dtype=float)
+        with warnings.catch_warnings():  # all-NaN columns before a first complete trial
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(curves, axis=0)
+            low, high = np.nanpercentile(curves, [25, 75], axis=0)
+        # Samplers share their random start-up trials (same seeds), so curves overlap: the
+        # line styles keep each visible.
+        (line,) = ax.plot(x, median, label=f"{sampler} (median of {len(rows)})", lw=2,
+                          ls=("-", "--", ":", "-.")[i % 4], drawstyle="steps-post")
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0, step="post")
+        shown.append(curves[:, c.n_trials // 5:])
+    ax.axhline(c.target, color="0.3", ls="--", lw=1, label=f"target {c.target:.4g}")
+    # Zoom on where samplers differ: the first trials' poor values would flatten the rest.
+    values = np.concatenate([v.ravel() for v in shown] + [np.array([c.target])])
+    values = values[np.isfinite(values)]
+    lo, hi = np.percentile(values, [5, 100] if c.direction == "maximize" else [0, 95])
+    pad = 0.08 * (hi - lo) or 0.01
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("finished trials")
+    ax.set_ylabel(f"best {c.metric} so far")
+    ax.set_title(f"{c.study}: samplers compared (band: 25–75% of seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right" if c.direction == "maximize" else "upper right")
+    fig.tight_layout()
+    fig.savefig(path)

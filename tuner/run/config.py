@@ -1,0 +1,270 @@
+"""Study files: load, validate completely, and round-trip through storage.
+
+A study file is TOML with these tables (only ``[objective]`` and ``[space]`` are required)::
+
+    [study]     name, direction, metric, sampler, pruner, n_trials, timeout, seed, pack
+    [sampler]   keyword arguments of the sampler (e.g. n_startup_trials)
+    [pruner]    keyword arguments of the pruner (e.g. n_warmup_steps)
+    [objective] name = "classifier" | "pkg.module:function" | entry-point name, plus its settings
+    [space]     the search space (see :mod:`tuner.search.space`)
+
+Everything is checked at load time, before any storage is touched; each error names the file,
+the key and the value. The validated config is stored with the study (:meth:`StudyConfig.to_dict`)
+so ``tuner resume NAME`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.core.errors import ConfigError, ObjectiveError
+from tuner.objectives import ObjectiveSpec, resolve_objective
+from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
+from tuner.search.pruners import PRUNERS, build_pruner
+from tuner.search.samplers import SAMPLERS, build_sampler, warn_about_pruning
+from tuner.search.space import SearchSpace, parse_space
+
+SECTIONS = ("study", "sampler", "pruner", "objective", "space")
+STUDY_DEFAULTS: dict[str, Any] = {
+    "name": None,  # default: the file's stem
+    "direction": None,  # default: the metric's natural direction, else maximize
+    "metric": None,  # default: the objective's first metric, else "value"
+    "sampler": "tpe",
+    "pruner": "median",
+    "n_trials": 20,
+    "timeout": None,
+    "seed": 0,
+    "pack": 1,  # trials trained together as one vectorised population (tuner.nn.population)
+}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+@dataclass
+class StudyConfig:
+    """A validated study file. ``source`` is where it came from (for messages)."""
+
+    name: str
+    direction: str
+    metric: str
+    sampler: str
+    pruner: str
+    n_trials: int
+    timeout: float | None
+    seed: int
+    objective: str
+    objective_settings: dict[str, Any]
+    space: SearchSpace
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    pruner_options: dict[str, Any] = field(default_factory=dict)
+    space_table: dict[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+    spec: ObjectiveSpec | None = field(default=None, repr=False, compare=False)
+    pack: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical TOML-shaped form, stored with the study and reloadable by
+        :func:`config_from_dict`."""
+        study = {k: getattr(self, k) for k in STUDY_DEFAULTS if getattr(self, k) is not None}
+        return {
+            "study": study,
+            "sampler": dict(self.sampler_options),
+            "pruner": dict(self.pruner_options),
+            "objective": {"name": self.objective, **self.objective_settings},
+            "space": copy.deepcopy(self.space_table),
+        }
+
+    def fingerprint(self) -> str:
+        """What must match for two configs to feed one study: objective, space, direction."""
+        return fingerprint_of(self.to_dict())
+
+    def with_overrides(self, **study_keys: Any) -> StudyConfig:
+        """A re-validated copy with some ``[study]`` keys replaced (``None`` values ignored)."""
+        raw = self.to_dict()
+        raw["study"].update({k: v for k, v in study_keys.items() if v is not None})
+        return config_from_dict(raw, self.source)
+
+
+def fingerprint_of(raw: Mapping[str, Any]) -> str:
+    """:meth:`StudyConfig.fingerprint` of a stored (TOML-shaped, canonical) config, without
+    validating it: a stored study may name a device or a file this machine lacks."""
+    study = raw.get("study", {})
+    # Where a study runs (cpu, cuda:N) is a choice of each run, not part of what it is.
+    objective = {k: v for k, v in raw.get("objective", {}).items() if k != "device"}
+    return json.dumps(
+        {"direction": study.get("direction"), "metric": study.get("metric"),
+         "objective": objective, "space": raw.get("space", {})},
+        sort_keys=True, default=str,
+    )
+
+
+def load_config(path: str | Path, **overrides: Any) -> StudyConfig:
+    """Read and validate a study file; ``overrides`` replace ``[study]`` keys (CLI flags)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"study file {p} is a folder; give a .toml file (e.g. "
+                          "studies/quickstart.toml)")
+    if not p.exists():
+        raise ConfigError(f"study file {p} does not exist")
+    if not p.is_file():
+        raise ConfigError(f"study file {p} is not a regular file")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark is fine
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read study file: {e}") from None
+    study = raw.setdefault("study", {})
+    for key, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        if overrides.get(key) is not None:  # a flag's mistake is the flag's, not the file's
+            registry.get(overrides[key], f"--{key}")
+    if isinstance(study, dict):
+        study.setdefault("name", p.stem)
+        study.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(raw, str(p))
+
+
+def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:
+    """Validate a TOML-shaped dict (see the module doc) into a :class:`StudyConfig`."""
+    where = source
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown table(s) {', '.join(f'[{u}]' for u in unknown)}; "
+            f"valid: {', '.join(f'[{s}]' for s in SECTIONS)}"
+        )
+    for section in SECTIONS:
+        if section in raw and not isinstance(raw[section], Mapping):
+            raise ConfigError(f"{where}: [{section}] must be a table, got {raw[section]!r}")
+    for section in ("objective", "space"):
+        if section not in raw:
+            raise ConfigError(f"{where}: missing table [{section}]")
+
+    study = _check_study(dict(raw.get("study", {})), where)
+    objective = dict(raw["objective"])
+    name = objective.pop("name", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: [objective] name must name an objective, got {name!r}")
+    try:
+        spec = resolve_objective(name)
+    except ObjectiveError as e:
+        raise ObjectiveError(f"{where}: [objective] name: {e}") from None
+
+    space_table = dict(raw["space"])
+    space = parse_space(space_table, spec.param_rules, where, SHARED_RULES)
+    if spec.validate is not None:
+        objective, space = spec.validate(objective, space, where)
+    else:  # the settings the toolkit reads (device, dataset, epochs …) are checked for all
+        objective = validate_toolkit_settings(objective, where)
+    if not space.searched():
+        raise ConfigError(f"{where}: [space] searches nothing; give at least one list or range")
+
+    metric, direction = _metric_and_direction(study, spec, where)
+    sampler_options = dict(raw.get("sampler", {}))
+    pruner_options = dict(raw.get("pruner", {}))
+    # Building both once is the validation of their options (grid needs a finite space …).
+    build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]")
+    warn_about_pruning(study["sampler"], sampler_options, study["pruner"], where)
+    build_pruner(study["pruner"], pruner_options, objective.get("epochs", 1), f"{where}: [pruner]")
+
+    return StudyConfig(
+        name=study["name"], direction=direction, metric=metric, sampler=study["sampler"],
+        pruner=study["pruner"], n_trials=study["n_trials"], timeout=study["timeout"],
+        seed=study["seed"], objective=name, objective_settings=objective, space=space,
+        sampler_options=sampler_options, pruner_options=pruner_options,
+        space_table=space_table, source=source, spec=spec, pack=study["pack"],
+    )
+
+
+def _check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(study) - set(STUDY_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: [study] unknown key(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(STUDY_DEFAULTS)}"
+        )
+    out = {**STUDY_DEFAULTS, **study}
+
+    def bad(key: str, rule: str) -> ConfigError:
+        return ConfigError(f"{where}: [study] {key} must be {rule}, got {out[key]!r}")
+
+    if not isinstance(out["name"], str) or not NAME_RE.match(out["name"]):
+        raise bad("name", "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    if out["direction"] not in (None, "maximize", "minimize"):
+        raise bad("direction", "'maximize' or 'minimize'")
+    if out["metric"] is not None and not isinstance(out["metric"], str):
+        raise bad("metric", "a name")
+    for key, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        if not isinstance(out[key], str):
+            raise bad(key, "a name")
+        registry.get(out[key], f"{where}: [study] {key}")  # unknown names list the valid ones
+    if not _is_int(out["n_trials"]) or out["n_trials"] < 1:
+        raise bad("n_trials", "a whole number >= 1")
+    if out["timeout"] is not None and (
+        not _is_number(out["timeout"]) or out["timeout"] <= 0
+    ):
+        raise bad("timeout", "a positive number of seconds")
+    if not _is_int(out["seed"]) or not 0 <= out["seed"] < 2**32:
+        raise bad("seed", "a whole number from 0 to 2**32 - 1")
+    if not _is_int(out["pack"]) or out["pack"] < 1:
+        raise bad("pack", "a whole number >= 1 (trials trained together; 1: no packing)")
+    return out
+
+
+def _metric_and_direction(
+    study: dict[str, Any], spec: ObjectiveSpec, where: str
+) -> tuple[str, str]:
+    metric, direction = study["metric"], study["direction"]
+    if spec.metrics:
+        metric = metric or next(iter(spec.metrics))
+        if metric not in spec.metrics:
+            raise ConfigError(
+                f"{where}: [study] metric {metric!r} is not one objective {spec.name!r} returns; "
+                f"valid: {', '.join(spec.metrics)}"
+            )
+        natural = spec.metrics[metric]
+        if direction is not None and direction != natural:
+            raise ConfigError(
+                f"{where}: [study] direction {direction!r} contradicts metric {metric!r}, "
+                f"which is to {natural}"
+            )
+        return metric, natural
+    return metric or "value", direction or "maximize"
+
+
+def dump_toml(config: Mapping[str, Any]) -> str:
+    """A study file's text for a TOML-shaped dict (tables of scalars, lists, inline tables).
+
+    TOML has no null: ``None`` values are left out, and so are empty tables.
+    """
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    return "\n".join(
+        f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items() if v is not None)
+        for name, table in config.items() if isinstance(table, Mapping) and table)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    """A finite int or float (TOML's nan and inf are not)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

@@ -1,0 +1,161 @@
+"""Claiming the next trial so that many workers stop at exactly the study's budget.
+
+Optuna's shared-storage model lets every process ask for a trial whenever it likes, so N
+workers that each check "finished < budget" overshoot by up to N-1 trials. A tuner worker
+instead decides and asks under one lock per study:
+
+1. take the study's claim lock (a PostgreSQL advisory lock; an ``flock`` beside a SQLite or
+   journal file, which only local processes share anyway),
+2. fail stale trials (dead workers; their retries become WAITING trials),
+3. count: ``finished >= budget`` → done; ``finished + running < budget`` → ask (which pops a
+   WAITING retry first); otherwise wait, because a running trial may still fail or die,
+4. release the lock as soon as the trial exists (the objective's first line).
+
+Step 2 under the lock also means two workers never retry one dead trial twice, and popping
+WAITING trials is never raced, which is what breaks ``enqueue_trial`` on plain SQLite.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from tuner.run.study import FINISHED
+from tuner.store.rdb import ResilientRDBStorage
+from tuner.store.storage import JOURNAL_PREFIX, normalise_url, sqlite_path
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+log = logging.getLogger("tuner")
+
+
+class ClaimLock(Protocol):
+    """A lock shared by every worker of one study; ``release`` may be called when not held."""
+
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+
+
+class NoLock:
+    """For storages with no lock tuner knows how to share (MySQL, in-memory): the budget may
+    then be overshot by up to one trial per extra worker."""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (created if missing); released if the process dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor drops the flock
+
+
+class AdvisoryLock:
+    """A PostgreSQL session advisory lock keyed by the study name; the server releases it
+    when the holding connection ends (a killed worker never leaves it taken)."""
+
+    def __init__(self, storage: ResilientRDBStorage, study_name: str) -> None:
+        digest = hashlib.sha256(f"tuner-claim:{study_name}".encode()).digest()
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self.storage = storage
+        self._conn: Connection | None = None
+
+    def acquire(self) -> None:
+        self._conn = self.storage._call_with_retry(AdvisoryLock._lock, self.key)
+
+    @staticmethod
+    def _lock(storage: ResilientRDBStorage, key: int) -> Connection:
+        from sqlalchemy import text
+
+        conn = storage.engine.connect()
+        try:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()  # the lock is the session's; no transaction stays open
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        from sqlalchemy import text
+
+        conn, self._conn = self._conn, None
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            conn.commit()
+            conn.close()
+        except Exception:  # a dead connection has lost the lock with it
+            conn.invalidate()
+
+
+def claim_lock(url: str, storage: BaseStorage, study_name: str) -> ClaimLock:
+    """The claim lock for the study ``study_name`` in the storage at ``url``."""
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX):]).expanduser()
+        return FileLock(path.with_name(path.name + ".tuner-lock"))
+    path = sqlite_path(url)
+    if path is not None:
+        return FileLock(path.with_name(path.name + ".tuner-lock"))
+    if isinstance(storage, ResilientRDBStorage) and normalise_url(url).startswith("postgresql"):
+        return AdvisoryLock(storage, study_name)
+    log.warning("no shared lock for this kind of storage: with several workers the study may "
+                "end a few trials past its budget")
+    return NoLock()
+
+
+class Decision(enum.Enum):
+    GO = "go"  # ask for a trial now
+    WAIT = "wait"  # the budget is covered by running trials, one of which may still fail
+    DONE = "done"  # the study has its budget of finished trials
+
+
+def decide(study: optuna.Study, storage: BaseStorage, budget: int) -> tuple[Decision, int, int]:
+    """``(decision, finished, running)`` for a study with ``budget`` (call under the lock).
+
+    RUNNING trials that nothing can ever mark stale (no heartbeat, old) do not count: waiting
+    for them could last forever. Without heartbeats at all (journal storage), a worker does
+    not wait for the others' running trials either: it stops, and they finish the study.
+    """
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    monitored = isinstance(storage, ResilientRDBStorage) and storage.heartbeat_interval
+    if monitored and running:
+        dead = storage.unmonitored(running)
+        running = [t for t in running if t._trial_id not in dead]
+    if finished >= budget:
+        return Decision.DONE, finished, len(running)
+    if finished + len(running) < budget:
+        return Decision.GO, finished, len(running)
+    return (Decision.WAIT if monitored else Decision.DONE), finished, len(running)

@@ -1,0 +1,201 @@
+"""``tuner run --jobs N``: N local worker processes on one study.
+
+The parent creates (or joins) the study, starts N ``tuner worker`` processes, draws the
+progress of the whole study from the storage, and relays the workers' warnings and errors.
+Processes, not threads: training holds the GIL between torch calls. Each worker gets at most
+``cores // N`` torch threads (:func:`threads_per_worker`) so N workers do not oversubscribe the
+machine, and its own sampler seed. The storage URL reaches the workers in their environment,
+never on a command line (where ``ps`` would show a password).
+
+Ctrl-C or SIGTERM to the parent sends one SIGTERM to every worker; each marks its running
+trial failed and exits 130, and so does the parent. The workers run in their own session so
+that a terminal's Ctrl-C reaches them only through the parent, once. A worker still starting
+dies of the SIGTERM (it has no trial yet); one that does not stop within ``STOP_GRACE_S`` is
+killed, and the parent marks the trials it announced (:func:`announce_trial`) failed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO
+
+import optuna
+
+from tuner.core.errors import TunerError
+from tuner.run.config import StudyConfig
+from tuner.run.study import (
+    ProgressHook,
+    RunResult,
+    _best_value,
+    _fail_running,
+    n_finished,
+    prepare_study,
+)
+from tuner.run.workers._worker import cpu_cores
+from tuner.store.storage import ENV_VAR, open_storage, resolve_url
+
+STOP_GRACE_S = 30.0  # how long stopped workers get to mark their trials failed
+_DEBUG_HINT = " (run with --debug for the traceback)"
+_BEGAN = "trial began: "  # a worker's line to the parent: the storage id of its new trial
+_KILLED = (-signal.SIGTERM, -signal.SIGKILL)  # by _stop: still starting, or stuck
+
+
+class WorkerError(TunerError):
+    """A worker process stopped on bad input (its own ``error:`` line is the message)."""
+
+
+def announce_trial(trial_id: int) -> None:
+    """Tell the parent (``tuner worker --announce-trials``) that this worker began the trial
+    with storage id ``trial_id``, so the parent can fail it if it has to kill the worker."""
+    print(f"{_BEGAN}{trial_id}", file=sys.stderr, flush=True)
+
+
+def threads_per_worker(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` workers on this machine: the training's own setting
+    (``$TUNER_CPU_THREADS``, default 1), capped at ``cores // jobs`` (at least 1)."""
+    from tuner.nn.training import CPU_THREADS_ENV
+
+    wanted = int(os.environ.get(CPU_THREADS_ENV) or 1)
+    return max(1, min(wanted, cpu_cores() // jobs))
+
+
+class _Worker:
+    def __init__(self, index: int, argv: list[str], env: dict[str, str]) -> None:
+        self.index = index
+        self.errors: list[str] = []
+        self.trial_ids: list[int] = []  # announced by the worker, in order
+        self.proc = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        assert self.proc.stderr is not None
+        self.relay = threading.Thread(target=self._relay, args=(self.proc.stderr,), daemon=True)
+        self.relay.start()
+
+    def _relay(self, stream: IO[str]) -> None:
+        for line in stream:
+            line = line.rstrip("\n")
+            if line.startswith(_BEGAN):
+                self.trial_ids.append(int(line[len(_BEGAN):]))
+            elif line.startswith("error: "):
+                self.errors.append(line[len("error: "):])
+            elif line and not line.startswith("interrupted"):
+                print(f"worker {self.index}: {line}", file=sys.stderr, flush=True)
+
+
+def _device(index: int, config: StudyConfig, device: str | None) -> list[str]:
+    """``--device`` for worker ``index``: the run's own device if one was asked for, spread as
+    ``cuda:N`` over the GPUs when this machine has several (:func:`tuner.nn.device.worker_device`);
+    nothing when the study's stored device applies as it is."""
+    import torch
+
+    requested = device or config.objective_settings.get("device")
+    if requested is None or torch.cuda.device_count() < 2:
+        return ["--device", device] if device else []
+    from tuner.nn.device import worker_device
+
+    return ["--device", worker_device(index, requested)]
+
+
+def run_jobs(
+    config: StudyConfig,
+    storage_url: str | None = None,
+    *,
+    jobs: int,
+    timeout: float | None = None,
+    progress: ProgressHook | None = None,
+    device: str | None = None,
+) -> RunResult:
+    """Run ``config`` with ``jobs`` local worker processes until its study has its budget of
+    finished trials (exactly: see :mod:`tuner.run.workers._claim`), or ``timeout`` seconds.
+    ``device`` is where these workers train (the study keeps its own setting)."""
+    url = resolve_url(storage_url)
+    study = prepare_study(config, open_storage(url))
+    result = RunResult(study)
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    remaining = config.n_trials - n_finished(study)
+    if remaining <= 0:
+        return result
+    started = time.monotonic()
+    timeout = timeout or config.timeout
+    threads = threads_per_worker(jobs)
+    env = {**os.environ, ENV_VAR: url}
+    argv = [sys.executable, "-m", "tuner", "worker", config.name, "--quiet", "--announce-trials",
+            "--threads", str(threads), *(["--timeout", str(timeout)] if timeout else [])]
+    workers: list[_Worker] = []
+    if progress is not None:
+        progress.start(study, remaining, timeout)
+    try:
+        for i in range(jobs):
+            workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1),
+                                           *_device(i, config, device)], env))
+        while any(w.proc.poll() is None for w in workers):
+            time.sleep(0.5)
+            _report_new(study, seen, result, progress)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        _stop(workers)
+    finally:
+        for w in workers:
+            w.relay.join(timeout=5)
+        if result.interrupted:
+            _fail_killed_workers_trials(study, workers, config.pack)
+        if progress is not None:
+            _report_new(study, seen, result, progress)
+            progress.stop()
+    result.elapsed_s = time.monotonic() - started
+    if any(w.proc.returncode == 130 for w in workers):
+        result.interrupted = True
+    _raise_for_workers(workers, result.interrupted)
+    return result
+
+
+def _stop(workers: list[_Worker]) -> None:
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # its trial goes stale and is retried later
+            w.proc.kill()
+            w.proc.wait()
+
+
+def _fail_killed_workers_trials(study: optuna.Study, workers: list[_Worker], pack: int) -> None:
+    """Mark failed what workers killed by a signal left RUNNING (a worker's last ``pack``
+    announced trials: the earlier ones are finished)."""
+    for w in workers:
+        if w.proc.returncode is not None and w.proc.returncode < 0:
+            _fail_running(study, dict(enumerate(w.trial_ids[-pack:])), "interrupted")
+
+
+def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
+                progress: ProgressHook | None) -> None:
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
+        if trial.state.is_finished() and trial.number not in seen:
+            seen.add(trial.number)
+            result.trial_numbers.append(trial.number)
+            if progress is not None:
+                progress.trial_finished(trial, _best_value(study, trials))
+
+
+def _raise_for_workers(workers: list[_Worker], interrupted: bool) -> None:
+    """Raise for the first worker that failed; after an interrupt, a worker stopped by
+    :func:`_stop` (130, or killed by its SIGTERM or SIGKILL) did not fail."""
+    for w in workers:
+        code = w.proc.returncode
+        if code in (0, 130) or (interrupted and code in _KILLED):
+            continue
+        message = w.errors[-1] if w.errors else f"exited with status {code}"
+        if code == 2:
+            raise WorkerError(f"worker {w.index}: {message}")
+        message = message.removeprefix("unexpected failure: ").removesuffix(_DEBUG_HINT)
+        raise RuntimeError(f"worker {w.index} failed (exit status {code}): {message}")

@@ -1,0 +1,113 @@
+"""Samplers by name, each seeded from the study seed.
+
+``build_sampler(name, options, seed, space)``; ``options`` is the study file's ``[sampler]``
+table (keyword arguments of the Optuna class, e.g. ``n_startup_trials``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import optuna
+
+from tuner.core.errors import ConfigError, warn_once
+from tuner.core.option_rules import OptionRule, build, check_rules
+from tuner.core.registry import Registry
+from tuner.search.space import SearchSpace
+
+SamplerFactory = Callable[[Mapping[str, Any], int, SearchSpace, str], optuna.samplers.BaseSampler]
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
+
+
+@SAMPLERS.register("random")
+def _random(options, seed, space, where):
+    return build(optuna.samplers.RandomSampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("tpe")
+def _tpe(options, seed, space, where):
+    return build(optuna.samplers.TPESampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("gp")
+def _gp(options, seed, space, where):
+    return build(optuna.samplers.GPSampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("grid")
+def _grid(options, seed, space, where):
+    try:
+        grid = space.grid()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return build(optuna.samplers.GridSampler, options, where,
+                 fixed={"search_space": grid, "seed": seed})
+
+
+@SAMPLERS.register("qmc")
+def _qmc(options, seed, space, where):
+    # Scrambling makes the seed matter; the sequence stays consistent across workers.
+    options = {"scramble": True, "warn_independent_sampling": False, **options}
+    return build(optuna.samplers.QMCSampler, options, where, fixed={"seed": seed})
+
+
+@SAMPLERS.register("cmaes")
+def _cmaes(options, seed, space, where):
+    categorical = [p.name for p in space.searched() if p.kind == "categorical"]
+    if categorical:  # a config is validated (its sampler built) several times per command
+        warn_once(f"{where}: the cmaes sampler cannot model categorical parameters; "
+                  f"{', '.join(categorical)} will be sampled at random",
+                  key=f"cmaes: {categorical}")
+    options = {"warn_independent_sampling": False, **options}
+    return build(optuna.samplers.CmaEsSampler, options, where, fixed={"seed": seed})
+
+
+def warn_about_pruning(sampler: str, options: Mapping[str, Any], pruner: str, where: str) -> None:
+    """Say once when the pruner starves the sampler: Optuna's GPSampler learns only from
+    COMPLETE trials and samples at random until ``n_startup_trials`` of them exist, so with a
+    pruner that ends most trials early it stays random search for most of a study (measured:
+    BENCHMARKS.md, issue 7 (e))."""
+    if sampler != "gp" or pruner == "none":
+        return
+    startup = options.get("n_startup_trials", 10)
+    warn_once(f"{where}: the gp sampler ignores pruned trials and samples at random until "
+              f"{startup} trials have completed; with the {pruner} pruner most trials end "
+              "pruned, so it may stay random search for most of the study: use pruner = "
+              "\"none\" or a smaller [sampler] n_startup_trials", key=f"gp: {pruner}")
+
+
+# Optuna checks few of its samplers' options when built; a bad one failed every trial instead.
+OPTION_RULES: dict[str, OptionRule] = {
+    "n_startup_trials": OptionRule(int, 0),
+    "n_ei_candidates": OptionRule(int, 1),
+    "prior_weight": OptionRule(float, 0, low_open=True),
+    "sigma0": OptionRule(float, 0, low_open=True),
+}
+BOOLEAN_OPTIONS = {
+    "consider_endpoints", "consider_magic_clip", "consider_prior", "constant_liar", "group",
+    "multivariate", "warn_independent_sampling", "deterministic_objective", "scramble",
+    "warn_asynchronous_seeding", "consider_pruned_trials", "lr_adapt", "use_separable_cma",
+    "with_margin",
+}
+QMC_TYPES = ("sobol", "halton")
+
+
+def check_options(options: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` for the first ``[sampler]`` value of a wrong type or range."""
+    check_rules(options, OPTION_RULES, where)
+    for key, value in options.items():
+        if key in BOOLEAN_OPTIONS and not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    if "qmc_type" in options and options["qmc_type"] not in QMC_TYPES:
+        raise ConfigError(f"{where}: qmc_type must be one of {', '.join(QMC_TYPES)}, "
+                          f"got {options['qmc_type']!r}")
+
+
+def build_sampler(
+    name: str, options: Mapping[str, Any], seed: int, space: SearchSpace, where: str = "[sampler]"
+) -> optuna.samplers.BaseSampler:
+    """A fresh sampler of the named kind (raises ConfigError for bad names or options)."""
+    factory = SAMPLERS.get(name)
+    check_options(options, where)
+    return factory(options, seed, space, where)

@@ -1,0 +1,218 @@
+"""Storage URLs: resolve, mask, open.
+
+Resolution order: ``--storage`` > ``$TUNER_STORAGE`` > ``sqlite:///tuner.db`` (working dir).
+Any SQLAlchemy URL works (``postgresql://`` uses psycopg 3); ``journal:PATH`` is an Optuna
+journal file. Passwords never appear in messages: use :func:`mask_url` for anything printed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage
+
+from tuner.core.errors import StorageError
+
+DEFAULT_URL = "sqlite:///tuner.db"
+ENV_VAR = "TUNER_STORAGE"
+JOURNAL_PREFIX = "journal:"
+SQLITE_TIMEOUT_S = 60  # how long a writer waits on a lock before "database is locked"
+SCHEMA_RACE_ATTEMPTS = 5  # opens of a new database that lose the race to create its tables
+# An unreachable host fails in 10 s instead of minutes; keepalives notice a silently dead
+# server (cut network) so the reconnection logic in tuner.store.rdb can take over.
+PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
+                   "keepalives_interval": 10, "keepalives_count": 3}
+
+# The password runs to the last '@' before the host's '/' (it may hold spaces, even '@').
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^/]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd)=)[^&\s]*", re.IGNORECASE)
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The storage URL to use: the argument, else ``$TUNER_STORAGE`` (an empty one counts as
+    unset), else the SQLite default. An empty argument (``--storage ""``) is an error, not a
+    silent fall-back to a database the user did not name."""
+    if url is not None and not url.strip():
+        raise StorageError("--storage is empty; give a storage URL such as sqlite:///tuner.db, "
+                           "postgresql://USER@HOST/DB or journal:FILE (or leave it out)")
+    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print or log)."""
+    url = _CREDENTIALS.sub(lambda m: f"{m['head']}***@", url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", url)
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the URL's password from an error text that might echo it."""
+    from sqlalchemy.engine import make_url
+
+    text = mask_url(text)
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+def normalise_url(url: str) -> str:
+    """Map ``postgresql://`` / ``postgres://`` to the installed psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (``None`` for other URLs or ``:memory:``)."""
+    if not url.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a ``journal:`` or ``sqlite:///`` URL keeps its studies in (``None`` for a
+    database server or an in-memory database)."""
+    if url.startswith(JOURNAL_PREFIX):
+        return Path(url[len(JOURNAL_PREFIX):]).expanduser()
+    return sqlite_path(url)
+
+
+def check_not_storage(output: str | Path, url: str | None = None) -> None:
+    """Raise :class:`StorageError` when ``output`` (a file a command is about to write) is the
+    storage's own file at ``url`` (resolved as above), or one of its companions (``-wal``,
+    ``-shm``, lock files): writing it would destroy the studies."""
+    url = resolve_url(url)
+    path = storage_file(url)
+    if path is None:
+        return
+    out, db = Path(output).expanduser().resolve(), path.expanduser().resolve()
+    if out.parent == db.parent and out.name.startswith(db.name):
+        raise StorageError(f"refusing to write {output}: it is the storage {mask_url(url)} (or "
+                           "one of its files); choose another output file")
+
+
+def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseStorage:
+    """Open (and, unless ``must_exist``, create) the storage at ``url`` (resolved as above).
+
+    ``must_exist`` is for read-only commands: a missing SQLite or journal file is an error
+    rather than a new empty database.
+    """
+    url = resolve_url(url)
+    if url.startswith(JOURNAL_PREFIX):
+        return _open_journal(url[len(JOURNAL_PREFIX):], must_exist)
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    from tuner.store.credentials import with_password
+    from tuner.store.rdb import ResilientRDBStorage, storage_settings
+
+    shown = mask_url(url)  # the user's spelling, not the driver-qualified one
+    url = normalise_url(with_password(url))
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except exc.NoSuchModuleError:
+        dialect = url.partition(":")[0]
+        raise StorageError(
+            f"storage URL {shown!r}: unknown database dialect {dialect!r}; use "
+            "sqlite:///FILE, postgresql://USER@HOST/DB, mysql+pymysql://… or journal:FILE"
+        ) from None
+    except (exc.ArgumentError, ValueError) as e:
+        raise StorageError(
+            f"malformed storage URL {shown!r} ({_scrub(str(e), url)}); expected e.g. "
+            "sqlite:///tuner.db, postgresql://USER@HOST/DB or journal:FILE"
+        ) from None
+    engine_kwargs: dict = {}
+    path = sqlite_path(url)
+    if parsed.get_backend_name() == "sqlite":
+        if path is None:  # each connection would get a database of its own, gone at exit
+            raise StorageError(f"storage {shown} is an in-memory SQLite database: a study there "
+                               "is lost when tuner exits; give a file, e.g. sqlite:///tuner.db")
+        if must_exist and not path.is_file():
+            raise StorageError(f"no storage at {shown} (file {path} does not exist)")
+        if not path.parent.is_dir():
+            raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql":
+            engine_kwargs["connect_args"] = dict(PG_CONNECT_ARGS)
+    settings = storage_settings()  # heartbeats, retry window (bad $TUNER_* values fail here)
+    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+        try:
+            storage = ResilientRDBStorage(url, shown=shown, engine_kwargs=engine_kwargs,
+                                          **settings)
+            if path is not None:
+                _enable_wal(storage)
+            break
+        except Exception as e:  # sqlalchemy/psycopg errors, optuna's schema-version error …
+            if attempt + 1 < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
+                time.sleep(0.05 * 2**attempt * (1 + random.random()))
+                continue
+            raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
+    return storage
+
+
+def _lost_schema_race(e: Exception) -> bool:
+    """Whether opening failed because another process created the tables at the same moment.
+
+    Optuna creates the schema of an empty database when it opens it (check, then create), so
+    several workers started together on a new SQLite file see "table studies already exists"
+    or a duplicate alembic version row; switching the new file to WAL can find it locked by
+    the others' schema work. Opened again, the schema is there and is only read."""
+    from sqlalchemy import exc
+
+    text = str(getattr(e, "orig", None) or e).lower()
+    return isinstance(e, exc.IntegrityError) or (isinstance(e, exc.DBAPIError) and any(
+        words in text for words in ("already exists", "duplicate", "database is locked")))
+
+
+def _reason(e: Exception, url: str) -> str:
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    first = next((line for line in text if line.strip()), type(e).__name__)
+    return _scrub(first.strip(), url)
+
+
+def _enable_wal(storage: optuna.storages.RDBStorage) -> None:
+    # WAL lets readers (dashboard, `tuner show`) work while a writer runs; the mode is stored
+    # in the database file, so setting it once is enough.
+    with storage.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    # With WAL, synchronous=NORMAL syncs the disk at checkpoints, not at every commit. A trial
+    # makes ~25 small commits, and their fsyncs were about half its storage time (see
+    # BENCHMARKS.md, issue 7). A crashed process loses nothing; a power cut at worst the last
+    # commits, never the file's integrity. The pragma is per connection: set it on each.
+    from sqlalchemy import event
+
+    event.listen(storage.engine, "connect", _synchronous_normal)
+    storage.engine.dispose()  # the pooled connections predate the listener
+
+
+def _synchronous_normal(dbapi_connection: object, record: object) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def _open_journal(path: str, must_exist: bool) -> BaseStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    p = Path(path).expanduser()
+    if not path:
+        raise StorageError("journal storage needs a file: journal:PATH")
+    if must_exist and not p.is_file():
+        raise StorageError(f"no storage at journal:{p} (file does not exist)")
+    if not p.parent.is_dir():
+        raise StorageError(f"storage journal:{p}: folder {p.parent} does not exist")
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(p)))
+    except Exception as e:
+        raise StorageError(f"cannot open journal storage {p}: {e}") from None

@@ -1,0 +1,105 @@
+"""``tuner dashboard``: optuna-dashboard over a tuner storage, with the trials' pictures.
+
+The server is optuna-dashboard's WSGI app (:func:`optuna_dashboard.wsgi`) with tuner's file
+artifact store attached (:mod:`tuner.store.artifacts`), on the standard library's threaded WSGI
+server. It binds to 127.0.0.1 unless told otherwise: the dashboard has no login, and anyone who
+reaches it can rename or delete studies.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from tuner.core.errors import ConfigError
+from tuner.store.storage import mask_url, open_storage, resolve_url
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+log = logging.getLogger("tuner")
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # Ctrl-C must not wait for a browser's open connections
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Logs server errors only, not every request the single-page app makes."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if str(code).startswith("5"):
+            super().log_request(code, size)
+
+
+@dataclass
+class Dashboard:
+    """A bound, not yet serving dashboard. ``url`` is where a browser opens it."""
+
+    server: WSGIServer
+    url: str
+    storage: str  # the storage URL, password masked
+    artifact_dir: Path | None
+
+    def run(self) -> None:
+        """Serve until Ctrl-C (or SIGTERM, which the CLI turns into Ctrl-C), then close."""
+        try:
+            self.server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop listening (safe to call twice)."""
+        self.server.server_close()
+
+
+def start(
+    storage: str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    artifact_dir: str | Path | None = None,
+) -> Dashboard:
+    """Open the storage, attach the artifact store and bind ``host:port`` (0: any free port).
+
+    Raises StorageError when the storage cannot be opened and ConfigError when the address
+    cannot be bound (port busy, unknown host); nothing is served or written then.
+    """
+    from tuner.store import artifacts
+
+    url = resolve_url(storage)
+    opened = open_storage(url, must_exist=True)
+    directory = artifacts.artifact_dir(url, artifact_dir)
+    try:
+        server = make_server(host, port, None, server_class=_Server, handler_class=_QuietHandler)
+    except OSError as e:
+        raise ConfigError(_bind_error(host, port, e)) from None
+    try:  # made only now, so that a busy port leaves nothing behind
+        store = artifacts.open_store(directory) if directory is not None else None
+    except Exception:
+        server.server_close()
+        raise
+    import optuna_dashboard  # slow to import: only once the storage and the port are fine
+
+    server.set_app(optuna_dashboard.wsgi(opened, artifact_store=store))
+    bound_port = server.server_address[1]
+    if host not in LOCAL_HOSTS:
+        log.warning("serving on %s: the dashboard has no login; anyone who can reach this "
+                    "address can read, rename and delete studies", host)
+    return Dashboard(server, f"http://{host}:{bound_port}/dashboard/", mask_url(url), directory)
+
+
+def _bind_error(host: str, port: int, e: OSError) -> str:
+    if e.errno == errno.EADDRINUSE:
+        return (f"cannot serve on {host}:{port}: the port is busy (another program listens "
+                "there); choose another with --port")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot serve on {host}:{port}: permission denied (ports below 1024 need root)"
+    if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
+        return f"cannot serve on {host}:{port}: {host!r} is not an address of this machine"
+    return f"cannot serve on {host}:{port}: {e.strerror or e}"

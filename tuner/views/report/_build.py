@@ -1,0 +1,217 @@
+"""Assemble the study report: one HTML file with plotly.js embedded once (opens offline)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+from collections import Counter
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.core.errors import ConfigError
+from tuner.core.version import __version__
+from tuner.run.config import dump_toml
+from tuner.run.study import CONFIG_ATTR, count_states, study_metric
+from tuner.views.report import _figures as figs
+from tuner.views.report._gallery import Gallery
+from tuner.views.summaries import trial_params
+
+TOP = 10
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+CSS = """
+body{font-family:system-ui,'DejaVu Sans',Arial,sans-serif;margin:0 auto;max-width:1200px;
+padding:0 24px 48px;color:#222}
+h1{margin:24px 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px}
+table{border-collapse:collapse;font-size:14px}td,th{border-bottom:1px solid #e5e5e5;
+padding:4px 10px;text-align:right}th{background:#f5f5f5}td.l,th.l{text-align:left}
+pre{background:#f7f7f7;padding:12px;white-space:pre-wrap}.row{display:flex;flex-wrap:wrap;gap:12px}
+.row>div{flex:1 1 560px;min-width:0}img.pic{max-width:100%;border:1px solid #ddd}
+"""
+
+
+def write_report(study: optuna.Study, path: str | Path, *,
+                 artifact_dir: str | Path | None = None) -> Path:
+    """Write the HTML report of ``study`` to ``path`` and return it.
+
+    Raises ConfigError (nothing written) when the study has no complete trial or ``path``
+    cannot be written. ``artifact_dir``: where its trial pictures live (default: beside the
+    storage, see :mod:`tuner.store.artifacts`); without them the report just leaves them out.
+    """
+    path = Path(path)
+    _check_writable(path)
+    html = build_report(study, artifact_dir=artifact_dir)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report is not
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"cannot write report {path}: {e.strerror or e}") from None
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"cannot write report {path}: it is a folder")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write report {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"cannot write report {path}: permission denied")
+
+
+def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None) -> str:
+    """The report of ``study`` as one HTML string (see :func:`write_report`)."""
+    trials = study.get_trials(deepcopy=False)
+    done = figs.complete(trials)
+    if not done and not any(t.state == TrialState.PRUNED for t in trials):
+        raise ConfigError(
+            f"study {study.study_name!r} has no finished trial yet ({_states(trials) or 'none'}); "
+            "nothing to report"
+        )
+    config = study.user_attrs.get(CONFIG_ATTR) or {}
+    metric = study_metric(study)
+    maximize = study.direction.name == "MAXIMIZE"
+    top = sorted(done, key=lambda t: t.value, reverse=maximize)[:TOP]
+    searched = sorted({figs._label(p) for t in trials for p in t.params})
+    page = _Page()
+
+    gallery = Gallery(study, artifact_dir)
+
+    page.add(_header(study, trials, top[0] if top else None, metric))
+    page.section("Optimisation history", figs.history(trials, metric, maximize))
+    for param, title in (("init", "Init schemes compared"), ("activation", "Activations compared")):
+        if param in searched:
+            page.section(title, figs.by_category(trials, param, metric, maximize))
+        if param == "init" and param in searched:
+            page.add(gallery.per_init(trials, maximize))
+    page.section("Parameter importance", figs.importances(study, trials))
+    numeric = [p for p in ("lr", "batch_size", *searched) if p in searched
+               and all(isinstance(trial_params(t).get(p, 0), int | float) for t in done)]
+    page.section("Slice plots", *[figs.slice_plot(trials, p, metric)
+                                  for p in dict.fromkeys(numeric)])
+    page.section("Parallel coordinates", figs.parallel(trials, metric))
+    page.section("Learning curves", figs.learning_curves(trials, top[:5]))
+    if top:  # a study whose trials were all pruned (dead inits …) has no best to show
+        page.add(gallery.best(top[0]))
+        page.add(_top_table(top, metric))
+    page.add(_failures(trials))
+    page.add(_settings(config))
+    title = f"tuner report · {escape(study.study_name)}"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(page.parts)}</body></html>\n")
+
+
+class _Page:
+    """HTML parts in order; the first plotly figure carries plotly.js, the rest refer to it."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self._js = False
+
+    def add(self, html: str) -> None:
+        self.parts.append(html)
+
+    def figure(self, fig: figs.Figure) -> str:
+        if isinstance(fig, str):
+            return f"<p class='note'>{escape(fig)}</p>"
+        html = fig.to_html(full_html=False, include_plotlyjs=not self._js, config=PLOTLY_CONFIG)
+        self._js = True
+        return f"<div>{html}</div>"
+
+    def section(self, title: str, *figures: figs.Figure) -> None:
+        inner = "".join(self.figure(f) for f in figures)
+        wrap = "<div class='row'>" if len(figures) > 1 else "<div>"
+        self.add(f"<h2>{escape(title)}</h2>{wrap}{inner}</div>")
+
+
+def _states(trials: list[FrozenTrial]) -> str:
+    return ", ".join(f"{n} {s.lower()}" for s, n in sorted(count_states(trials).items()))
+
+
+def _v(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else escape(str(x))
+
+
+def _header(study: optuna.Study, trials: list[FrozenTrial], best: FrozenTrial | None,
+            metric: str) -> str:
+    when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    head = (f"<h1>Study {escape(study.study_name)}</h1>"
+            f"<p class='sub'>{study.direction.name.lower()} {escape(metric)} · "
+            f"{len(trials)} trials ({_states(trials)}) · report by tuner {__version__}, {when}</p>")
+    if best is None:
+        return head + ("<p><b>No trial completed: every finished trial was pruned.</b> The "
+                       "plots that need complete trials say so; the initial networks (when "
+                       "stored) and the list of pruned trials at the end show why they "
+                       "stopped.</p>")
+    params = ", ".join(f"{k} = {_v(v)}" for k, v in trial_params(best).items())
+    return head + (f"<p><b>Best trial #{best.number}: {escape(metric)} = {_v(best.value)}</b>"
+                   f" — {params}</p>")
+
+
+def _top_table(top: list[FrozenTrial], metric: str) -> str:
+    params = sorted({k for t in top for k in trial_params(t)})
+    head = "".join(f"<th class='l'>{escape(p)}</th>" for p in params)
+    rows = []
+    for rank, t in enumerate(top, start=1):
+        p = trial_params(t)
+        cells = "".join(f"<td class='l'>{_v(p.get(k, '—'))}</td>" for k in params)
+        secs = t.duration.total_seconds() if t.duration else None
+        rows.append(f"<tr><td>{rank}</td><td>{t.number}</td><td>{_v(t.value)}</td>{cells}"
+                    f"<td>{_epochs(t)}</td>"
+                    f"<td>{'—' if secs is None else f'{secs:.2f}'}</td></tr>")
+    return (f"<h2>Top {len(top)} trials</h2><table><tr><th>rank</th><th>trial</th>"
+            f"<th>{escape(metric)}</th>{head}<th>epochs</th><th>seconds</th></tr>"
+            f"{''.join(rows)}</table>")
+
+
+def _epochs(t: FrozenTrial) -> str:
+    curve = t.user_attrs.get("curve")
+    if isinstance(curve, dict) and curve.get("train_loss") is not None:
+        return str(len(curve["train_loss"]))
+    return "—" if t.last_step is None else str(t.last_step)
+
+
+def _failures(trials: list[FrozenTrial]) -> str:
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if not pruned and not failed:
+        return ""
+    lines = [f"<li>trial {t.number} failed: {escape(str(t.user_attrs.get('fail_reason', '?')))}"
+             "</li>" for t in failed[:20]]
+    reasons = Counter(_prune_reason(t) for t in pruned)
+    lines += [f"<li>{n} pruned: {escape(reason)}</li>" for reason, n in reasons.most_common(8)]
+    return (f"<h2>Pruned and failed trials</h2><p>{len(pruned)} pruned (shown as grey × at "
+            f"their last reported value), {len(failed)} failed (not plotted).</p>"
+            f"<ul>{''.join(lines)}</ul>")
+
+
+def _prune_reason(trial: FrozenTrial) -> str:
+    """Why a trial was pruned, without its numbers ("dead init (vanishing): …" stays)."""
+    reason = str(trial.user_attrs.get("prune_reason", "by the pruner"))
+    return reason.split(":")[0] if reason.startswith("dead init") else re.sub(r"\d+", "N", reason)
+
+
+def _settings(config: dict[str, Any]) -> str:
+    if not config:
+        return ("<h2>Settings</h2><p class='note'>This study was created outside tuner: it "
+                "stores no study file.</p>")
+    text = escape(dump_toml(config), quote=False)
+    return f"<h2>Settings (the stored study file)</h2><pre>{text}</pre>"

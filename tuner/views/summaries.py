@@ -1,0 +1,119 @@
+"""Summaries of stored studies as plain data (dicts/lists): what ``list``, ``show`` and
+``export`` print, in a form scripts can use too."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+from tuner.run.study import CONFIG_ATTR, best_trial, count_states, study_metric
+
+
+def trial_params(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's hyperparameters as the user thinks of them: ``batch_size`` instead of its
+    searched exponent ``batch_size_log2``."""
+    out: dict[str, Any] = {}
+    for name, value in trial.params.items():
+        if name.endswith("_log2") and name[:-5] in trial.user_attrs:
+            out[name[:-5]] = trial.user_attrs[name[:-5]]
+        else:
+            out[name] = value
+    return out
+
+
+def _number(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+def trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as JSON-ready data."""
+    duration = trial.duration.total_seconds() if trial.duration else None
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": _number(trial.value) if trial.values else None,
+        "params": trial_params(trial),
+        "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
+        "datetime_complete": (
+            trial.datetime_complete.isoformat() if trial.datetime_complete else None
+        ),
+        "duration_s": duration,
+        "last_step": trial.last_step,
+        "user_attrs": dict(trial.user_attrs),
+    }
+
+
+def study_summary(study: optuna.Study, top: int = 5) -> dict[str, Any]:
+    """Name, direction, counts per state, best trial and the ``top`` best complete trials."""
+    trials = study.get_trials(deepcopy=False)
+    config = study.user_attrs.get(CONFIG_ATTR)
+    best = best_trial(study)
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    complete.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+    return {
+        "name": study.study_name,
+        "direction": study.direction.name.lower(),
+        "metric": study_metric(study),
+        "objective": (config or {}).get("objective", {}).get("name"),
+        "sampler": (config or {}).get("study", {}).get("sampler"),
+        "pruner": (config or {}).get("study", {}).get("pruner"),
+        "budget": (config or {}).get("study", {}).get("n_trials"),
+        "n_trials": len(trials),
+        "states": count_states(trials),
+        "best": trial_record(best) if best else None,
+        "top": [trial_record(t) for t in complete[:top]],
+        "created_by_tuner": config is not None,
+    }
+
+
+def list_studies(storage: BaseStorage) -> list[dict[str, Any]]:
+    """One row per stored study: name, direction, trial counts and best value."""
+    rows = []
+    for frozen in storage.get_all_studies():
+        trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
+        states = count_states(trials)
+        best = None
+        multi = len(frozen.directions) > 1  # another Optuna user's multi-objective study
+        if not multi:
+            with contextlib.suppress(ValueError):  # no complete trial yet
+                best = _number(storage.get_best_trial(frozen._study_id).value)
+        starts = [t.datetime_start for t in trials if t.datetime_start]
+        rows.append({
+            "name": frozen.study_name,
+            "direction": "multi" if multi else frozen.direction.name.lower(),
+            "n_trials": len(trials),
+            "states": states,
+            "best_value": best,
+            "started": min(starts).isoformat(timespec="seconds") if starts else None,
+        })
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def export_trials(study: optuna.Study, fmt: str) -> str:
+    """All trials as ``csv`` (one row per trial, ``param_*`` columns) or ``json``."""
+    records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+    if fmt == "json":
+        return json.dumps({"study": study.study_name, "trials": records}, indent=2) + "\n"
+    param_names = sorted({k for r in records for k in r["params"]})
+    attr_names = sorted({k for r in records for k, v in r["user_attrs"].items()
+                         if not isinstance(v, dict | list)})
+    columns = ["number", "state", "value", "datetime_start", "datetime_complete", "duration_s",
+               "last_step", *(f"param_{p}" for p in param_names),
+               *(f"attr_{a}" for a in attr_names)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for r in records:
+        row = [r[c] for c in columns[:7]]
+        row += [r["params"].get(p) for p in param_names]
+        row += [r["user_attrs"].get(a) for a in attr_names]
+        writer.writerow(["" if v is None else v for v in row])
+    return out.getvalue()
