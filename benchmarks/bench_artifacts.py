@@ -28,11 +28,13 @@ from tuner.nn.models import MODELS, ModelSpec
 from tuner.nn.schemes import apply_init
 from tuner.nn.training import use_cpu_threads
 from tuner.objectives import ObjectiveContext
+from tuner.objectives.records import save_pictures
 from tuner.run.config import StudyConfig, config_from_dict, load_config
-from tuner.run.study import call_objective, prepare_study
+from tuner.run.outcome import call_objective
+from tuner.run.study import prepare_study
 from tuner.search.pruners import build_pruner
 from tuner.search.samplers import build_sampler
-from tuner.store.artifacts import VAL_ROWS, save_pictures, sink_for
+from tuner.store.artifacts import VAL_ROWS
 from tuner.store.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +100,7 @@ def direct_cost(folder: Path, repeats: int) -> float:
         model = apply_init(MODELS.get("mlp")(spec), "kaiming_normal", "relu")
         t0 = time.perf_counter()
         layers = activation_stats(model, data.x_val[:VAL_ROWS])
-        save_pictures(sink_for(trial, ctx.cache), trial, hp, layers, curve, ctx.cache)
+        save_pictures(trial, hp, layers, curve, ctx.cache)
         times.append(time.perf_counter() - t0)
         study.tell(trial, 0.5)
     return statistics.median(times) * 1e3

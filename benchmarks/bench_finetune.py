@@ -24,8 +24,8 @@ from typing import Any
 
 import optuna
 
-from tuner.nn.finetune import pretrain
 from tuner.run.config import config_from_dict
+from tuner.run.pretrain import pretrain
 from tuner.run.study import best_trial, run
 
 ROOT = Path(__file__).resolve().parent.parent

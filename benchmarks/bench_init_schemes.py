@@ -8,7 +8,7 @@ once per scheme and seed with the scheme fixed, everything else searched as in t
 batch size, activation) for ``--trials`` trials, with ``prune_dead_inits = false`` so every
 scheme is really trained; prints the best validation accuracy per scheme, mean over seeds, with
 the health verdicts its trials got. ``--study``: the study file as shipped (all schemes in one
-TPE study, dead inits pruned), per seed; prints :func:`tuner.nn.health.scheme_table`.
+TPE study, dead inits pruned), per seed; prints :func:`tuner.views.summaries.scheme_table`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 
 import optuna
 
-from tuner.nn.health import scheme_table
 from tuner.nn.schemes import random_schemes
 from tuner.run.config import config_from_dict
 from tuner.run.study import run
+from tuner.views.summaries import scheme_table
 
 STUDY = Path(__file__).resolve().parent.parent / "studies" / "init-schemes.toml"
 

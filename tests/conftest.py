@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tuner.run.config import dump_toml
+from tuner.core.toml_text import dump_toml
 
 TUNER = str(Path(sys.executable).parent / "tuner")
 PG_ADMIN_URL = os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -8,8 +8,8 @@ import torch
 import tuner.nn.device as device_module
 from tests.conftest import unique
 from tuner.core.errors import ConfigError
-from tuner.nn.device import config_on_device, largest_pow2, with_device, worker_device
-from tuner.run.config import load_config
+from tuner.nn.device import largest_pow2, worker_device
+from tuner.run.config import config_on_device, load_config, with_device
 from tuner.run.study import resume, run
 
 

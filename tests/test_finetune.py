@@ -14,10 +14,12 @@ from torch import nn
 from tuner.core.errors import CheckpointError, ConfigError, TunerError
 from tuner.nn.checkpoint import FORMAT, read_checkpoint, save_checkpoint
 from tuner.nn.data import load_dataset
-from tuner.nn.finetune import configure, load_pretrained, pretrain
+from tuner.nn.finetune import configure
 from tuner.nn.models import MODELS, ModelSpec, mlp
+from tuner.nn.schemes import load_pretrained
 from tuner.nn.training import TrainConfig, make_optimizer, train
 from tuner.run.config import config_from_dict, load_config
+from tuner.run.pretrain import pretrain
 from tuner.run.study import run
 
 SOURCE = {"dataset": "digits", "classes": [0, 1, 2, 3, 4], "epochs": 3}

@@ -10,13 +10,13 @@ from torch import nn
 
 from tuner.core.errors import ConfigError
 from tuner.nn.data import load_dataset
-from tuner.nn.diagnostics import hidden_activations
-from tuner.nn.health import VERDICTS, assess, init_health, scheme_table
+from tuner.nn.health import VERDICTS, assess, hidden_activations, init_health
 from tuner.nn.models import ModelSpec, mlp
 from tuner.nn.schemes import apply_init
 from tuner.nn.training import TrainConfig, train
 from tuner.run.config import load_config
 from tuner.run.study import run
+from tuner.views.summaries import scheme_table
 
 
 def deep_net(scheme: str, activation: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:

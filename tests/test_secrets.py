@@ -9,8 +9,8 @@ from _workerkit import create_study, finish, sleepy_study, spawn, trials
 from conftest import unique
 
 from tuner.core.errors import StorageError
-from tuner.store.credentials import PASSWORD_ENV, PASSWORD_FILE_ENV, with_password
-from tuner.store.storage import mask_url, open_storage
+from tuner.store.credentials import PASSWORD_ENV, PASSWORD_FILE_ENV, mask_url, with_password
+from tuner.store.storage import open_storage
 
 PW = "Zq9-hunter2"
 

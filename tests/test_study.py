@@ -8,8 +8,10 @@ from optuna.trial import TrialState
 
 from tests.conftest import unique
 from tuner.core.errors import ConfigError, StudyNotFoundError
+from tuner.core.keys import CONFIG_ATTR
 from tuner.run.config import load_config
-from tuner.run.study import CONFIG_ATTR, DivergedError, n_finished, resume, run
+from tuner.run.outcome import DivergedError
+from tuner.run.study import n_finished, resume, run
 from tuner.store.storage import open_storage
 
 
@@ -178,7 +180,7 @@ def test_a_multi_objective_study_in_the_storage_is_listed_and_refused_by_name(sq
     with pytest.raises(ConfigError, match="'pareto' has 2 objectives"):
         resume("pareto", sqlite_url, n_trials=1)
     with pytest.raises(ConfigError, match="has 2 objectives"):
-        from tuner.run.study import open_study
+        from tuner.store.studies import open_study
 
         open_study("pareto", sqlite_url)
 

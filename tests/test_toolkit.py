@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 from tests.conftest import run_tuner, to_toml, unique
 from tuner.core.errors import ConfigError
 from tuner.run.config import load_config
-from tuner.run.study import ObjectiveFailed, run
+from tuner.run.outcome import ObjectiveFailed
+from tuner.run.study import run
 from tuner.store.artifacts import INIT_ACTIVATIONS, LEARNING_CURVE, open_store, trial_artifacts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,8 @@ from optuna.trial import TrialState
 
 from tuner.core.errors import StorageError
 from tuner.run.config import StudyConfig, load_config
-from tuner.run.study import RunResult, prepare_study
+from tuner.run.outcome import RunResult
+from tuner.run.study import prepare_study
 from tuner.run.workers import _jobs, run_jobs, threads_per_worker, work
 from tuner.store.rdb import ResilientRDBStorage, heartbeat_settings, reraise_lost
 from tuner.store.storage import open_storage

@@ -19,7 +19,7 @@ _EXPORTS = {
     "CheckpointError": "tuner.core.errors", "ConfigError": "tuner.core.errors",
     "ObjectiveError": "tuner.core.errors", "StorageError": "tuner.core.errors",
     "StudyNotFoundError": "tuner.core.errors", "TunerError": "tuner.core.errors",
-    "open_study": "tuner.run.study", "resume": "tuner.run.study", "run": "tuner.run.study",
+    "open_study": "tuner.store.studies", "resume": "tuner.run.study", "run": "tuner.run.study",
 }
 
 

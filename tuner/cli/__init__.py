@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
-        from tuner.store.storage import mask_url
+        from tuner.store.credentials import mask_url
 
         print(f"error: unexpected failure: {type(e).__name__}: {mask_url(str(e))} "
               "(run with --debug for the traceback)", file=sys.stderr)

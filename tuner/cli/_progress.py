@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from tuner.cli._app import err
+from tuner.core.keys import FAIL_REASON, PRUNE_REASON
 from tuner.views.summaries import trial_params
 
 
@@ -39,7 +40,7 @@ class TrialProgress:
         self._total: int | None = None
 
     def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
-        from tuner.run.study import study_metric
+        from tuner.store.studies import study_metric
 
         self.metric = self.metric or study_metric(study)
         self._started = time.monotonic()
@@ -67,9 +68,9 @@ class TrialProgress:
         self._done += finished
         note = ""
         if trial.state == TrialState.PRUNED:
-            note = f" ({trial.user_attrs.get('prune_reason', 'pruned')})"
+            note = f" ({trial.user_attrs.get(PRUNE_REASON, 'pruned')})"
         elif trial.state == TrialState.FAIL:
-            note = f" ({trial.user_attrs.get('fail_reason', 'failed')})"
+            note = f" ({trial.user_attrs.get(FAIL_REASON, 'failed')})"
         if self._bar is not None:
             self._bar.update(self._task, advance=int(finished), best=_fmt(best))
             if trial.state == TrialState.FAIL:

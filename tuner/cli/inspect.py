@@ -20,7 +20,8 @@ def list_(
 ) -> None:
     """List the studies in a storage with their trial counts and best values."""
     from tuner.cli._render import render_list
-    from tuner.store.storage import mask_url, open_storage, resolve_url
+    from tuner.store.credentials import mask_url
+    from tuner.store.storage import open_storage, resolve_url
     from tuner.views.summaries import list_studies
 
     url = resolve_url(storage)
@@ -40,7 +41,7 @@ def show(
 ) -> None:
     """Show a study: settings, counts per state, the best trial and the top trials."""
     from tuner.cli._render import render_show
-    from tuner.run.study import open_study
+    from tuner.store.studies import open_study
     from tuner.views.summaries import study_summary
 
     summary = study_summary(open_study(name, storage), top=top)
@@ -64,8 +65,8 @@ def export(
                                        help="File; '-' or none: standard output."),
 ) -> None:
     """Export every trial of a study (params with real batch sizes, values, states, times)."""
-    from tuner.run.study import open_study
     from tuner.store.storage import check_not_storage
+    from tuner.store.studies import open_study
     from tuner.views.summaries import export_trials
 
     if output is not None and str(output) == "-":  # the shell convention for stdout
@@ -93,9 +94,9 @@ def delete(
     """Delete a study, all its trials, and its trials' pictures."""
     import optuna
 
-    from tuner.run.study import load_existing
     from tuner.store import artifacts
     from tuner.store.storage import open_storage
+    from tuner.store.studies import load_existing
 
     store = open_storage(storage, must_exist=True)
     study = load_existing(name, store, any_objectives=True)

@@ -47,7 +47,8 @@ def run(
     from tuner.nn.device import check_device
     from tuner.run.config import load_config
     from tuner.run.study import run as run_study
-    from tuner.store.storage import mask_url, resolve_url
+    from tuner.store.credentials import mask_url
+    from tuner.store.storage import resolve_url
 
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
                          timeout=timeout, pack=pack)
@@ -89,8 +90,9 @@ def resume(
     if device is not None:
         check_device(device, "--device")
     from tuner.run.study import resume as resume_study
-    from tuner.run.study import study_metric
-    from tuner.store.storage import mask_url, resolve_url
+    from tuner.store.credentials import mask_url
+    from tuner.store.storage import resolve_url
+    from tuner.store.studies import study_metric
 
     config = load_config(config_file) if config_file else None
     url = resolve_url(storage)
@@ -102,7 +104,7 @@ def resume(
 
 
 def _report(result, metric: str, url: str) -> None:
-    from tuner.run.study import count_states
+    from tuner.store.studies import count_states
     from tuner.views.summaries import trial_record
 
     study = result.study

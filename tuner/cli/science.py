@@ -113,7 +113,7 @@ def pretrain(
 
     A study starts from it with [space] init = "pretrained" and [objective] checkpoint =
     "FILE"."""
-    from tuner.nn.finetune import pretrain as run_pretrain
+    from tuner.run.pretrain import pretrain as run_pretrain
 
     extra = _pairs(setting, "--set")
     for key in ("dataset", "model", "epochs", "classes"):

@@ -40,8 +40,8 @@ def report(
     artifact_dir: Path | None = artifact_dir_option(),
 ) -> None:
     """Write one self-contained HTML report of a study (opens offline, no server needed)."""
-    from tuner.run.study import open_study
     from tuner.store.storage import check_not_storage
+    from tuner.store.studies import open_study
     from tuner.views.report import write_report
 
     check_not_storage(output, storage)

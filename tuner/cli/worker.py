@@ -46,7 +46,9 @@ def worker(
     """
     from tuner.cli.run import _report
     from tuner.run.workers import announce_trial, work
-    from tuner.store.storage import mask_url, resolve_url
+    from tuner.store.credentials import mask_url
+    from tuner.store.storage import resolve_url
+    from tuner.store.studies import study_metric
 
     if quiet:
         logging.getLogger("tuner").setLevel(logging.WARNING)
@@ -59,6 +61,6 @@ def worker(
     result = work(name, url, n_trials=n_trials, timeout=timeout, threads=threads, wait_s=wait,
                   seed_salt=salt, progress=TrialProgress(quiet=quiet, header=header),
                   pack=pack, device=device, announce=announce_trial if announce_trials else None)
-    metric = result.study.user_attrs.get("tuner:config", {}).get("study", {}).get("metric", "value")
+    metric = study_metric(result.study)
     if not quiet or result.interrupted:
         _report(result, metric, url)

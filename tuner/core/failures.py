@@ -14,7 +14,8 @@ import sysconfig
 import traceback
 from pathlib import Path
 
-FAIL_REASON = "fail_reason"
+from tuner.core.keys import FAIL_REASON  # noqa: F401  (also imported from here)
+
 MAX_REASON = 1000
 log = logging.getLogger("tuner")
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tuner.core.errors import ConfigError
+from tuner.nn.models import MODELS, ModelSpec
 
 _PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 MEMORY_HEADROOM = 0.8  # share of a GPU's free memory a trial may plan to use
@@ -55,14 +56,6 @@ def worker_device(index: int, requested: str = "auto", n_gpus: int | None = None
     if count == 0:
         return "cpu" if requested == "auto" else requested
     return f"cuda:{index % count}"
-
-
-def with_device(raw: dict[str, Any], device: str | None) -> dict[str, Any]:
-    """A TOML-shaped study config with ``[objective] device`` replaced (``None``: unchanged).
-    A device is where a study runs, not part of what it is: a run may choose its own."""
-    if device is None:
-        return raw
-    return {**raw, "objective": {**raw.get("objective", {}), "device": device}}
 
 
 # --------------------------------------------------------------------------- batch-size bound
@@ -111,8 +104,6 @@ def fit_batch_size(space: Any, settings: dict[str, Any], data: Any, where: str) 
     device = resolve_device(settings["device"])
     if device.type != "cuda" or "batch_size" not in space:
         return space
-    from tuner.nn.models import MODELS, ModelSpec
-
     def biggest(name: str) -> int:
         return int(max(space[name].values())) if name in space else 1
 
@@ -144,14 +135,3 @@ def fit_batch_size(space: Any, settings: dict[str, Any], data: Any, where: str) 
     narrowed = dataclasses.replace(param, high=bound)
     params = tuple(narrowed if p.name == param.name else p for p in space.params)
     return dataclasses.replace(space, params=params)
-
-
-def config_on_device(config: Any, device: str | None, where: str = "--device") -> Any:
-    """``config`` (a :class:`tuner.run.config.StudyConfig`) re-validated to run on ``device``
-    (``None``: unchanged); ``device`` is checked first, so a bad one names ``where``."""
-    if device is None:
-        return config
-    check_device(device, where)
-    from tuner.run.config import config_from_dict
-
-    return config_from_dict(with_device(config.to_dict(), device), config.source)

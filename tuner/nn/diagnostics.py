@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tuner.core.errors import ConfigError
+from tuner.nn.health import assess, hidden_activations, saturated_fraction
 from tuner.nn.models import ACTIVATION_TYPES, ACTIVATIONS, ModelSpec, mlp, weight_layers
 from tuner.nn.schemes import SCHEMES, random_schemes
 
@@ -40,22 +41,6 @@ class LayerStats:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The output of every activation module of ``model`` for input ``x``, in forward order."""
-    outputs: list[torch.Tensor] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
-        for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return outputs
 
 
 def layer_stats(
@@ -197,8 +182,6 @@ def diagnose(
     one range (a squashing activation's bounds, else the min..max over all layers) so shrinking
     and saturation show from panel to panel. Seeded: the same arguments give the same numbers.
     """
-    from tuner.nn.health import assess, saturated_fraction  # health builds on this module
-
     check_diagnose_args(scheme, activation, depth, width, samples, bins)
     # The weights come from the global RNG seeded with ``seed``; the data must not (the same
     # stream would make the first rows of x copies of the first weight rows).

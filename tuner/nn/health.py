@@ -26,13 +26,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import optuna
 import torch
 from torch import nn
 
-from tuner.nn.models import ACTIVATIONS
+from tuner.nn.models import ACTIVATION_TYPES, ACTIVATIONS
 
 HEALTH_ROWS = 512  # training rows pushed through the network for the verdict
 SATURATION_MARGIN = 0.01  # "at a bound": within 1% of the activation's output range of it
@@ -159,53 +157,25 @@ def assess(
     return InitHealth("healthy", "", std, sat)
 
 
+def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The output of every activation module of ``model`` for input ``x``, in forward order."""
+    outputs: list[torch.Tensor] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
+        for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return outputs
+
+
 def init_health(
     model: nn.Module, x: torch.Tensor, activation: str,
     thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
 ) -> InitHealth:
     """Push ``x (batch, features)`` through ``model`` (no gradients) and judge its init."""
-    from tuner.nn.diagnostics import hidden_activations
-
     return assess(hidden_activations(model, x), activation, thresholds)
-
-
-def store_verdict(trial: optuna.Trial, health: InitHealth) -> None:
-    """Store a verdict on ``trial``: user attributes ``init_verdict`` (one of
-    :data:`VERDICTS`), ``init_layer_std`` (per hidden layer, input side first) and, when not
-    healthy, ``init_reason`` (``ctx.check_init`` prunes a dead init with it)."""
-    trial.set_user_attr("init_verdict", health.verdict)
-    trial.set_user_attr("init_layer_std", [float(f"{s:.4g}") for s in health.layer_std])
-    if not health.healthy:
-        trial.set_user_attr("init_reason", health.reason)
-
-
-def scheme_table(
-    trials: list[optuna.trial.FrozenTrial], maximize: bool = True
-) -> list[dict[str, Any]]:
-    """Per init scheme: trials, states, verdicts, best and mean value (of trials with a value),
-    best scheme first.
-
-    Works on any study whose trials have an ``init`` param (searched) — the data behind a
-    per-scheme comparison in ``tuner show``/reports. A trial pruned as a dead init has the
-    untrained network's value (see ``ctx.check_init``).
-    """
-    rows: dict[str, dict[str, Any]] = {}
-    for t in trials:
-        scheme = t.params.get("init")
-        if scheme is None:
-            continue
-        row = rows.setdefault(scheme, {"init": scheme, "n": 0, "states": {}, "verdicts": {},
-                                       "values": []})
-        row["n"] += 1
-        row["states"][t.state.name] = row["states"].get(t.state.name, 0) + 1
-        verdict = t.user_attrs.get("init_verdict")
-        if verdict:
-            row["verdicts"][verdict] = row["verdicts"].get(verdict, 0) + 1
-        if t.value is not None and math.isfinite(t.value):
-            row["values"].append(t.value)
-    for row in rows.values():
-        values = row.pop("values")
-        row["best"] = (max(values) if maximize else min(values)) if values else None
-        row["mean"] = sum(values) / len(values) if values else None
-    sign = -1.0 if maximize else 1.0
-    return sorted(rows.values(), key=lambda r: (r["best"] is None, sign * (r["best"] or 0.0)))

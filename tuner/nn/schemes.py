@@ -36,7 +36,10 @@ from torch import nn
 
 from tuner.core.errors import CheckpointError
 from tuner.core.registry import Registry
+from tuner.nn.checkpoint import copy_body, read_checkpoint
 from tuner.nn.models import ACTIVATIONS, weight_layers
+
+HEAD_INIT = "xavier_uniform"  # the fresh head of a pretrained network
 
 CONSTANT_VALUE = 0.05
 
@@ -62,8 +65,6 @@ class InitScheme:
         ``checkpoint`` is used (and required) only by ``from_checkpoint`` schemes.
         """
         if self.from_checkpoint:
-            from tuner.nn.finetune import load_pretrained  # torch.load and file checks live there
-
             if checkpoint is None:
                 raise CheckpointError(
                     f"init scheme {self.name!r} needs a checkpoint: set [objective] checkpoint "
@@ -136,3 +137,20 @@ def apply_init(
 def random_schemes() -> list[str]:
     """The schemes that draw weights (every one but those that load a checkpoint)."""
     return [name for name in SCHEMES if not SCHEMES.get(name).from_checkpoint]
+
+
+def load_pretrained(model: nn.Module, checkpoint: str | Path, activation: str) -> nn.Module:
+    """The ``pretrained`` scheme: copy all but the head from ``checkpoint``; a fresh head."""
+    ckpt = read_checkpoint(checkpoint)
+    if ckpt.spec.activation != activation:
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} was trained with activation {ckpt.spec.activation!r}; "
+            f"the model uses {activation!r}"
+        )
+    copy_body(model, ckpt)
+    head = weight_layers(model)[-1]
+    with torch.no_grad():
+        SCHEMES.get(HEAD_INIT).init_weight(head.weight, 1.0)
+        if head.bias is not None:
+            head.bias.zero_()
+    return model

@@ -33,20 +33,20 @@ import torch
 from torch import nn
 
 from tuner.core.errors import CheckpointError, ConfigError, ToolkitError
+from tuner.core.keys import CURVE, PRUNE_REASON
 from tuner.nn import health
 from tuner.nn.checkpoint import copy_matching, read_checkpoint
 from tuner.nn.data import Dataset, load_dataset
 from tuner.nn.device import resolve_device
-from tuner.nn.diagnostics import hidden_activations, layer_stats
+from tuner.nn.diagnostics import layer_stats
+from tuner.nn.health import hidden_activations
 from tuner.nn.models import ACTIVATIONS, infer_activation, weight_layers
 from tuner.nn.schemes import SCHEMES
+from tuner.objectives.records import save_pictures, store_verdict
 from tuner.objectives.shared import dataset_settings
 from tuner.search.report_steps import report_steps
 from tuner.search.space import SearchSpace
 from tuner.store import artifacts
-
-PRUNE_REASON = "prune_reason"
-CURVE = "curve"
 
 
 @dataclass
@@ -183,7 +183,7 @@ class ObjectiveContext:
         record.init_layers = [layer_stats(i, a[:artifacts.VAL_ROWS])
                               for i, a in enumerate(acts, start=1)]
         record.hp.setdefault("activation", activation)
-        health.store_verdict(trial, verdict)
+        store_verdict(trial, verdict)
         if verdict.healthy or not self.settings.get("prune_dead_inits", True):
             return verdict
         if baseline is not None:
@@ -235,12 +235,8 @@ class ObjectiveContext:
             trial.set_user_attr(PRUNE_REASON, reason)
         if record.curve:
             trial.set_user_attr(CURVE, record.curve)
-        if record.init_layers is None and not record.curve:
-            return
-        sink = artifacts.sink_for(trial, self.cache, self.settings.get("artifacts", True))
-        if sink is not None:
-            artifacts.save_pictures(sink, trial, record.hp, record.init_layers, record.curve,
-                                    self.cache)
+        save_pictures(trial, record.hp, record.init_layers, record.curve, self.cache,
+                      self.settings.get("artifacts", True))
 
     # ------------------------------------------------------------------ helpers
     def _record(self, trial: optuna.Trial) -> _TrialRecord:

@@ -31,6 +31,7 @@ from typing import Any
 from tuner.core.errors import ConfigError
 from tuner.core.option_rules import accepted_options
 from tuner.run.config import StudyConfig, config_from_dict
+from tuner.run.study import optimize, prepare_study
 from tuner.search.best_so_far import best_so_far
 from tuner.search.samplers import SAMPLERS, build_sampler
 
@@ -224,8 +225,6 @@ def _run_config(config: StudyConfig, sampler: str, seed: int, n_trials: int,
 def _one_run(raw: dict[str, Any], sampler: str, seed: int) -> Run:
     """In a worker process: one study run in memory."""
     import optuna
-
-    from tuner.run.study import optimize, prepare_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     config = config_from_dict(raw, f"<compare {sampler} seed {seed}>")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.core.errors import ConfigError, ObjectiveError
+from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
 from tuner.search.pruners import PRUNERS, build_pruner
@@ -239,28 +240,6 @@ def _metric_and_direction(
     return metric or "value", direction or "maximize"
 
 
-def dump_toml(config: Mapping[str, Any]) -> str:
-    """A study file's text for a TOML-shaped dict (tables of scalars, lists, inline tables).
-
-    TOML has no null: ``None`` values are left out, and so are empty tables.
-    """
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, Mapping):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        return repr(v)
-
-    return "\n".join(
-        f"[{name}]\n" + "".join(f"{k} = {value(v)}\n" for k, v in table.items() if v is not None)
-        for name, table in config.items() if isinstance(table, Mapping) and table)
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -268,3 +247,22 @@ def _is_int(v: Any) -> bool:
 def _is_number(v: Any) -> bool:
     """A finite int or float (TOML's nan and inf are not)."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# --------------------------------------------------------------------------- device
+def with_device(raw: dict[str, Any], device: str | None) -> dict[str, Any]:
+    """A TOML-shaped study config with ``[objective] device`` replaced (``None``: unchanged).
+    A device is where a study runs, not part of what it is: a run may choose its own."""
+    if device is None:
+        return raw
+    return {**raw, "objective": {**raw.get("objective", {}), "device": device}}
+
+
+def config_on_device(config: StudyConfig, device: str | None,
+                     where: str = "--device") -> StudyConfig:
+    """``config`` re-validated to run on ``device`` (``None``: unchanged); ``device`` is
+    checked first, so a bad one names ``where``."""
+    if device is None:
+        return config
+    check_device(device, where)
+    return config_from_dict(with_device(config.to_dict(), device), config.source)

@@ -1,4 +1,4 @@
-"""Run, resume and inspect studies: the library behind ``tuner run`` / ``resume``.
+"""Create, adopt, run and resume studies: the library behind ``tuner run`` / ``resume``.
 
 A study written by tuner is an ordinary Optuna study; tuner adds two study user attributes:
 ``tuner:config`` (the validated study file, so a resume needs only the name) and
@@ -10,110 +10,49 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.errors import ConfigError, ObjectiveError, StudyNotFoundError, TunerError
-from tuner.core.failures import FAIL_REASON, fail_reason, log_failure
+from tuner.core.errors import ConfigError
+from tuner.core.keys import CONFIG_ATTR, VERSION_ATTR
 from tuner.core.version import __version__
-from tuner.nn.device import config_on_device, with_device
-from tuner.objectives.context import ObjectiveContext
-from tuner.run.config import StudyConfig, config_from_dict, fingerprint_of
-from tuner.search.pruners import build_pruner
-from tuner.search.samplers import build_sampler
+from tuner.run.config import (
+    StudyConfig,
+    config_from_dict,
+    config_on_device,
+    fingerprint_of,
+    with_device,
+)
+from tuner.run.outcome import (
+    MAX_CONSECUTIVE_FAILURES,
+    ProgressHook,
+    RunResult,
+    best_value,
+    call_objective,
+    fail_running,
+    raise_if_hopeless,
+    start_run,
+)
+from tuner.run.packed import optimize_packed
 from tuner.store.rdb import reraise_lost
 from tuner.store.storage import open_storage
+from tuner.store.studies import (  # noqa: F401  (also imported from here)
+    FINISHED,
+    best_trial,
+    check_single_objective,
+    count_states,
+    load_existing,
+    n_finished,
+    study_metric,
+    study_names,
+)
 
-CONFIG_ATTR = "tuner:config"
-VERSION_ATTR = "tuner:version"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-MAX_CONSECUTIVE_FAILURES = 3
 log = logging.getLogger("tuner")
-
-
-class DivergedError(TunerError):
-    """Every trial of a run diverged: the learning-rate range is too high."""
-
-
-class ObjectiveFailed(TunerError):
-    """The objective failed in several trials in a row: a bug in it, not a hyperparameter
-    (exit status 2, like any other input the study cannot use)."""
-
-
-class ProgressHook(Protocol):
-    """Receives progress from :func:`optimize` (the CLI draws a progress bar with it)."""
-
-    def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None: ...
-    def trial_finished(self, trial: FrozenTrial, best: float | None) -> None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass
-class RunResult:
-    """What a run did: the study (reloaded from storage) and this run's own trial numbers."""
-
-    study: optuna.Study
-    trial_numbers: list[int] = field(default_factory=list)
-    interrupted: bool = False
-    elapsed_s: float = 0.0
-
-    @property
-    def best_trial(self) -> FrozenTrial | None:
-        return best_trial(self.study)
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial, or ``None`` when no trial has completed."""
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
-
-
-def count_states(trials: list[FrozenTrial]) -> dict[str, int]:
-    return dict(Counter(t.state.name for t in trials))
-
-
-def n_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
-# --------------------------------------------------------------------------- finding studies
-def study_names(storage: BaseStorage) -> list[str]:
-    return sorted(s.study_name for s in storage.get_all_studies())
-
-
-def load_existing(name: str, storage: BaseStorage, *, any_objectives: bool = False) -> optuna.Study:
-    """Load study ``name`` or raise :class:`StudyNotFoundError` listing the stored names.
-
-    A multi-objective study (another Optuna user's, in a shared storage) is refused unless
-    ``any_objectives`` (deleting it is fine; tuning, showing or exporting it is not).
-    """
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = study_names(storage)
-        hint = f"stored studies: {', '.join(names)}" if names else "the storage has no studies"
-        raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
-    if not any_objectives:
-        _check_single_objective(study)
-    return study
-
-
-def _check_single_objective(study: optuna.Study) -> None:
-    if len(study.directions) > 1:
-        raise ConfigError(
-            f"study {study.study_name!r} has {len(study.directions)} objectives; tuner works "
-            "with single-objective studies"
-        )
-
 
 def stored_config(study: optuna.Study, device: str | None = None) -> StudyConfig | None:
     """The config a study was created with (``None`` for a study tuner did not create), to run
@@ -122,11 +61,6 @@ def stored_config(study: optuna.Study, device: str | None = None) -> StudyConfig
     if raw is None:
         return None
     return config_from_dict(with_device(raw, device), f"<stored study {study.study_name!r}>")
-
-
-def study_metric(study: optuna.Study) -> str:
-    """The name of what the study optimises (``value`` for a study tuner did not create)."""
-    return study.user_attrs.get(CONFIG_ATTR, {}).get("study", {}).get("metric", "value")
 
 
 def _store_config(study: optuna.Study, config: StudyConfig) -> None:
@@ -150,7 +84,7 @@ def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
     study = optuna.create_study(
         storage=storage, study_name=config.name, direction=config.direction, load_if_exists=True
     )
-    _check_single_objective(study)
+    check_single_objective(study)
     stored_direction = study.direction.name.lower()
     if stored_direction != config.direction:
         raise ConfigError(
@@ -255,91 +189,6 @@ def resume(
                     budget=config.n_trials, timeout=timeout or config.timeout, progress=progress)
 
 
-def sampler_seed(seed: int, n_existing: int, salt: int = 0) -> int:
-    """The sampler seed of one run: the study seed for a fresh study's first process, else a
-    value derived from it, so a resumed or parallel run does not replay the same samples."""
-    if n_existing == 0 and salt == 0:
-        return seed
-    return (seed * 2_654_435_761 + n_existing * 40_503 + salt * 9_973 + 1) % (2**32 - 1)
-
-
-def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> ObjectiveContext:
-    """Give ``study`` this process's sampler (seeded by :func:`sampler_seed`) and pruner, and
-    return the objective's context: what every process running trials (``optimize``, a
-    worker) does first."""
-    n_existing = len(study.get_trials(deepcopy=False))
-    study.sampler = build_sampler(config.sampler, config.sampler_options,
-                                  sampler_seed(config.seed, n_existing, seed_salt), config.space)
-    study.pruner = build_pruner(
-        config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
-    )
-    assert config.spec is not None
-    if config.pack > 1 and config.spec.pack is None:
-        log.warning("objective %r cannot be packed; its trials run one at a time",
-                    config.objective)
-    return ObjectiveContext(settings=config.objective_settings, space=config.space,
-                            seed=config.seed, metric=config.metric, pruner=config.pruner)
-
-
-def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Trial) -> float:
-    """The study's objective on ``trial``, and the trial's last writes (``ctx.finish_trial``:
-    learning curve, pictures, ``prune_reason``). A :class:`optuna.TrialPruned` keeps its
-    message as the ``prune_reason``; a failure stores ``fail_reason`` first
-    (:func:`tuner.core.failures.fail_reason`: the report, ``tuner show`` and the hopeless-run check
-    read it)."""
-    prune_reason = None
-    try:
-        value = config.spec.fn(trial, ctx)
-    except optuna.TrialPruned as e:
-        prune_reason = str(e) or "pruned by the objective (it gave no reason)"
-        raise
-    except KeyboardInterrupt:
-        trial.set_user_attr(FAIL_REASON, "interrupted")
-        raise
-    except SystemExit as e:  # not the end of the study: one failed trial
-        reason = f"the objective called sys.exit({e.code!r})"
-        trial.set_user_attr(FAIL_REASON, reason)
-        raise ObjectiveError(reason) from None
-    except Exception as e:
-        trial.set_user_attr(FAIL_REASON, fail_reason(e))
-        log_failure(trial.number, e)
-        raise
-    finally:
-        ctx.finish_trial(trial, prune_reason)
-    return _a_number(value, trial)
-
-
-def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The study's latest trials (by number) that the objective failed in a row. Running and
-    waiting trials are skipped, and so are trials failed by an interrupt or a dead worker
-    (no ``fail_reason`` of the objective's): they say nothing about the objective."""
-    streak: list[FrozenTrial] = []
-    for t in sorted(trials, key=lambda t: t.number, reverse=True):
-        if t.state in (TrialState.RUNNING, TrialState.WAITING):
-            continue
-        if t.state != TrialState.FAIL:
-            break
-        if t.user_attrs.get(FAIL_REASON, "interrupted") != "interrupted":
-            streak.append(t)
-    return streak[::-1]
-
-
-def _a_number(value: Any, trial: optuna.Trial) -> float:
-    """``value`` as a finite float, or the trial fails with the reason stored (Optuna would
-    fail NaN and a string without one, and store ±inf as a complete value no plot can use)."""
-    try:
-        number = None if isinstance(value, str | bytes) else float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or not math.isfinite(number):
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        what = "not a number" if number is None else "not a finite number"
-        reason = f"the objective returned {shown}, {what}"
-        trial.set_user_attr(FAIL_REASON, reason)
-        raise ObjectiveError(reason)
-    return number
-
-
 def optimize(
     study: optuna.Study,
     config: StudyConfig,
@@ -381,7 +230,7 @@ def optimize(
         # One read of the (cached) trials serves both the progress line and the budget.
         trials = study.get_trials(deepcopy=False)
         if progress is not None:
-            progress.trial_finished(trial, _best_value(study, trials))
+            progress.trial_finished(trial, best_value(study, trials))
         if len(failures) >= MAX_CONSECUTIVE_FAILURES:
             study.stop()
         if budget is not None and sum(t.state in FINISHED for t in trials) >= budget:
@@ -391,8 +240,6 @@ def optimize(
         progress.start(study, n_trials, timeout)
     def one_round(n: int | None, seconds: float | None) -> None:
         if config.pack > 1:  # several trials as one vectorised population: tuner.run.packed
-            from tuner.run.packed import optimize_packed
-
             optimize_packed(study, config.spec.pack,
                             lambda trial, ctx: call_objective(config, ctx, trial), ctx,
                             config.pack, n_trials=n, timeout=seconds, begin=begin,
@@ -418,52 +265,12 @@ def optimize(
                     break
     except KeyboardInterrupt:
         result.interrupted = True
-        _fail_running(study, running, "interrupted")
+        fail_running(study, running, "interrupted")
     finally:
         if progress is not None:
             progress.stop()
     result.elapsed_s = time.monotonic() - started
-    _raise_if_hopeless(study, result, failures)
+    raise_if_hopeless(study, result, failures)
     return result
-
-
-def _best_value(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> float | None:
-    """The best complete value, from ``trials`` when the caller has read them already."""
-    if trials is None:
-        trials = study.get_trials(deepcopy=False)
-    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not values:
-        return None
-    return max(values) if study.direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
-
-
-def _fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> None:
-    """Mark this process's still-RUNNING trials FAIL, so nothing stays RUNNING after Ctrl-C."""
-    storage = study._storage
-    for trial_id in running.values():
-        if storage.get_trial(trial_id).state == TrialState.RUNNING:
-            storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-
-
-def _raise_if_hopeless(study: optuna.Study, result: RunResult, failures: list) -> None:
-    if len(failures) >= MAX_CONSECUTIVE_FAILURES:
-        reasons = [t.user_attrs.get(FAIL_REASON, "?") for t in failures]
-        raise ObjectiveFailed(
-            f"the objective failed in {len(failures)} trials in a row; last error: {reasons[-1]}"
-        )
-    numbers = set(result.trial_numbers)
-    mine = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
-    diverged = [t for t in mine if "diverged" in str(t.user_attrs.get("prune_reason", ""))]
-    if mine and len(diverged) == len(mine) and not result.interrupted:
-        raise DivergedError(
-            f"all {len(mine)} trials of this run diverged (loss became NaN/inf); the learning "
-            "rate is too high: lower the upper bound of [space] lr"
-        )
-
-
-def open_study(name: str, storage_url: str | None = None) -> optuna.Study:
-    """Load a stored study for reading (the storage must exist)."""
-    return load_existing(name, open_storage(storage_url, must_exist=True))
 
 

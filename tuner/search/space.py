@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 
 from tuner.core.errors import ConfigError
+from tuner.core.keys import LOG2_SUFFIX
 from tuner.core.registry import Registry
 
 KINDS = ("fixed", "float", "int", "pow2", "categorical")
@@ -89,7 +90,7 @@ class Param:
     @property
     def optuna_name(self) -> str:
         """The name Optuna stores: ``<name>_log2`` holds the exponent of a pow2 parameter."""
-        return f"{self.name}_log2" if self.kind == "pow2" else self.name
+        return f"{self.name}{LOG2_SUFFIX}" if self.kind == "pow2" else self.name
 
     @property
     def searched(self) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,26 +109,10 @@ def sink_for(trial: optuna.Trial, cache: dict[str, Any], enabled: bool = True) -
     return cache[_CACHE_KEY]
 
 
-def save_pictures(sink: _Sink, trial: optuna.Trial, hp: Mapping[str, Any],
-                  init_layers: Sequence[Any] | None, curve: Mapping[str, Sequence[float]],
-                  cache: dict[str, Any]) -> None:
-    """Upload a finished trial's pictures: the initial network's activations (``init_layers``,
-    :class:`tuner.nn.diagnostics.LayerStats` per hidden layer; none when the objective never
-    checked its init) and the learning curve (none when no step was reported). A failing
-    disk warns once and turns pictures off for the rest of the run (``cache``)."""
-    from tuner.nn.pictures import activations_svg, learning_curve_svg
-
-    n = trial.number
-    what = " · ".join(f"{k} {hp[k]}" for k in ("init", "activation") if k in hp)
-    files = {}
-    if init_layers is not None:
-        files[INIT_ACTIVATIONS] = activations_svg(
-            list(init_layers), f"trial {n}: activations of the initial network", what)
-    if any(curve.values()):
-        shown = [f"lr {hp['lr']:.3g}"] if isinstance(hp.get("lr"), float) else []
-        shown += [f"batch size {hp['batch_size']}"] if "batch_size" in hp else []
-        files[LEARNING_CURVE] = learning_curve_svg(
-            curve, f"trial {n}: learning curve", " · ".join([*shown, what] if what else shown))
+def save_files(sink: _Sink, trial: optuna.Trial, files: Mapping[str, str],
+               cache: dict[str, Any]) -> None:
+    """Upload ``files`` (``{name: text}``) as artifacts of ``trial``. A failing disk warns once
+    and turns pictures off for the rest of the run (``cache``)."""
     try:
         for name, text in files.items():
             path = Path(sink.scratch.name) / name
@@ -136,7 +120,7 @@ def save_pictures(sink: _Sink, trial: optuna.Trial, hp: Mapping[str, Any],
             upload_artifact(artifact_store=sink.store, file_path=str(path), study_or_trial=trial)
     except OSError as e:
         log.warning("trial %d: could not save its pictures (%s); later trials will not try",
-                    n, e)
+                    trial.number, e)
         cache[_CACHE_KEY] = None
 
 

@@ -15,12 +15,35 @@ Nothing here ever prints the password: messages name the variable and the file, 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from tuner.core.errors import StorageError
 
 PASSWORD_ENV = "TUNER_STORAGE_PASSWORD"
 PASSWORD_FILE_ENV = "TUNER_STORAGE_PASSWORD_FILE"
+
+# The password runs to the last '@' before the host's '/' (it may hold spaces, even '@').
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^/]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd)=)[^&\s]*", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print or log)."""
+    url = _CREDENTIALS.sub(lambda m: f"{m['head']}***@", url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", url)
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove the URL's password from an error text that might echo it."""
+    from sqlalchemy.engine import make_url
+
+    text = mask_url(text)
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return text.replace(password, "***") if password else text
 
 
 def password_from_environment() -> str | None:

@@ -37,6 +37,8 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError, StorageError
+from tuner.core.keys import CREATE_TOKEN
+from tuner.store.credentials import scrub
 
 HEARTBEAT_INTERVAL_ENV = "TUNER_HEARTBEAT_INTERVAL"
 HEARTBEAT_GRACE_ENV = "TUNER_HEARTBEAT_GRACE"
@@ -45,7 +47,6 @@ DEFAULT_HEARTBEAT_INTERVAL_S = 10
 DEFAULT_GRACE_S = 60
 DEFAULT_RETRY_S = 60.0
 STALE_TRIAL_RETRIES = 2  # a trial that kills its worker every time is not retried forever
-CREATE_TOKEN = "tuner:create_token"  # system attribute: which creation call made the trial
 
 log = logging.getLogger("tuner")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -190,12 +191,12 @@ class ResilientRDBStorage(RDBStorage):
                 if self.lost is not None or waited + delay > self.retry_s:
                     self.lost = self.lost or StorageError(
                         f"lost the connection to storage {self.shown} and could not get it back "
-                        f"within {self.retry_s:g}s ({_scrub(_first_line(e), self.url)})"
+                        f"within {self.retry_s:g}s ({scrub(_first_line(e), self.url)})"
                     )
                     raise self.lost from None
                 if not warned:
                     log.warning("storage %s: %s; retrying for up to %gs", self.shown,
-                                _scrub(_first_line(e), self.url), self.retry_s)
+                                scrub(_first_line(e), self.url), self.retry_s)
                     warned = True
                 time.sleep(delay)
                 delay = min(delay * 2, 8.0)
@@ -304,12 +305,6 @@ def _with_token(template: FrozenTrial | None, token: str) -> FrozenTrial:
     made = copy.deepcopy(template)
     made.system_attrs[CREATE_TOKEN] = token
     return made
-
-
-def _scrub(text: str, url: str) -> str:
-    from tuner.store.storage import _scrub as scrub
-
-    return scrub(text, url)
 
 
 def _retrying(name: str) -> Callable[..., Any]:

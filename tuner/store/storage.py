@@ -2,14 +2,14 @@
 
 Resolution order: ``--storage`` > ``$TUNER_STORAGE`` > ``sqlite:///tuner.db`` (working dir).
 Any SQLAlchemy URL works (``postgresql://`` uses psycopg 3); ``journal:PATH`` is an Optuna
-journal file. Passwords never appear in messages: use :func:`mask_url` for anything printed.
+journal file. Passwords never appear in messages: :func:`tuner.store.credentials.mask_url` masks
+anything printed.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import time
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuner.core.errors import StorageError
+from tuner.store.credentials import mask_url, scrub, with_password
+from tuner.store.rdb import ResilientRDBStorage, storage_settings
 
 DEFAULT_URL = "sqlite:///tuner.db"
 ENV_VAR = "TUNER_STORAGE"
@@ -28,10 +30,6 @@ SCHEMA_RACE_ATTEMPTS = 5  # opens of a new database that lose the race to create
 PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
                    "keepalives_interval": 10, "keepalives_count": 3}
 
-# The password runs to the last '@' before the host's '/' (it may hold spaces, even '@').
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^/]*)@")
-_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd)=)[^&\s]*", re.IGNORECASE)
-
 
 def resolve_url(url: str | None = None) -> str:
     """The storage URL to use: the argument, else ``$TUNER_STORAGE`` (an empty one counts as
@@ -41,24 +39,6 @@ def resolve_url(url: str | None = None) -> str:
         raise StorageError("--storage is empty; give a storage URL such as sqlite:///tuner.db, "
                            "postgresql://USER@HOST/DB or journal:FILE (or leave it out)")
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe to print or log)."""
-    url = _CREDENTIALS.sub(lambda m: f"{m['head']}***@", url)
-    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", url)
-
-
-def _scrub(text: str, url: str) -> str:
-    """Remove the URL's password from an error text that might echo it."""
-    from sqlalchemy.engine import make_url
-
-    text = mask_url(text)
-    try:
-        password = make_url(url).password
-    except Exception:
-        password = None
-    return text.replace(password, "***") if password else text
 
 
 def normalise_url(url: str) -> str:
@@ -113,9 +93,6 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
     from sqlalchemy import exc
     from sqlalchemy.engine import make_url
 
-    from tuner.store.credentials import with_password
-    from tuner.store.rdb import ResilientRDBStorage, storage_settings
-
     shown = mask_url(url)  # the user's spelling, not the driver-qualified one
     url = normalise_url(with_password(url))
     try:
@@ -129,7 +106,7 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
         ) from None
     except (exc.ArgumentError, ValueError) as e:
         raise StorageError(
-            f"malformed storage URL {shown!r} ({_scrub(str(e), url)}); expected e.g. "
+            f"malformed storage URL {shown!r} ({scrub(str(e), url)}); expected e.g. "
             "sqlite:///tuner.db, postgresql://USER@HOST/DB or journal:FILE"
         ) from None
     engine_kwargs: dict = {}
@@ -180,7 +157,7 @@ def _lost_schema_race(e: Exception) -> bool:
 def _reason(e: Exception, url: str) -> str:
     text = str(getattr(e, "orig", None) or e).strip().splitlines()
     first = next((line for line in text if line.strip()), type(e).__name__)
-    return _scrub(first.strip(), url)
+    return scrub(first.strip(), url)
 
 
 def _enable_wal(storage: optuna.storages.RDBStorage) -> None:

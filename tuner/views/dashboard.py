@@ -17,7 +17,9 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from tuner.core.errors import ConfigError
-from tuner.store.storage import mask_url, open_storage, resolve_url
+from tuner.store import artifacts
+from tuner.store.credentials import mask_url
+from tuner.store.storage import open_storage, resolve_url
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 log = logging.getLogger("tuner")
@@ -70,8 +72,6 @@ def start(
     Raises StorageError when the storage cannot be opened and ConfigError when the address
     cannot be bound (port busy, unknown host); nothing is served or written then.
     """
-    from tuner.store import artifacts
-
     url = resolve_url(storage)
     opened = open_storage(url, must_exist=True)
     directory = artifacts.artifact_dir(url, artifact_dir)

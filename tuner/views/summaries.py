@@ -14,7 +14,8 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from tuner.run.study import CONFIG_ATTR, best_trial, count_states, study_metric
+from tuner.core.keys import CONFIG_ATTR, INIT_VERDICT, LOG2_SUFFIX
+from tuner.store.studies import best_trial, count_states, study_metric
 
 
 def trial_params(trial: FrozenTrial) -> dict[str, Any]:
@@ -22,8 +23,9 @@ def trial_params(trial: FrozenTrial) -> dict[str, Any]:
     searched exponent ``batch_size_log2``."""
     out: dict[str, Any] = {}
     for name, value in trial.params.items():
-        if name.endswith("_log2") and name[:-5] in trial.user_attrs:
-            out[name[:-5]] = trial.user_attrs[name[:-5]]
+        real = name.removesuffix(LOG2_SUFFIX)
+        if real != name and real in trial.user_attrs:
+            out[real] = trial.user_attrs[real]
         else:
             out[name] = value
     return out
@@ -117,3 +119,35 @@ def export_trials(study: optuna.Study, fmt: str) -> str:
         row += [r["user_attrs"].get(a) for a in attr_names]
         writer.writerow(["" if v is None else v for v in row])
     return out.getvalue()
+
+
+def scheme_table(
+    trials: list[FrozenTrial], maximize: bool = True
+) -> list[dict[str, Any]]:
+    """Per init scheme: trials, states, verdicts, best and mean value (of trials with a value),
+    best scheme first.
+
+    Works on any study whose trials have an ``init`` param (searched) — the data behind a
+    per-scheme comparison in ``tuner show``/reports. A trial pruned as a dead init has the
+    untrained network's value (see ``ctx.check_init``).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        scheme = t.params.get("init")
+        if scheme is None:
+            continue
+        row = rows.setdefault(scheme, {"init": scheme, "n": 0, "states": {}, "verdicts": {},
+                                       "values": []})
+        row["n"] += 1
+        row["states"][t.state.name] = row["states"].get(t.state.name, 0) + 1
+        verdict = t.user_attrs.get(INIT_VERDICT)
+        if verdict:
+            row["verdicts"][verdict] = row["verdicts"].get(verdict, 0) + 1
+        if t.value is not None and math.isfinite(t.value):
+            row["values"].append(t.value)
+    for row in rows.values():
+        values = row.pop("values")
+        row["best"] = (max(values) if maximize else min(values)) if values else None
+        row["mean"] = sum(values) / len(values) if values else None
+    sign = -1.0 if maximize else 1.0
+    return sorted(rows.values(), key=lambda r: (r["best"] is None, sign * (r["best"] or 0.0)))

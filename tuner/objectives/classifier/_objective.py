@@ -22,6 +22,7 @@ from tuner.nn.device import fit_batch_size
 from tuner.nn.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
 from tuner.nn.schemes import SCHEMES
 from tuner.nn.training import Diverged, EpochStats, TrainConfig, evaluate, train
+from tuner.objectives.classifier import _finetune
 from tuner.objectives.context import ObjectiveContext
 from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
 from tuner.search.space import ParamRule, SearchSpace
@@ -37,14 +38,14 @@ PARAM_RULES: dict[str, ParamRule] = {
     "momentum": ParamRule(kind="float", low=0.0, high=1.0, default=0.9, help="sgd/rmsprop"),
     "depth": ParamRule(integer=True, low=1, high=64, default=2, help="hidden layers"),
     "width": ParamRule(integer=True, low=1, high=8192, default=64, help="units per layer"),
-    **finetune.PARAM_RULES,  # freeze_layers, head_lr_mult: act on init = "pretrained" only
+    **_finetune.PARAM_RULES,  # freeze_layers, head_lr_mult: act on init = "pretrained" only
 }
 METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto",
             "artifacts": True}  # per-trial pictures for the dashboard (tuner.store.artifacts)
 # Init science (tuner.nn.health, tuner.nn.finetune): prune dead inits before epoch 1; a checkpoint
 # for init = "pretrained" (a file name, relative to the study file; None: no checkpoint).
-SETTINGS.update({"prune_dead_inits": True, **finetune.SETTINGS})
+SETTINGS.update({"prune_dead_inits": True, **_finetune.SETTINGS})
 
 
 def validate(
@@ -85,7 +86,7 @@ def validate(
             f"{where}: [objective] model 'cnn' needs image data; {dataset!r} is tabular"
         )
     space = fit_batch_size(space, out, data, where)  # on a GPU: the largest that fits (2^k)
-    finetune.check_settings(out, space, data, where)
+    _finetune.check_settings(out, space, data, where)
     for inert in _inert_settings(out, space):
         warn_once(f"{where}: {inert}")
     return out, space
@@ -101,7 +102,7 @@ def _inert_settings(settings: dict[str, Any], space: SearchSpace) -> list[str]:
                    f"use it (only {', '.join(sorted(MOMENTUM_OPTIMIZERS))} do)")
     pretrained = any(SCHEMES.get(name).from_checkpoint for name in space["init"].values())
     if not pretrained:
-        knobs = [k for k in finetune.PARAM_RULES if k in given]
+        knobs = [k for k in _finetune.PARAM_RULES if k in given]
         if knobs:
             out.append(f"[space] {', '.join(knobs)} has no effect: no [space] init is "
                        "'pretrained'")

@@ -19,13 +19,13 @@ from typing import Any
 import optuna
 import torch
 
-from tuner.nn import finetune
 from tuner.nn.models import MODELS
 from tuner.nn.population import can_stack, train_population
 from tuner.nn.schemes import SCHEMES
 from tuner.nn.stacked_optim import STACKED_OPTIMIZERS
 from tuner.nn.training import EpochStats
 from tuner.objectives import Outcome
+from tuner.objectives.classifier import _finetune
 from tuner.objectives.classifier._objective import (
     TrialSetup,
     check_init,
@@ -39,7 +39,7 @@ from tuner.objectives.context import ObjectiveContext
 PER_MEMBER = ("lr", "weight_decay", "init")
 SHARED = ("batch_size", "activation", "optimizer", "depth", "width")
 MOMENTUM = "momentum"  # shared where the optimizer uses it
-PRETRAINED_ONLY = tuple(finetune.PARAM_RULES)  # inert unless the init loads a checkpoint
+PRETRAINED_ONLY = tuple(_finetune.PARAM_RULES)  # inert unless the init loads a checkpoint
 
 
 def group_key(hp: dict[str, Any], ctx: ObjectiveContext) -> tuple | None:

@@ -29,9 +29,9 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from tuner.run.study import FINISHED
 from tuner.store.rdb import ResilientRDBStorage
 from tuner.store.storage import JOURNAL_PREFIX, normalise_url, sqlite_path
+from tuner.store.studies import FINISHED
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection

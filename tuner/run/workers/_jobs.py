@@ -27,17 +27,14 @@ from typing import IO
 import optuna
 
 from tuner.core.errors import TunerError
+from tuner.nn.device import worker_device
+from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig
-from tuner.run.study import (
-    ProgressHook,
-    RunResult,
-    _best_value,
-    _fail_running,
-    n_finished,
-    prepare_study,
-)
+from tuner.run.outcome import ProgressHook, RunResult, best_value, fail_running
+from tuner.run.study import prepare_study
 from tuner.run.workers._worker import cpu_cores
 from tuner.store.storage import ENV_VAR, open_storage, resolve_url
+from tuner.store.studies import n_finished
 
 STOP_GRACE_S = 30.0  # how long stopped workers get to mark their trials failed
 _DEBUG_HINT = " (run with --debug for the traceback)"
@@ -58,8 +55,6 @@ def announce_trial(trial_id: int) -> None:
 def threads_per_worker(jobs: int) -> int:
     """Torch threads for each of ``jobs`` workers on this machine: the training's own setting
     (``$TUNER_CPU_THREADS``, default 1), capped at ``cores // jobs`` (at least 1)."""
-    from tuner.nn.training import CPU_THREADS_ENV
-
     wanted = int(os.environ.get(CPU_THREADS_ENV) or 1)
     return max(1, min(wanted, cpu_cores() // jobs))
 
@@ -97,8 +92,6 @@ def _device(index: int, config: StudyConfig, device: str | None) -> list[str]:
     requested = device or config.objective_settings.get("device")
     if requested is None or torch.cuda.device_count() < 2:
         return ["--device", device] if device else []
-    from tuner.nn.device import worker_device
-
     return ["--device", worker_device(index, requested)]
 
 
@@ -173,7 +166,7 @@ def _fail_killed_workers_trials(study: optuna.Study, workers: list[_Worker], pac
     announced trials: the earlier ones are finished)."""
     for w in workers:
         if w.proc.returncode is not None and w.proc.returncode < 0:
-            _fail_running(study, dict(enumerate(w.trial_ids[-pack:])), "interrupted")
+            fail_running(study, dict(enumerate(w.trial_ids[-pack:])), "interrupted")
 
 
 def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
@@ -184,7 +177,7 @@ def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
             seen.add(trial.number)
             result.trial_numbers.append(trial.number)
             if progress is not None:
-                progress.trial_finished(trial, _best_value(study, trials))
+                progress.trial_finished(trial, best_value(study, trials))
 
 
 def _raise_for_workers(workers: list[_Worker], interrupted: bool) -> None:

@@ -16,28 +16,31 @@ import warnings
 from collections.abc import Callable
 
 import optuna
+import torch
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError, ObjectiveError, StorageError, StudyNotFoundError
+from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig
-from tuner.run.study import (
+from tuner.run.outcome import (
     MAX_CONSECUTIVE_FAILURES,
     ProgressHook,
     RunResult,
-    _best_value,
-    _fail_running,
-    _raise_if_hopeless,
+    best_value,
     call_objective,
+    fail_running,
     failing_streak,
-    load_existing,
+    raise_if_hopeless,
     start_run,
-    stored_config,
 )
+from tuner.run.packed import optimize_claimed
+from tuner.run.study import stored_config
 from tuner.run.workers._claim import ClaimLock, Decision, claim_lock, decide
 from tuner.store.rdb import ResilientRDBStorage, reraise_lost
 from tuner.store.storage import JOURNAL_PREFIX, open_storage, resolve_url
+from tuner.store.studies import load_existing
 
 log = logging.getLogger("tuner")
 
@@ -53,10 +56,6 @@ def cpu_cores() -> int:
 def set_torch_threads(threads: int) -> None:
     """Set torch's intra-op threads for this process's training, so N workers on one machine
     share its cores (``$TUNER_CPU_THREADS`` is what :mod:`tuner.nn.training` applies)."""
-    import torch
-
-    from tuner.nn.training import CPU_THREADS_ENV
-
     os.environ[CPU_THREADS_ENV] = os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
@@ -189,8 +188,6 @@ def run_worker(
                     _fail_stale_trials(study)
                     decision, finished, running = decide(study, storage, budget)
                     if decision is Decision.GO and config.pack > 1:  # K per claim: tuner.run.packed
-                        from tuner.run.packed import optimize_claimed
-
                         left = budget if n_trials is None else n_trials - len(result.trial_numbers)
                         claimable = min(budget - finished - running, left)
                         optimize_claimed(study, config.spec.pack,
@@ -227,7 +224,7 @@ def run_worker(
                 trial = by_number[number] if trials else study._storage.get_trial(mine[number])
                 failed |= trial.state == TrialState.FAIL
                 if progress is not None:
-                    progress.trial_finished(trial, _best_value(study, trials))
+                    progress.trial_finished(trial, best_value(study, trials))
             # "Failing in a row" is the study's: one worker that drew the failing trials
             # while the others succeeded does not stop (they take turns).
             failures[:] = failing_streak(trials or study.get_trials(deepcopy=False)) \
@@ -235,7 +232,7 @@ def run_worker(
     except KeyboardInterrupt:
         result.interrupted = True
         last = result.trial_numbers[-config.pack:]  # earlier trials of this worker are finished
-        _fail_running(study, {n: mine[n] for n in last if n in mine}, "interrupted")
+        fail_running(study, {n: mine[n] for n in last if n in mine}, "interrupted")
     finally:
         lock.release()
         if progress is not None:
@@ -245,7 +242,7 @@ def run_worker(
     # say little about the learning-rate range.
     everyone = RunResult(study, [t.number for t in study.get_trials(deepcopy=False)],
                          interrupted=result.interrupted)
-    _raise_if_hopeless(study, everyone, failures)
+    raise_if_hopeless(study, everyone, failures)
     return result
 
 

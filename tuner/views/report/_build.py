@@ -15,9 +15,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError
+from tuner.core.keys import CONFIG_ATTR, CURVE, FAIL_REASON, PRUNE_REASON
+from tuner.core.toml_text import dump_toml
 from tuner.core.version import __version__
-from tuner.run.config import dump_toml
-from tuner.run.study import CONFIG_ATTR, count_states, study_metric
+from tuner.store.studies import count_states, study_metric
 from tuner.views.report import _figures as figs
 from tuner.views.report._gallery import Gallery
 from tuner.views.summaries import trial_params
@@ -183,7 +184,7 @@ def _top_table(top: list[FrozenTrial], metric: str) -> str:
 
 
 def _epochs(t: FrozenTrial) -> str:
-    curve = t.user_attrs.get("curve")
+    curve = t.user_attrs.get(CURVE)
     if isinstance(curve, dict) and curve.get("train_loss") is not None:
         return str(len(curve["train_loss"]))
     return "—" if t.last_step is None else str(t.last_step)
@@ -194,7 +195,7 @@ def _failures(trials: list[FrozenTrial]) -> str:
     failed = [t for t in trials if t.state == TrialState.FAIL]
     if not pruned and not failed:
         return ""
-    lines = [f"<li>trial {t.number} failed: {escape(str(t.user_attrs.get('fail_reason', '?')))}"
+    lines = [f"<li>trial {t.number} failed: {escape(str(t.user_attrs.get(FAIL_REASON, '?')))}"
              "</li>" for t in failed[:20]]
     reasons = Counter(_prune_reason(t) for t in pruned)
     lines += [f"<li>{n} pruned: {escape(reason)}</li>" for reason, n in reasons.most_common(8)]
@@ -205,7 +206,7 @@ def _failures(trials: list[FrozenTrial]) -> str:
 
 def _prune_reason(trial: FrozenTrial) -> str:
     """Why a trial was pruned, without its numbers ("dead init (vanishing): …" stays)."""
-    reason = str(trial.user_attrs.get("prune_reason", "by the pruner"))
+    reason = str(trial.user_attrs.get(PRUNE_REASON, "by the pruner"))
     return reason.split(":")[0] if reason.startswith("dead init") else re.sub(r"\d+", "N", reason)
 
 

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
+from tuner.core.keys import CURVE
 from tuner.search.best_so_far import best_so_far
 from tuner.views.summaries import trial_params
 
@@ -199,12 +200,12 @@ def by_category(trials: list[FrozenTrial], param: str, metric: str, maximize: bo
 
 def learning_curves(trials: list[FrozenTrial], top: list[FrozenTrial]) -> Figure:
     """Train loss and validation accuracy per epoch of the top trials (user attr ``curve``)."""
-    shown = [t for t in top if isinstance(t.user_attrs.get("curve"), dict)]
+    shown = [t for t in top if isinstance(t.user_attrs.get(CURVE), dict)]
     if not shown:
         return "Not shown: the trials store no learning curves (user attribute 'curve')."
     fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss", "validation accuracy"))
     for i, t in enumerate(shown):
-        curve = t.user_attrs["curve"]
+        curve = t.user_attrs[CURVE]
         color = f"hsl({i * 360 // max(len(shown), 1)},65%,45%)"
         for col, key in ((1, "train_loss"), (2, "val_accuracy")):
             ys = curve.get(key, [])

@@ -12,6 +12,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.core.keys import PRUNE_REASON
 from tuner.store import artifacts as art
 from tuner.views.report._figures import is_complete
 from tuner.views.summaries import trial_params
@@ -64,7 +65,7 @@ class Gallery:
             data = self.picture(t, art.INIT_ACTIVATIONS)
             if data:
                 how = (f"{t.value:.4g}" if is_complete(t)
-                       else escape(str(t.user_attrs.get("prune_reason", "pruned"))))
+                       else escape(str(t.user_attrs.get(PRUNE_REASON, "pruned"))))
                 cells.append(_img(data, f"{scheme}: trial {t.number}",
                                   f"<b>{escape(scheme)}</b> · trial {t.number} · {how}"))
         if not cells:

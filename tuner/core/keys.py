@@ -1,0 +1,21 @@
+"""Every name tuner stores in a study, in one place.
+
+Stored studies outlive the code that wrote them: these strings are a file format. Renaming one
+breaks every study stored before the change (a test resumes such a study from a fixture).
+"""
+
+# study user attributes
+CONFIG_ATTR = "tuner:config"  # the validated study file, so a resume needs only the name
+VERSION_ATTR = "tuner:version"  # the tuner that created the study
+
+# trial user attributes
+FAIL_REASON = "fail_reason"  # why a FAIL trial failed, one line: "KeyError: 'x' (at f.py:3 in g)"
+PRUNE_REASON = "prune_reason"  # why a PRUNED trial was pruned: "dead init (…)", "diverged …"
+CURVE = "curve"  # the learning curve: {"train_loss": [...], "val_loss": [...], ...} per step
+INIT_VERDICT = "init_verdict"  # tuner.nn.health.VERDICTS
+INIT_LAYER_STD = "init_layer_std"  # activation std per hidden layer of the initial network
+INIT_REASON = "init_reason"  # why the init is not healthy
+LOG2_SUFFIX = "_log2"  # a power-of-two parameter is searched as NAME_log2; NAME holds the value
+
+# trial system attributes
+CREATE_TOKEN = "tuner:create_token"  # which creation call made the trial (tuner.store.rdb)

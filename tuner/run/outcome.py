@@ -1,0 +1,181 @@
+"""One trial's path from the sampler to its stored outcome, the same for every loop.
+
+``start_run`` gives a process its sampler and pruner and the objective's context;
+``call_objective`` runs the objective on one trial and stores why it was pruned or failed;
+the rest judges a run: a study failing in a row, every trial diverging, the best value so far.
+``tuner.run.study.optimize``, the packed loop (``tuner.run.packed``) and the worker loop
+(``tuner.run.workers``) all go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.core.errors import ObjectiveError, TunerError
+from tuner.core.failures import FAIL_REASON, fail_reason, log_failure
+from tuner.core.keys import PRUNE_REASON
+from tuner.objectives.context import ObjectiveContext
+from tuner.run.config import StudyConfig
+from tuner.search.pruners import build_pruner
+from tuner.search.samplers import build_sampler
+from tuner.store.studies import best_trial
+
+log = logging.getLogger("tuner")
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+class DivergedError(TunerError):
+    """Every trial of a run diverged: the learning-rate range is too high."""
+
+
+class ObjectiveFailed(TunerError):
+    """The objective failed in several trials in a row: a bug in it, not a hyperparameter
+    (exit status 2, like any other input the study cannot use)."""
+
+
+class ProgressHook(Protocol):
+    """Receives progress from :func:`optimize` (the CLI draws a progress bar with it)."""
+
+    def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None: ...
+    def trial_finished(self, trial: FrozenTrial, best: float | None) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """What a run did: the study (reloaded from storage) and this run's own trial numbers."""
+
+    study: optuna.Study
+    trial_numbers: list[int] = field(default_factory=list)
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def best_trial(self) -> FrozenTrial | None:
+        return best_trial(self.study)
+
+
+def sampler_seed(seed: int, n_existing: int, salt: int = 0) -> int:
+    """The sampler seed of one run: the study seed for a fresh study's first process, else a
+    value derived from it, so a resumed or parallel run does not replay the same samples."""
+    if n_existing == 0 and salt == 0:
+        return seed
+    return (seed * 2_654_435_761 + n_existing * 40_503 + salt * 9_973 + 1) % (2**32 - 1)
+
+
+def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> ObjectiveContext:
+    """Give ``study`` this process's sampler (seeded by :func:`sampler_seed`) and pruner, and
+    return the objective's context: what every process running trials (``optimize``, a
+    worker) does first."""
+    n_existing = len(study.get_trials(deepcopy=False))
+    study.sampler = build_sampler(config.sampler, config.sampler_options,
+                                  sampler_seed(config.seed, n_existing, seed_salt), config.space)
+    study.pruner = build_pruner(
+        config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
+    )
+    assert config.spec is not None
+    if config.pack > 1 and config.spec.pack is None:
+        log.warning("objective %r cannot be packed; its trials run one at a time",
+                    config.objective)
+    return ObjectiveContext(settings=config.objective_settings, space=config.space,
+                            seed=config.seed, metric=config.metric, pruner=config.pruner)
+
+
+def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Trial) -> float:
+    """The study's objective on ``trial``, and the trial's last writes (``ctx.finish_trial``:
+    learning curve, pictures, ``prune_reason``). A :class:`optuna.TrialPruned` keeps its
+    message as the ``prune_reason``; a failure stores ``fail_reason`` first
+    (:func:`tuner.core.failures.fail_reason`: the report, ``tuner show`` and the hopeless-run check
+    read it)."""
+    prune_reason = None
+    try:
+        value = config.spec.fn(trial, ctx)
+    except optuna.TrialPruned as e:
+        prune_reason = str(e) or "pruned by the objective (it gave no reason)"
+        raise
+    except KeyboardInterrupt:
+        trial.set_user_attr(FAIL_REASON, "interrupted")
+        raise
+    except SystemExit as e:  # not the end of the study: one failed trial
+        reason = f"the objective called sys.exit({e.code!r})"
+        trial.set_user_attr(FAIL_REASON, reason)
+        raise ObjectiveError(reason) from None
+    except Exception as e:
+        trial.set_user_attr(FAIL_REASON, fail_reason(e))
+        log_failure(trial.number, e)
+        raise
+    finally:
+        ctx.finish_trial(trial, prune_reason)
+    return _a_number(value, trial)
+
+
+def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The study's latest trials (by number) that the objective failed in a row. Running and
+    waiting trials are skipped, and so are trials failed by an interrupt or a dead worker
+    (no ``fail_reason`` of the objective's): they say nothing about the objective."""
+    streak: list[FrozenTrial] = []
+    for t in sorted(trials, key=lambda t: t.number, reverse=True):
+        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            continue
+        if t.state != TrialState.FAIL:
+            break
+        if t.user_attrs.get(FAIL_REASON, "interrupted") != "interrupted":
+            streak.append(t)
+    return streak[::-1]
+
+
+def _a_number(value: Any, trial: optuna.Trial) -> float:
+    """``value`` as a finite float, or the trial fails with the reason stored (Optuna would
+    fail NaN and a string without one, and store ±inf as a complete value no plot can use)."""
+    try:
+        number = None if isinstance(value, str | bytes) else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not math.isfinite(number):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        what = "not a number" if number is None else "not a finite number"
+        reason = f"the objective returned {shown}, {what}"
+        trial.set_user_attr(FAIL_REASON, reason)
+        raise ObjectiveError(reason)
+    return number
+
+
+def best_value(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> float | None:
+    """The best complete value, from ``trials`` when the caller has read them already."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not values:
+        return None
+    return max(values) if study.direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
+
+
+def fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> None:
+    """Mark this process's still-RUNNING trials FAIL, so nothing stays RUNNING after Ctrl-C."""
+    storage = study._storage
+    for trial_id in running.values():
+        if storage.get_trial(trial_id).state == TrialState.RUNNING:
+            storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def raise_if_hopeless(study: optuna.Study, result: RunResult, failures: list) -> None:
+    if len(failures) >= MAX_CONSECUTIVE_FAILURES:
+        reasons = [t.user_attrs.get(FAIL_REASON, "?") for t in failures]
+        raise ObjectiveFailed(
+            f"the objective failed in {len(failures)} trials in a row; last error: {reasons[-1]}"
+        )
+    numbers = set(result.trial_numbers)
+    mine = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
+    diverged = [t for t in mine if "diverged" in str(t.user_attrs.get(PRUNE_REASON, ""))]
+    if mine and len(diverged) == len(mine) and not result.interrupted:
+        raise DivergedError(
+            f"all {len(mine)} trials of this run diverged (loss became NaN/inf); the learning "
+            "rate is too high: lower the upper bound of [space] lr"
+        )
