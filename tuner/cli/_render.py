@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from tuner.cli._app import out
@@ -30,7 +31,8 @@ def render_list(rows: list[dict[str, Any]], storage: str) -> None:
     for col in ("name", "direction", "trials", "states", "best", "started"):
         table.add_column(col, justify="right" if col in ("trials", "best") else "left")
     for r in rows:
-        table.add_row(r["name"], r["direction"], str(r["n_trials"]), _states(r["states"]),
+        stale = f" ({r['stale']} stale)" if r.get("stale") else ""
+        table.add_row(r["name"], r["direction"], str(r["n_trials"]), _states(r["states"]) + stale,
                       _v(r["best_value"]), r["started"] or "—")
     out.print(table)
 
@@ -38,6 +40,43 @@ def render_list(rows: list[dict[str, Any]], storage: str) -> None:
 def render_trial_params(best: dict[str, Any], indent: str = "  ") -> None:
     for k, v in best["params"].items():
         out.print(f"{indent}{k} = {_v(v)}")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def render_running(name: str, running: list[dict[str, Any]]) -> None:
+    for r in running:
+        n, age = r["number"], r["heartbeat_age_s"]
+        if r["stale"] and r["retried"]:
+            out.print(f"  trial {n}: running, no heartbeat for {_ago(age)} (its process is gone); "
+                      f"[bold]tuner resume {name}[/bold] will retry it")
+        elif r["stale"]:
+            since = f" since {_ago(r['started_s_ago'])} ago" if r["started_s_ago"] else ""
+            out.print(f"  trial {n}: running{since} and never sent a heartbeat (a process "
+                      "without heartbeats, e.g. plain Optuna): nothing will retry it")
+        elif age is not None:
+            out.print(f"  trial {n}: running (last heartbeat {_ago(age)} ago)")
+
+
+MAX_FAILED_SHOWN = 10
+
+
+def render_failed(name: str, failed: list[dict[str, Any]]) -> None:
+    if not failed:
+        return
+    out.print("failed trials:")
+    for f in failed[-MAX_FAILED_SHOWN:]:
+        out.print(f"  #{f['number']} {escape(f['reason'] or '(no reason stored)')}",
+                  highlight=False)
+    if len(failed) > MAX_FAILED_SHOWN:
+        out.print(f"  (the last {MAX_FAILED_SHOWN} of {len(failed)}; all of them: "
+                  f"tuner show {name} --json)")
 
 
 def render_show(s: dict[str, Any]) -> None:
@@ -49,6 +88,8 @@ def render_show(s: dict[str, Any]) -> None:
     else:
         out.print("created outside tuner (no stored study file)")
     out.print(f"trials: {s['n_trials']} ({_states(s['states']) or 'none'})")
+    render_running(s["name"], s["running"])
+    render_failed(s["name"], s["failed"])
     best = s["best"]
     if best is None:
         out.print("no complete trial yet")

@@ -269,6 +269,25 @@ class ResilientRDBStorage(RDBStorage):
             return set()
         return old - self._call_with_retry(ResilientRDBStorage._with_heartbeat, old)
 
+    def heartbeat_ages(self, study_id: int) -> dict[int, float | None]:
+        """Seconds since the last heartbeat of each RUNNING trial of the study, by the
+        database's clock (``None``: the trial never sent one)."""
+        return self._call_with_retry(ResilientRDBStorage._heartbeat_ages, study_id)
+
+    def _heartbeat_ages(self, study_id: int) -> dict[int, float | None]:
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        trial, hb = models.TrialModel, models.TrialHeartbeatModel
+        with self.scoped_session() as session:
+            now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+            rows = (session.query(trial.trial_id, hb.heartbeat)
+                    .outerjoin(hb, hb.trial_id == trial.trial_id)
+                    .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING)
+                    .all())
+        return {trial_id: None if beat is None else max(0.0, (now - beat).total_seconds())
+                for trial_id, beat in rows}
+
     def _with_heartbeat(self, trial_ids: set[int]) -> set[int]:
         from optuna.storages._rdb import models
 

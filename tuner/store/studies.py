@@ -5,6 +5,8 @@ metric. Nothing here runs a trial or binds an objective, so every view can use i
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
@@ -12,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError, StudyNotFoundError
 from tuner.core.keys import CONFIG_ATTR
+from tuner.store.rdb import ResilientRDBStorage
 from tuner.store.storage import open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what a study's budget counts
@@ -71,3 +74,34 @@ def study_metric(study: optuna.Study) -> str:
 def open_study(name: str, storage_url: str | None = None) -> optuna.Study:
     """Load a stored study for reading (the storage must exist)."""
     return load_existing(name, open_storage(storage_url, must_exist=True))
+
+
+def running_trials(storage: BaseStorage, study_id: int,
+                   trials: list[FrozenTrial]) -> list[dict[str, Any]]:
+    """The RUNNING ``trials`` of a study: ``number``, ``heartbeat_age_s`` (seconds since the
+    last heartbeat; ``None`` without heartbeats) and ``stale``. A stale trial's process is gone
+    (killed, machine lost): its heartbeat is older than the grace period (the next run or
+    worker fails it and queues a retry), or it never sent one and started longer ago than that
+    (a process without heartbeats: nothing will ever retry it, ``retried`` is False)."""
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    if not running:
+        return []
+    backend = getattr(storage, "_backend", storage)  # Optuna's trial cache around ours
+    monitored = isinstance(backend, ResilientRDBStorage) and backend.heartbeat_interval
+    ages = backend.heartbeat_ages(study_id) if monitored else {}
+    grace = backend.grace_period if monitored else None
+    now = datetime.now()  # FrozenTrial times are naive local times
+    out = []
+    for t in running:
+        age = ages.get(t._trial_id)
+        started = (now - t.datetime_start).total_seconds() if t.datetime_start else None
+        if grace is None:
+            stale = False
+        elif age is not None:
+            stale = age > grace
+        else:
+            stale = started is None or started > grace
+        out.append({"number": t.number, "heartbeat_age_s": age, "started_s_ago": started,
+                    "stale": bool(stale), "retried": bool(stale and age is not None)})
+    return out
+

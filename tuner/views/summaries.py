@@ -14,8 +14,8 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from tuner.core.keys import CONFIG_ATTR, INIT_VERDICT, LOG2_SUFFIX
-from tuner.store.studies import best_trial, count_states, study_metric
+from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, LOG2_SUFFIX
+from tuner.store.studies import best_trial, count_states, running_trials, study_metric
 
 
 def trial_params(trial: FrozenTrial) -> dict[str, Any]:
@@ -72,6 +72,9 @@ def study_summary(study: optuna.Study, top: int = 5) -> dict[str, Any]:
         "states": count_states(trials),
         "best": trial_record(best) if best else None,
         "top": [trial_record(t) for t in complete[:top]],
+        "failed": [{"number": t.number, "reason": t.user_attrs.get(FAIL_REASON)}
+                   for t in trials if t.state.name == "FAIL"],
+        "running": running_trials(study._storage, study._study_id, trials),
         "created_by_tuner": config is not None,
     }
 
@@ -88,11 +91,13 @@ def list_studies(storage: BaseStorage) -> list[dict[str, Any]]:
             with contextlib.suppress(ValueError):  # no complete trial yet
                 best = _number(storage.get_best_trial(frozen._study_id).value)
         starts = [t.datetime_start for t in trials if t.datetime_start]
+        running = running_trials(storage, frozen._study_id, trials)
         rows.append({
             "name": frozen.study_name,
             "direction": "multi" if multi else frozen.direction.name.lower(),
             "n_trials": len(trials),
             "states": states,
+            "stale": sum(r["stale"] for r in running),
             "best_value": best,
             "started": min(starts).isoformat(timespec="seconds") if starts else None,
         })
