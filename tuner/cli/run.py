@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from tuner.cli._app import app, err, out, storage_option
-from tuner.cli._progress import TrialProgress
 from tuner.cli._render import render_trial_params
 
 PACK_HELP = ("Train this many trials at once as one vectorised population (those sharing "
@@ -44,6 +43,7 @@ def run(
     Running a stored study again continues it; a stored study of the same name with a
     different objective, space or direction is refused.
     """
+    from tuner.cli._progress import TrialProgress
     from tuner.nn.device import check_device
     from tuner.run.config import load_config
     from tuner.run.study import run as run_study
@@ -84,6 +84,7 @@ def resume(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Continue a stored study with its stored sampler, pruner, objective and space."""
+    from tuner.cli._progress import TrialProgress
     from tuner.nn.device import check_device
     from tuner.run.config import load_config
 

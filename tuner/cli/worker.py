@@ -7,7 +7,6 @@ import logging
 import typer
 
 from tuner.cli._app import app, storage_option
-from tuner.cli._progress import TrialProgress
 from tuner.cli.run import DEVICE_HELP, PACK_HELP
 
 
@@ -44,6 +43,7 @@ def worker(
     budget counts finished trials of all workers together. Start as many workers as you like,
     on as many machines as can reach the storage (PostgreSQL for several machines).
     """
+    from tuner.cli._progress import TrialProgress
     from tuner.cli.run import _report
     from tuner.run.workers import announce_trial, work
     from tuner.store.credentials import mask_url
