@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +53,20 @@ def test_command_help_paragraphs_wrap_to_the_terminal_not_the_source(cli):
     assert "(overrides [objective] device)" in cli("run", "--help", env={"COLUMNS": "200"}).stdout
     assert '[space] init = "pretrained" and [objective] checkpoint' in \
         cli("pretrain", "--help", env={"COLUMNS": "200"}).stdout
+
+
+def test_help_groups_the_commands_in_the_order_of_work_and_flags_take_no_value(cli):
+    text = cli("--help", env={"COLUMNS": "120"}).stdout
+    headings = [h for h in ("Run studies", "Look at stored studies", "See them",
+                            "Init science and samplers") if h in text]
+    assert len(headings) == 4 and sorted(headings, key=text.index) == headings
+    commands = re.findall(r"^│ (\w+)\s{2,}", text, flags=re.MULTILINE)
+    assert commands == ["run", "resume", "worker", "list", "show", "export", "delete",
+                        "dashboard", "report", "diagnose", "pretrain", "compare"]
+    run_help = cli("run", "--help", env={"COLUMNS": "120"}).stdout
+    assert "<bool>" not in text + run_help
+    assert re.search(r"--quiet\s+-q\s+No progress output", run_help)
+    assert "<int range>" in run_help  # options that take a value still say which
 
 
 @pytest.mark.parametrize("after_s", [0.15, 0.4])
@@ -158,7 +173,7 @@ def test_bad_study_file_via_cli(cli, tmp_path):
     path = tmp_path / "typo.toml"
     path.write_text(to_toml(merged(TINY, study={"n_trails": 3})))
     line = _one_error_line(cli("run", str(path)))
-    assert f"{path}: [study] unknown key(s) n_trails" in line
+    assert f"{path}: [study] unknown key(s) n_trails; did you mean 'n_trials'?" in line
     path.write_text("[study\n")
     assert "invalid TOML" in _one_error_line(cli("run", str(path)))
 

@@ -14,6 +14,7 @@ from tuner.run.config import config_from_dict, load_config
 BAD = [
     # (tables to update in the tiny study, expected message)
     ({"study": {"sampler": "bayes"}}, r"unknown sampler 'bayes'; valid: cmaes, gp, grid, qmc, random, tpe"),
+    ({"study": {"pruner": "median", "sampler": "tpe"}, "pruner": {"warmup": 1}}, r"\[pruner\]: unknown option\(s\) warmup; did you mean 'n_warmup_steps'\?; valid:"),
     ({"study": {"pruner": "early"}}, r"unknown pruner 'early'; valid: .*median"),
     ({"space": {"init": ["zeros", "he_normal"]}}, r"\[space\] init: unknown init scheme 'he_normal'"),
     ({"space": {"activation": "swish"}}, r"\[space\] activation: unknown activation 'swish'"),
@@ -48,8 +49,8 @@ BAD = [
     ({"study": {"direction": "minimize"}}, r"direction 'minimize' contradicts metric 'val_accuracy'"),
     ({"study": {"metric": "f1"}}, r"metric 'f1' is not one objective 'classifier' returns"),
     ({"study": {"name": "has space"}}, r"\[study\] name must be"),
-    ({"study": {"n_trail": 5}}, r"\[study\] unknown key\(s\) n_trail; valid: name, direction"),
-    ({"objective": {"epoch": 3}}, r"\[objective\] unknown key\(s\) epoch for dataset 'iris'; valid: .*epochs"),
+    ({"study": {"n_trail": 5}}, r"\[study\] unknown key\(s\) n_trail; did you mean 'n_trials'\?; valid: name, direction"),
+    ({"objective": {"epoch": 3}}, r"\[objective\] unknown key\(s\) epoch for dataset 'iris'; did you mean 'epochs'\?; valid: .*epochs"),
     ({"objective": {"epochs": 0}}, r"\[objective\] epochs must be a whole number >= 1, got 0"),
     ({"objective": {"val_fraction": 1.5}}, r"val_fraction must be in \(0, 1\), got 1.5"),
     ({"objective": {"device": "tpu"}}, r"device: must be auto, cpu, cuda or cuda:N, got 'tpu'"),
@@ -58,13 +59,15 @@ BAD = [
     ({"objective": {"model": "cnn"}}, r"model 'cnn' needs image data; 'iris' is tabular"),
     ({"space": {"learning_rate": 0.1}}, r"\[space\] unknown parameter 'learning_rate'; valid: lr, batch_size"),
     ({"space": {"lr": {"low": 1e-3, "high": 0.1, "scale": "log"}}}, r"\[space\] lr: unknown key\(s\) scale"),
-    ({"study": {"sampler": "tpe"}, "sampler": {"n_startup": 3}}, r"\[sampler\]: unknown option\(s\) n_startup; valid: .*n_startup_trials"),
+    ({"study": {"sampler": "tpe"}, "sampler": {"n_startup": 3}}, r"\[sampler\]: unknown option\(s\) n_startup; did you mean 'n_startup_trials'\?; valid: .*n_startup_trials"),
     ({"sampler": {"n_startup_trials": 3}}, r"\[sampler\]: unknown option\(s\) n_startup_trials; valid: none"),
     ({"pruner": {"warmup": 3}}, r"\[pruner\]: unknown option\(s\) warmup"),
     ({"study": {"pruner": "median"}, "pruner": {"n_warmup_steps": -1}}, r"\[pruner\]: .*n_warmup_steps"),
     ({"study": {"sampler": "grid"}}, r"grid sampler needs a finite set of values, but \[space\] lr is a continuous range"),
     ({"extra": {"a": 1}}, r"unknown table\(s\) \[extra\]; valid: \[study\]"),
     ({"space": {"lr": 0.01, "batch_size": 16, "init": "zeros"}}, r"\[space\] searches nothing"),
+    ({"space": {"lr": {"low": 1e-4, "high": 1e308, "log": True}}}, r"\[space\] lr: must be <= 3\.40282e\+38 \(the largest float32.*got 1e\+308"),
+    ({"space": {"init": ["xavier"]}}, r"unknown init scheme 'xavier'; did you mean 'xavier_\w+'\?; valid:"),
 ]
 
 

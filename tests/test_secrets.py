@@ -114,3 +114,19 @@ def test_password_file_for_a_worker(pg_url: str, tmp_path: Path) -> None:
     (rc, _, err), = finish([spawn("worker", name, cwd=tmp_path, env=env)])
     assert rc == 2
     assert err.startswith("error: $TUNER_STORAGE_PASSWORD_FILE=") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("url", "install"), [
+    ("mysql://tuner:s3cr3t@127.0.0.1/tuner", "pip install mysqlclient (or write mysql+pymysql"),
+    ("mysql+pymysql://tuner:s3cr3t@127.0.0.1/tuner", "pip install PyMySQL"),
+])
+def test_a_url_whose_driver_is_missing_names_the_package(url: str, install: str,
+                                                          tmp_path: Path) -> None:
+    from conftest import run_tuner
+
+    r = run_tuner("list", "--storage", url, cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "its database driver is not installed" in r.stderr and install in r.stderr
+    assert "s3cr3t" not in r.stderr and "tuner:***@" in r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -116,3 +116,16 @@ def test_cpu_training_uses_one_thread_by_default(monkeypatch):
         assert training.use_cpu_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_step_too_large_for_float32_is_a_divergence_not_a_crash(optimizer):
+    from tuner.nn.training import Diverged
+
+    data = load_dataset("iris", seed=0)
+    torch.manual_seed(1)
+    model = apply_init(MODELS.get("mlp")(ModelSpec(4, 3, None, 1, 16, "relu")),
+                       "kaiming_normal", "relu")
+    with pytest.raises(Diverged, match="diverged in epoch 1"):
+        train(model, data, TrainConfig(lr=1e308, batch_size=16, epochs=2, optimizer=optimizer,
+                                       momentum=0.9))

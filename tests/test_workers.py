@@ -149,6 +149,8 @@ def test_ctrl_c_on_run_jobs_stops_every_worker(tmp_path: Path) -> None:
     got = trials(url, "jobs")
     assert not [t for t in got if t.state == TrialState.RUNNING]
     assert sum(t.user_attrs.get("fail_reason") == "interrupted" for t in got) == 2
+    assert "interrupted: 2 running trials were marked failed; continue with tuner resume jobs" \
+        in err, err
     for pid in {t.user_attrs["pid"] for t in got}:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

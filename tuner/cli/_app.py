@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 app = typer.Typer(
     name="tuner",
@@ -39,6 +40,31 @@ def artifact_dir_option() -> typer.models.OptionInfo:
     return typer.Option(None, "--artifact-dir", help=ARTIFACT_DIR_HELP, show_default=False)
 
 
+# The commands in the order of work, under a heading each (``tuner --help``).
+PANELS = {
+    "Run studies": ["run", "resume", "worker"],
+    "Look at stored studies": ["list", "show", "export", "delete"],
+    "See them": ["dashboard", "report"],
+    "Init science and samplers": ["diagnose", "pretrain", "compare"],
+}
+_ORDER = [name for names in PANELS.values() for name in names]
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+
+
+def _command_name(info: typer.models.CommandInfo) -> str:
+    assert info.callback is not None
+    return info.name or info.callback.__name__.replace("_", "-")
+
+
+def _flag_without_type(self: TyperOption, ctx: object) -> str | None:
+    """A flag takes no value: Typer's help would still print ``<bool>`` beside it."""
+    return None if self.is_bool_flag else _typer_display_type(self, ctx)
+
+
+_typer_display_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_without_type  # type: ignore[method-assign]
+
+
 def reflow_help() -> None:
     """Make the help texts print as written. Each command's docstring paragraph becomes one
     line, so that Typer wraps it to the terminal instead of keeping the source's line breaks
@@ -48,8 +74,10 @@ def reflow_help() -> None:
 
     from rich.markup import escape
 
+    app.registered_commands.sort(key=lambda info: _ORDER.index(_command_name(info)))
     escaped: set[int] = set()  # an option object shared by commands is escaped once
     for info in app.registered_commands:
+        info.rich_help_panel = _PANEL_OF[_command_name(info)]
         if info.callback is None:
             continue
         doc = inspect.getdoc(info.callback)

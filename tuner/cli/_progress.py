@@ -85,7 +85,7 @@ class TrialProgress:
         # Reasons and parameters are data, not rich markup ('[0, inf]' would vanish).
         err.print(escape(
             f"[{self._done}{total}] trial {trial.number} {trial.state.name.lower()}{value}{note}"
-            f"  best={_fmt(best)}  {elapsed:.1f}s  ({params})"
+            f"  best={_fmt(best)}  elapsed {elapsed:.1f}s  ({params})"
         ))
 
     def stop(self) -> None:

@@ -105,6 +105,7 @@ def resume(
 
 
 def _report(result, metric: str, url: str) -> None:
+    from tuner.core.keys import FAIL_REASON
     from tuner.store.studies import count_states
     from tuner.views.summaries import trial_record
 
@@ -126,6 +127,9 @@ def _report(result, metric: str, url: str) -> None:
         out.print(f"best trial #{best.number}: {metric} = {best.value:.4g}")
         render_trial_params(trial_record(best))
     if result.interrupted:
-        err.print("interrupted: the running trial was marked failed; continue with "
-                  f"tuner resume {study.study_name}")
+        stopped = sum(t.state.name == "FAIL" and t.user_attrs.get(FAIL_REASON) == "interrupted"
+                      for t in mine)
+        what = {0: "no trial was running", 1: "the running trial was marked failed"}.get(
+            stopped, f"{stopped} running trials were marked failed")
+        err.print(f"interrupted: {what}; continue with tuner resume {study.study_name}")
         raise typer.Exit(130)

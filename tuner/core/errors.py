@@ -50,3 +50,22 @@ def warn_once(message: str, key: str | None = None) -> None:
     if key not in _said:
         _said.add(key)
         logging.getLogger("tuner").warning("%s", message)
+
+
+def did_you_mean(names: object, valid: object) -> str:
+    """``"; did you mean 'n_trials'?"`` for the first of ``names`` (one name or several) that
+    is close to one of ``valid`` (a typo), else ``""``: appended to an "unknown …" message."""
+    import difflib
+
+    wrong = [names] if isinstance(names, str) else list(names)  # type: ignore[call-overload]
+    choices = [str(v) for v in valid]  # type: ignore[attr-defined]
+    for name in wrong:
+        if not isinstance(name, str) or not name:
+            continue
+        for close in difflib.get_close_matches(name, choices, n=3, cutoff=0.6):
+            # a near-miss spelling, or the name inside a longer one (xavier -> xavier_normal);
+            # not merely a few shared letters (bayes -> cmaes)
+            ratio = difflib.SequenceMatcher(None, name, close).ratio()
+            if ratio >= 0.75 or name in close or close in name:
+                return f"; did you mean {close!r}?"
+    return ""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from tuner.core.errors import ConfigError, warn_once
+from tuner.core.errors import ConfigError, did_you_mean, warn_once
 
 T = TypeVar("T")
 
@@ -80,7 +80,8 @@ def build(
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(valid) or 'none'}"
+            f"{where}: unknown option(s) {', '.join(unknown)}{did_you_mean(unknown, valid)}; "
+            f"valid: {', '.join(valid) or 'none'}"
         )
     kwargs = {k: v for k, v in options.items() if k not in extra}
     try:

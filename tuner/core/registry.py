@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from tuner.core.errors import ConfigError
+from tuner.core.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -42,7 +42,8 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             prefix = f"{where}: " if where else ""
             raise ConfigError(
-                f"{prefix}unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
+                f"{prefix}unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; "
+                f"valid: {', '.join(self.names())}"
             ) from None
 
     def names(self) -> list[str]:

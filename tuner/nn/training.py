@@ -211,19 +211,24 @@ def train(
         perm = torch.randperm(n, device=device, generator=generator)
         xs, ys = x[perm].split(cfg.batch_size), y[perm].split(cfg.batch_size)
         loss_sum = torch.zeros((), device=device)
-        for xb, yb in zip(xs, ys, strict=True):
-            with autocast(device, dtype):
-                loss = nn.functional.cross_entropy(model(xb), yb)
-            for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its profiler scope
-                p.grad = None
-            if step is not None:
-                loss.backward(one)
-                step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            loss_sum.add_(loss.detach().float(), alpha=len(yb))
+        try:
+            for xb, yb in zip(xs, ys, strict=True):
+                with autocast(device, dtype):
+                    loss = nn.functional.cross_entropy(model(xb), yb)
+                for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its profiler
+                    p.grad = None
+                if step is not None:
+                    loss.backward(one)
+                    step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                loss_sum.add_(loss.detach().float(), alpha=len(yb))
+        except RuntimeError as e:  # "value cannot be converted to type float without overflow"
+            if "overflow" not in str(e):
+                raise
+            raise Diverged(epoch, math.inf) from None
         # -- evaluate, then read all three numbers in one synchronisation
         val_loss_sum, correct = evaluate_sums(model, data.x_val, data.y_val, dtype)
         train_sum, val_sum, n_correct = torch.stack(

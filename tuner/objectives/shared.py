@@ -30,8 +30,10 @@ from tuner.nn.device import check_device
 from tuner.nn.schemes import SCHEMES
 from tuner.search.space import ParamRule
 
+FLOAT32_MAX = 3.4028234663852886e38  # the training dtype's largest value
 SHARED_RULES: dict[str, ParamRule] = {
-    "lr": ParamRule(kind="float", low=0.0, low_open=True, log=True,
+    "lr": ParamRule(kind="float", low=0.0, low_open=True, log=True, high=FLOAT32_MAX,
+                    high_why="the largest float32: training cannot use a larger step",
                     help="learning rate (log scale by default)"),
     "batch_size": ParamRule(kind="pow2", low=1, help="power of two, searched as its exponent"),
     "init": ParamRule(registry=SCHEMES),

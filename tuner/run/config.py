@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.core.errors import ConfigError, ObjectiveError
+from tuner.core.errors import ConfigError, ObjectiveError, did_you_mean
 from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
@@ -138,8 +138,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown table(s) {', '.join(f'[{u}]' for u in unknown)}; "
-            f"valid: {', '.join(f'[{s}]' for s in SECTIONS)}"
+            f"{where}: unknown table(s) {', '.join(f'[{u}]' for u in unknown)}"
+            f"{did_you_mean(unknown, SECTIONS)}; valid: {', '.join(f'[{s}]' for s in SECTIONS)}"
         )
     for section in SECTIONS:
         if section in raw and not isinstance(raw[section], Mapping):
@@ -188,8 +188,8 @@ def _check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
     unknown = sorted(set(study) - set(STUDY_DEFAULTS))
     if unknown:
         raise ConfigError(
-            f"{where}: [study] unknown key(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(STUDY_DEFAULTS)}"
+            f"{where}: [study] unknown key(s) {', '.join(unknown)}"
+            f"{did_you_mean(unknown, STUDY_DEFAULTS)}; valid: {', '.join(STUDY_DEFAULTS)}"
         )
     out = {**STUDY_DEFAULTS, **study}
 

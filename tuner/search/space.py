@@ -21,7 +21,7 @@ from typing import Any
 
 import optuna
 
-from tuner.core.errors import ConfigError
+from tuner.core.errors import ConfigError, did_you_mean
 from tuner.core.keys import LOG2_SUFFIX
 from tuner.core.registry import Registry
 
@@ -47,12 +47,15 @@ class ParamRule:
     log: bool = False
     default: Any = None
     help: str = ""
+    high_why: str = ""  # said when a value is above ``high``
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` breaks this rule, or ``None`` when it is fine."""
         if self.registry is not None:
             if value not in self.registry:
-                return f"unknown {self.registry.kind} {value!r}; valid: {', '.join(self.registry)}"
+                hint = did_you_mean(value, self.registry)
+                return (f"unknown {self.registry.kind} {value!r}{hint}; "
+                        f"valid: {', '.join(self.registry)}")
             return None
         if self.low is None and self.high is None and not self.integer and self.kind != "pow2":
             return None
@@ -65,7 +68,8 @@ class ParamRule:
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return f"must be {'>' if self.low_open else '>='} {self.low:g}, got {value!r}"
         if self.high is not None and value > self.high:
-            return f"must be <= {self.high:g}, got {value!r}"
+            why = f" ({self.high_why})" if self.high_why else ""
+            return f"must be <= {self.high:g}{why}, got {value!r}"
         return None
 
 
@@ -195,7 +199,8 @@ def parse_space(
         if rules is not None:
             if name not in rules:
                 raise ConfigError(
-                    f"{where}: [space] unknown parameter {name!r}; valid: {', '.join(rules)}"
+                    f"{where}: [space] unknown parameter {name!r}{did_you_mean(name, rules)}; "
+                    f"valid: {', '.join(rules)}"
                 )
             rule = rules[name]
         params.append(parse_param(name, raw, rule, f"{where}: [space] {name}"))
@@ -258,7 +263,8 @@ def _parse_table(name: str, raw: Mapping[str, Any], rule: ParamRule, where: str)
     unknown = set(raw) - RANGE_KEYS
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}"
+            f"{did_you_mean(sorted(unknown), sorted(RANGE_KEYS))}; "
             f"a range takes {', '.join(sorted(RANGE_KEYS))}"
         )
     for key in ("low", "high"):

@@ -136,8 +136,37 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
             if attempt + 1 < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
                 time.sleep(0.05 * 2**attempt * (1 + random.random()))
                 continue
+            missing = _missing_driver(e)
+            if missing is not None:
+                raise StorageError(f"cannot open storage {shown}: {missing}") from None
             raise StorageError(f"cannot open storage {shown}: {_reason(e, url)}") from None
     return storage
+
+
+# The module SQLAlchemy imports for a URL's driver -> the package that provides it.
+DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL",
+                   "mysql": "mysql-connector-python", "psycopg2": "psycopg2-binary",
+                   "psycopg": "psycopg[binary]",
+                   "asyncpg": "asyncpg", "pg8000": "pg8000", "oracledb": "oracledb",
+                   "cx_Oracle": "cx_Oracle", "pyodbc": "pyodbc", "pymssql": "pymssql"}
+
+
+def _missing_driver(e: BaseException) -> str | None:
+    """"its database driver is not installed …" when opening failed on a missing driver
+    module (Optuna reports it as "Failed to import DB access module"), else ``None``."""
+    seen: BaseException | None = e
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            top = seen.name.partition(".")[0]
+            package = DRIVER_PACKAGES.get(top, top)
+            hint = (" (or write mysql+pymysql://… and install PyMySQL)"
+                    if top == "MySQLdb" else "")
+            return (f"its database driver is not installed (no module {top!r}); install it "
+                    f"with: pip install {package}{hint}")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _lost_schema_race(e: Exception) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 import torch
 
-from tuner.core.errors import ConfigError, warn_once
+from tuner.core.errors import ConfigError, did_you_mean, warn_once
 from tuner.nn import finetune, health
 from tuner.nn.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.nn.device import fit_batch_size
@@ -60,8 +60,8 @@ def validate(
     unknown = sorted(set(settings) - set(valid))
     if unknown:
         raise ConfigError(
-            f"{where}: [objective] unknown key(s) {', '.join(unknown)} for dataset {dataset!r}; "
-            f"valid: {', '.join(sorted(valid))}"
+            f"{where}: [objective] unknown key(s) {', '.join(unknown)} for dataset {dataset!r}"
+            f"{did_you_mean(unknown, sorted(valid))}; valid: {', '.join(sorted(valid))}"
         )
     # device, epochs, the two switches, file paths (made absolute), the dataset's own needs:
     # what the toolkit checks for every objective.
