@@ -3,6 +3,8 @@ once, when it is read, and stored absolute, so a resumed study reads the same fi
 
 from __future__ import annotations
 
+import errno
+import stat
 from pathlib import Path
 
 
@@ -20,3 +22,20 @@ def missing_file_hint(where: str) -> str:
         return ""
     return ("; a stored study reads its files at the absolute paths it was created with: "
             "make the file available at that path on this machine")
+
+
+def replaced_on_write(path: Path) -> bool:
+    """How to write an output file at ``path``: ``True``, write a temporary file beside it and
+    ``os.replace`` it over the target (the target is missing or a regular file: readers never
+    see half a file); ``False``, write into the target itself, because it is a character
+    device or a FIFO (``-o /dev/null`` must stay the machine's ``/dev/null``, even as root).
+    Raises :class:`OSError` for any other kind of target (a block device, a socket)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return True
+    if stat.S_ISREG(mode):
+        return True
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+        return False
+    raise OSError(errno.EINVAL, "it is neither a regular file nor a character device or FIFO")

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from tuner.core.errors import CheckpointError
+from tuner.core.paths import replaced_on_write
 from tuner.core.version import __version__
 from tuner.nn.models import MODELS, ModelSpec, weight_layers
 
@@ -85,6 +86,9 @@ def save_checkpoint(
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        if not replaced_on_write(path):  # /dev/null, a FIFO: written into, never replaced
+            torch.save(payload, path)
+            return path
         torch.save(payload, tmp)
         tmp.replace(path)
     except (OSError, RuntimeError) as e:  # torch's file writer raises RuntimeError (disk full)

@@ -80,4 +80,5 @@ def pretrain(
     path = save_checkpoint(output, model, s["model"], spec, source)
     n_params = sum(p.numel() for p in model.parameters())
     return PretrainResult(path, last.val_accuracy, last.val_loss, s["epochs"], n_params,
-                          read_checkpoint(path).describe())
+                          read_checkpoint(path).describe() if path.is_file()
+                          else f"not read back: {path} is not a regular file")

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError
 from tuner.core.keys import CONFIG_ATTR, CURVE, FAIL_REASON, PRUNE_REASON
+from tuner.core.paths import replaced_on_write
 from tuner.core.toml_text import dump_toml
 from tuner.core.version import __version__
 from tuner.store.studies import count_states, study_metric
@@ -50,6 +51,10 @@ def write_report(study: optuna.Study, path: str | Path, *,
     html = build_report(study, artifact_dir=artifact_dir)
     tmp: str | None = None
     try:
+        if not replaced_on_write(path):  # /dev/null, a FIFO: written into, never replaced
+            with path.open("w", encoding="utf-8") as f:
+                f.write(html)
+            return path
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(html)
