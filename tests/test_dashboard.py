@@ -88,7 +88,9 @@ def test_binds_localhost_and_serves_the_study_with_its_pictures(served):
     _, body = served.get("/api/studies")
     assert [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["dash-study"]
     _, body = served.get("/api/studies/1?after=0")
-    trials = json.loads(body)["trials"]
+    detail = json.loads(body)
+    assert detail["objective_names"] == ["val_accuracy"]  # what a person reads, not "Objective 0"
+    trials = detail["trials"]
     assert len(trials) == 3
     for t in trials:
         files = {a["filename"]: a for a in t["artifacts"]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -74,6 +75,10 @@ def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> O
     return the objective's context: what every process running trials (``optimize``, a
     worker) does first."""
     n_existing = len(study.get_trials(deepcopy=False))
+    with warnings.catch_warnings():  # metric names are "experimental" in Optuna 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names != [config.metric]:  # the dashboard's axis, not "Objective 0"
+            study.set_metric_names([config.metric])
     study.sampler = build_sampler(config.sampler, config.sampler_options,
                                   sampler_seed(config.seed, n_existing, seed_salt), config.space)
     study.pruner = build_pruner(
