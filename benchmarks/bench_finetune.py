@@ -26,7 +26,8 @@ import optuna
 
 from tuner.run.config import config_from_dict
 from tuner.run.pretrain import pretrain
-from tuner.run.study import best_trial, run
+from tuner.run.study import run
+from tuner.store.studies import best_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "studies" / "finetune.toml"

@@ -20,8 +20,9 @@ from tuner.nn.training import TrainConfig, make_optimizer, train
 from tuner.objectives import ObjectiveContext
 from tuner.objectives.classifier import group_key, trial_data
 from tuner.run.config import config_from_dict, load_config
-from tuner.run.study import n_finished, prepare_study, run
 from tuner.run.study import optimize as study_optimize
+from tuner.run.study import prepare_study, run
+from tuner.store.studies import n_finished
 
 DIGITS = load_dataset("digits", seed=0)
 

@@ -11,8 +11,9 @@ from tuner.core.errors import ConfigError, StudyNotFoundError
 from tuner.core.keys import CONFIG_ATTR
 from tuner.run.config import load_config
 from tuner.run.outcome import DivergedError
-from tuner.run.study import n_finished, resume, run
+from tuner.run.study import resume, run
 from tuner.store.storage import open_storage
+from tuner.store.studies import n_finished
 
 
 @pytest.fixture(params=["sqlite", "journal", "postgresql"])

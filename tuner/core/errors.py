@@ -66,6 +66,6 @@ def did_you_mean(names: object, valid: object) -> str:
             # a near-miss spelling, or the name inside a longer one (xavier -> xavier_normal);
             # not merely a few shared letters (bayes -> cmaes)
             ratio = difflib.SequenceMatcher(None, name, close).ratio()
-            if ratio >= 0.75 or name in close or close in name:
+            if ratio >= 0.8 or name in close or close in name:
                 return f"; did you mean {close!r}?"
     return ""

@@ -14,8 +14,6 @@ import sysconfig
 import traceback
 from pathlib import Path
 
-from tuner.core.keys import FAIL_REASON  # noqa: F401  (also imported from here)
-
 MAX_REASON = 1000
 log = logging.getLogger("tuner")
 

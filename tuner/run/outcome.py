@@ -19,8 +19,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ObjectiveError, TunerError
-from tuner.core.failures import FAIL_REASON, fail_reason, log_failure
-from tuner.core.keys import PRUNE_REASON
+from tuner.core.failures import fail_reason, log_failure
+from tuner.core.keys import FAIL_REASON, PRUNE_REASON
 from tuner.objectives.context import ObjectiveContext
 from tuner.run.config import StudyConfig
 from tuner.search.pruners import build_pruner

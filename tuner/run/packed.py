@@ -26,7 +26,8 @@ import optuna
 from optuna.storages._heartbeat import fail_stale_trials, get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.failures import FAIL_REASON, fail_reason, log_failure
+from tuner.core.failures import fail_reason, log_failure
+from tuner.core.keys import FAIL_REASON
 from tuner.objectives import ObjectiveFn, Outcome, PackSpec
 from tuner.objectives.context import ObjectiveContext
 

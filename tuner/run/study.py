@@ -41,15 +41,11 @@ from tuner.run.outcome import (
 from tuner.run.packed import optimize_packed
 from tuner.store.rdb import reraise_lost
 from tuner.store.storage import open_storage
-from tuner.store.studies import (  # noqa: F401  (also imported from here)
+from tuner.store.studies import (
     FINISHED,
-    best_trial,
     check_single_objective,
-    count_states,
     load_existing,
     n_finished,
-    study_metric,
-    study_names,
 )
 
 log = logging.getLogger("tuner")
