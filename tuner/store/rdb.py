@@ -256,15 +256,23 @@ class ResilientRDBStorage(RDBStorage):
         with contextlib.suppress(StorageError):
             self._call_with_retry(RDBStorage.record_heartbeat, trial_id)
 
+    @property
+    def grace_s(self) -> float:
+        """Seconds without a heartbeat after which a RUNNING trial's process counts as gone."""
+        return float(self.grace_period or 2 * (self.heartbeat_interval or 1))
+
+    def started_before_grace(self, trial: FrozenTrial) -> bool:
+        """Whether ``trial`` started more than a grace period ago (or has no start time)."""
+        now = datetime.now()  # FrozenTrial times are naive local times
+        return trial.datetime_start is None or \
+            now - trial.datetime_start > timedelta(seconds=self.grace_s)
+
     def unmonitored(self, running: list[FrozenTrial]) -> set[int]:
         """Ids of the ``running`` trials that never sent a heartbeat and started more than a
         grace period ago: made by a process without heartbeats (plain Optuna, an old tuner)
         that may be long dead. Nothing will ever mark them stale, so nobody should wait for
         them."""
-        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 1))
-        now = datetime.now()  # FrozenTrial times are naive local times
-        old = {t._trial_id for t in running
-               if t.datetime_start is None or now - t.datetime_start > grace}
+        old = {t._trial_id for t in running if self.started_before_grace(t)}
         if not old:
             return set()
         return old - self._call_with_retry(ResilientRDBStorage._with_heartbeat, old)

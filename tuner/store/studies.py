@@ -89,18 +89,17 @@ def running_trials(storage: BaseStorage, study_id: int,
     backend = getattr(storage, "_backend", storage)  # Optuna's trial cache around ours
     monitored = isinstance(backend, ResilientRDBStorage) and backend.heartbeat_interval
     ages = backend.heartbeat_ages(study_id) if monitored else {}
-    grace = backend.grace_period if monitored else None
     now = datetime.now()  # FrozenTrial times are naive local times
     out = []
     for t in running:
         age = ages.get(t._trial_id)
         started = (now - t.datetime_start).total_seconds() if t.datetime_start else None
-        if grace is None:
+        if not monitored:
             stale = False
         elif age is not None:
-            stale = age > grace
-        else:
-            stale = started is None or started > grace
+            stale = age > backend.grace_s
+        else:  # the rule nobody waits for in a claim (ResilientRDBStorage.unmonitored)
+            stale = backend.started_before_grace(t)
         out.append({"number": t.number, "heartbeat_age_s": age, "started_s_ago": started,
                     "stale": bool(stale), "retried": bool(stale and age is not None)})
     return out
