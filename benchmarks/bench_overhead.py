@@ -36,7 +36,8 @@ from tuner.nn.schemes import apply_init
 from tuner.nn.training import TrainConfig, train, use_cpu_threads
 from tuner.objectives import trial_seed
 from tuner.run.config import load_config
-from tuner.run.study import optimize, prepare_study
+from tuner.run.loop import run_trials
+from tuner.run.study import prepare_study
 from tuner.search import pruners
 from tuner.store.storage import open_storage
 from tuner.views.summaries import trial_params
@@ -59,7 +60,7 @@ def study_run(config, n_trials, storage) -> tuple[float, list[tuple[dict, int, i
     """Seconds for the whole run, and (params, trial number, epochs trained) per trial."""
     study = prepare_study(config, storage)
     started = time.perf_counter()
-    optimize(study, config, n_trials=n_trials, budget=None)
+    run_trials(study, config, n_trials=n_trials, budget=None)
     elapsed = time.perf_counter() - started
     done = [(trial_params(t), t.number, len(t.user_attrs["curve"]["val_loss"]))
             for t in study.get_trials(deepcopy=False)]

@@ -26,7 +26,8 @@ import optuna
 from _common import enqueue, fixed_params, machine, scratch_pg
 
 from tuner.run.config import load_config
-from tuner.run.study import optimize, prepare_study
+from tuner.run.loop import run_trials
+from tuner.run.study import prepare_study
 from tuner.store.storage import open_storage
 
 KINDS = ("in-memory", "sqlite", "journal", "postgresql")
@@ -36,7 +37,7 @@ def per_trial_s(config, params, storage) -> float:
     study = prepare_study(config, storage)
     enqueue(study, params)
     started = time.perf_counter()
-    optimize(study, config, n_trials=len(params), budget=None)
+    run_trials(study, config, n_trials=len(params), budget=None)
     elapsed = time.perf_counter() - started
     assert len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                            optuna.trial.TrialState.PRUNED))) \

@@ -20,7 +20,7 @@ from tuner.nn.training import TrainConfig, make_optimizer, train
 from tuner.objectives import ObjectiveContext
 from tuner.objectives.classifier import group_key, trial_data
 from tuner.run.config import config_from_dict, load_config
-from tuner.run.study import optimize as study_optimize
+from tuner.run.loop import run_trials
 from tuner.run.study import prepare_study, run
 from tuner.store.studies import n_finished
 
@@ -114,7 +114,7 @@ def _trials(pack: int, metric: str = "val_loss", n: int = 7) -> list[optuna.tria
     raw["study"].update(name=unique("pack"), pack=pack, metric=metric)
     config = config_from_dict(raw)
     study = prepare_study(config, optuna.storages.InMemoryStorage())
-    study_optimize(study, config, n_trials=n, budget=None)  # n attempts: failures too
+    run_trials(study, config, n_trials=n, budget=None)  # n attempts: failures too
     return study.trials
 
 
@@ -198,7 +198,7 @@ def test_ctrl_c_while_a_pack_is_asked_leaves_nothing_running(monkeypatch):
         return ask()
 
     monkeypatch.setattr(study, "ask", ask_then_ctrl_c)
-    assert study_optimize(study, config, n_trials=3, budget=3).interrupted
+    assert run_trials(study, config, n_trials=3, budget=3).interrupted
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 

@@ -196,7 +196,8 @@ def test_a_lost_connection_ends_a_run_with_the_storage_error(sqlite_url, monkeyp
     from tests.conftest import TINY
     from tuner.core.errors import StorageError
     from tuner.run.config import config_from_dict
-    from tuner.run.study import optimize, prepare_study
+    from tuner.run.loop import run_trials
+    from tuner.run.study import prepare_study
     from tuner.store.storage import open_storage
 
     monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "0.3")
@@ -218,4 +219,4 @@ def test_a_lost_connection_ends_a_run_with_the_storage_error(sqlite_url, monkeyp
     config = dataclasses.replace(config, spec=dataclasses.replace(config.spec, fn=objective))
     study = prepare_study(config, storage)
     with pytest.raises(StorageError, match="lost the connection to storage sqlite:///"):
-        optimize(study, config, n_trials=2, budget=None)
+        run_trials(study, config, n_trials=2, budget=None)

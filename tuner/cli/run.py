@@ -22,7 +22,9 @@ def run(
         None, "--n-trials", min=1, help="Budget of finished trials (overrides the study file)."
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", min=0.001, help="Stop starting trials after this many seconds."
+        None, "--timeout", min=0.001,
+        help="Stop starting trials after this many seconds (this run only; [study] timeout in "
+        "the file is the study's own, counted from its first trial).",
     ),
     sampler: str | None = typer.Option(
         None, "--sampler", help="random, tpe, gp, grid, qmc or cmaes (overrides the study file)."
@@ -36,6 +38,11 @@ def run(
     ),
     pack: int | None = typer.Option(None, "--pack", min=1, help=PACK_HELP),
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
+    create_only: bool = typer.Option(
+        False, "--create-only",
+        help="Create (or update) the stored study and run no trial: for `tuner worker`s, "
+        "containers and schedulers that run the trials.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Run a study from a study file until it has its budget of finished trials.
@@ -49,21 +56,30 @@ def run(
     from tuner.run.study import run as run_study
     from tuner.store.credentials import mask_url
     from tuner.store.storage import resolve_url
+    from tuner.store.studies import n_finished
 
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
-                         timeout=timeout, pack=pack)
+                         pack=pack)
     if device is not None:
         check_device(device, "--device")
     url = resolve_url(storage)
     header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
+    if create_only:
+        result = run_study(config, url, create_only=True)
+        done = n_finished(result.study)
+        out.print(f"study {config.name!r} is stored in {mask_url(url)}: {done} of "
+                  f"{config.n_trials} finished trials; run its trials with: "
+                  f"tuner worker {config.name}")
+        return
     if jobs is not None:
         from tuner.run.workers import run_jobs
 
         progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
-        result = run_jobs(config, url, jobs=jobs, progress=progress, device=device)
+        result = run_jobs(config, url, jobs=jobs, progress=progress, device=device,
+                          timeout=timeout)
     else:
         result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header),
-                           device=device)
+                           device=device, timeout=timeout)
     _report(result, config.metric, url)
 
 
@@ -73,9 +89,13 @@ def resume(
     storage: str | None = storage_option(),
     n_trials: int | None = typer.Option(
         None, "--n-trials", min=1,
-        help="Run exactly this many more trials (default: until the stored budget is reached).",
+        help="Run until the study has this many more finished trials (the stored budget grows "
+        "to match). Default: until the stored budget is reached.",
     ),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Seconds."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=0.001,
+        help="Stop starting trials after this many seconds (this run only).",
+    ),
     config_file: Path | None = typer.Option(
         None, "--config", help="Study file for a study created outside tuner (plain Optuna)."
     ),
@@ -83,7 +103,11 @@ def resume(
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Continue a stored study with its stored sampler, pruner, objective and space."""
+    """Continue a stored study with its stored sampler, pruner, objective and space.
+
+    A study file's [study] timeout counts from the study's first trial; --n-trials or
+    --timeout run past it.
+    """
     from tuner.cli._progress import TrialProgress
     from tuner.nn.device import check_device
     from tuner.run.config import load_config
@@ -113,9 +137,19 @@ def _report(result, metric: str, url: str) -> None:
     numbers = set(result.trial_numbers)
     mine = [t for t in study.get_trials(deepcopy=False) if t.number in numbers]
     counts = ", ".join(f"{n} {s.lower()}" for s, n in sorted(count_states(mine).items()))
+    name = study.study_name
+    if result.stopped_by == "deadline":
+        d = result.deadline
+        out.print(f"study {name!r}: its timeout of {d.seconds:g}s ([study] timeout, counted from "
+                  f"its first trial at {d.since:%Y-%m-%d %H:%M:%S}) has passed; run more with: "
+                  f"tuner resume {name} --n-trials 10 (or --timeout SECONDS)", markup=False)
+    elif result.stopped_by == "timeout":
+        out.print(f"study {name!r}: this run's --timeout has passed; continue with: "
+                  f"tuner resume {name}")
     if not mine:
-        out.print(f"study {study.study_name!r} already has its budget of finished trials; "
-                  f"add more with: tuner resume {study.study_name} --n-trials 10")
+        if result.stopped_by == "budget":
+            out.print(f"study {name!r} already has its budget of finished trials; "
+                      f"add more with: tuner resume {name} --n-trials 10")
     else:
         trials = "1 trial" if len(mine) == 1 else f"{len(mine)} trials"
         out.print(f"study {study.study_name!r}: {trials} this run ({counts}) "

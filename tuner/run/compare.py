@@ -31,7 +31,8 @@ from typing import Any
 from tuner.core.errors import ConfigError
 from tuner.core.option_rules import accepted_options
 from tuner.run.config import StudyConfig, config_from_dict
-from tuner.run.study import optimize, prepare_study
+from tuner.run.loop import run_trials
+from tuner.run.study import prepare_study
 from tuner.search.best_so_far import best_so_far
 from tuner.search.samplers import SAMPLERS, build_sampler
 
@@ -230,7 +231,7 @@ def _one_run(raw: dict[str, Any], sampler: str, seed: int) -> Run:
     config = config_from_dict(raw, f"<compare {sampler} seed {seed}>")
     study = prepare_study(config, optuna.storages.InMemoryStorage())
     started = time.monotonic()
-    optimize(study, config, n_trials=config.n_trials, budget=config.n_trials)
+    run_trials(study, config, budget=config.n_trials)
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     values = [t.value if t.state.name == "COMPLETE" else None for t in trials]
     return Run(sampler, seed, values=values, states=[t.state.name for t in trials],

@@ -3,8 +3,8 @@
 ``start_run`` gives a process its sampler and pruner and the objective's context;
 ``call_objective`` runs the objective on one trial and stores why it was pruned or failed;
 the rest judges a run: a study failing in a row, every trial diverging, the best value so far.
-``tuner.run.study.optimize``, the packed loop (``tuner.run.packed``) and the worker loop
-(``tuner.run.workers``) all go through here.
+The trial loop (``tuner.run.loop``) and the packed rounds (``tuner.run.packed``) go through
+here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import optuna
@@ -41,21 +42,52 @@ class ObjectiveFailed(TunerError):
 
 
 class ProgressHook(Protocol):
-    """Receives progress from :func:`optimize` (the CLI draws a progress bar with it)."""
+    """Receives progress from the trial loop (:func:`tuner.run.loop.run_trials`); the CLI
+    draws a progress bar with it."""
 
     def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None: ...
     def trial_finished(self, trial: FrozenTrial, best: float | None) -> None: ...
     def stop(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """The study's stored ``[study] timeout``: ``seconds`` from its first trial's start
+    (``since``; now, for a study with no trial yet). Optuna stores local naive times."""
+
+    seconds: float
+    since: datetime
+
+    @classmethod
+    def of(cls, study: optuna.Study, seconds: float | None) -> Deadline | None:
+        if seconds is None:
+            return None
+        starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
+        return cls(seconds, min(starts, default=datetime.now()))
+
+    @property
+    def at(self) -> datetime:
+        return self.since + timedelta(seconds=self.seconds)
+
+    def left_s(self) -> float:
+        return max((self.at - datetime.now()).total_seconds(), 0.0)
+
+    def passed(self) -> bool:
+        return datetime.now() >= self.at
+
+
 @dataclass
 class RunResult:
-    """What a run did: the study (reloaded from storage) and this run's own trial numbers."""
+    """What a run did: the study (reloaded from storage), this run's own trial numbers and
+    why it stopped (``stopped_by``: see :mod:`tuner.run.loop`; ``created`` for a study
+    created without running a trial)."""
 
     study: optuna.Study
     trial_numbers: list[int] = field(default_factory=list)
     interrupted: bool = False
     elapsed_s: float = 0.0
+    stopped_by: str | None = None
+    deadline: Deadline | None = None
 
     @property
     def best_trial(self) -> FrozenTrial | None:
@@ -72,7 +104,7 @@ def sampler_seed(seed: int, n_existing: int, salt: int = 0) -> int:
 
 def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> ObjectiveContext:
     """Give ``study`` this process's sampler (seeded by :func:`sampler_seed`) and pruner, and
-    return the objective's context: what every process running trials (``optimize``, a
+    return the objective's context: what every process running trials (``run``, ``resume``, a
     worker) does first."""
     n_existing = len(study.get_trials(deepcopy=False))
     with warnings.catch_warnings():  # metric names are "experimental" in Optuna 5

@@ -1,11 +1,11 @@
 """Packed optimisation: ask K trials at once, train each packable group as one population.
 
-The loop mirrors ``optuna.Study.optimize`` (timeout, ``n_trials``, callbacks, ``study.stop()``
-from a callback, heartbeats of every running trial), but asks ``pack`` trials per round. Each
-round's trials are grouped by the objective's packer (``ObjectiveSpec.pack``); a group of two
+The trial loop (:mod:`tuner.run.loop`) claims up to ``pack`` trials at once here, with a
+heartbeat for every running trial, as ``optuna.Study.optimize`` keeps one for its trial. Each
+claim's trials are grouped by the objective's packer (``ObjectiveSpec.pack``); a group of two
 or more trains as one population through it, every other trial runs alone through the
-objective itself, exactly as without packing. Every member reports, is pruned and
-finishes as its own trial; callbacks see each trial as it finishes.
+objective itself, exactly as without packing. Every member reports, is pruned and finishes
+as its own trial.
 
 Falls back to one-at-a-time for what it cannot stack: objectives without a packer (anything
 but the built-in ``classifier``), checkpoint inits (``pretrained``: frozen layers and a head
@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
-from collections.abc import Callable, Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import fail_stale_trials, get_heartbeat_thread, is_heartbeat_enabled
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from tuner.core.failures import fail_reason, log_failure
 from tuner.core.keys import FAIL_REASON
@@ -32,52 +32,6 @@ from tuner.objectives import ObjectiveFn, Outcome, PackSpec
 from tuner.objectives.context import ObjectiveContext
 
 log = logging.getLogger("tuner")
-
-Callback = Callable[[optuna.Study, FrozenTrial], None]
-
-
-def optimize_packed(
-    study: optuna.Study,
-    pack_spec: PackSpec | None,
-    fn: ObjectiveFn,
-    ctx: ObjectiveContext,
-    pack: int,
-    *,
-    n_trials: int | None,
-    timeout: float | None,
-    begin: Callable[[optuna.Trial], None],
-    callbacks: Sequence[Callback] = (),
-) -> None:
-    """Run up to ``n_trials`` trials of ``fn`` ``pack`` at a time (grouped and trained by the
-    objective's ``pack_spec``; ``None``: one at a time), until ``timeout`` seconds or a
-    callback calls ``study.stop()``. ``begin(trial)`` runs for each trial as soon as it is
-    asked (bookkeeping for Ctrl-C)."""
-    spec = pack_spec
-    started = time.monotonic()
-    asked = 0
-    # Optuna's own loop sets these two; callbacks (budget checks) call study.stop().
-    study._stop_flag = False
-    study._thread_local.in_optimize_loop = True
-    try:
-        while not study._stop_flag:
-            if timeout is not None and time.monotonic() - started >= timeout:
-                break
-            k = pack if n_trials is None else min(pack, n_trials - asked)
-            if k <= 0:
-                break
-            if is_heartbeat_enabled(study._storage):
-                fail_stale_trials(study)
-            trials = []
-            for _ in range(k):  # each trial known to begin() at once: Ctrl-C may come any time
-                trials.append(study.ask())
-                begin(trials[-1])
-            asked += k
-            with contextlib.ExitStack() as beats:
-                for trial in trials:
-                    beats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
-                _run_round(study, trials, fn, ctx, spec, callbacks)
-    finally:
-        study._thread_local.in_optimize_loop = False
 
 
 def optimize_claimed(
@@ -91,26 +45,54 @@ def optimize_claimed(
     begin: Callable[[optuna.Trial], None],
     release: Callable[[], None],
 ) -> int:
-    """A worker's packed claim: ask ``min(pack, claimable)`` trials (at least one), call
-    ``release()`` as soon as the last of them exists (the next worker may claim), then train
-    them as :func:`optimize_packed` does. Returns how many trials were asked."""
+    """One packed claim: ask ``min(pack, claimable)`` trials (at least one), call ``release()``
+    as soon as the last of them exists (the next process may claim), then train them, grouped
+    by the objective's ``pack_spec`` (``None``: one at a time), with a heartbeat for each while
+    they run. ``begin(trial)`` runs for each trial as soon as it is asked (bookkeeping for
+    Ctrl-C). Returns how many trials were asked."""
     k = max(1, min(pack, claimable))
-    asked: list[int] = []
+    trials: list[optuna.Trial] = []
+    with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize"
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        for _ in range(k):  # each trial known to begin() at once: Ctrl-C may come any time
+            trials.append(study.ask())
+            begin(trials[-1])
+    release()
+    with _heartbeats(study, [t._trial_id for t in trials]):
+        _run_round(study, trials, fn, ctx, pack_spec)
+    return len(trials)
 
-    def begin_then_release(trial: optuna.Trial) -> None:
-        begin(trial)
-        asked.append(trial.number)
-        if len(asked) == k:
-            release()
 
-    optimize_packed(study, pack_spec, fn, ctx, k, n_trials=k, timeout=None,
-                    begin=begin_then_release)
-    return len(asked)
+@contextlib.contextmanager
+def _heartbeats(study: optuna.Study, trial_ids: list[int]) -> Iterator[None]:
+    """One thread recording a heartbeat for each of ``trial_ids`` every heartbeat interval
+    (what ``Study.optimize`` does for its one trial), while the block runs."""
+    storage = study._storage
+    heartbeat = getattr(storage, "get_heartbeat_interval", None)  # RDB storages have it
+    interval = heartbeat() if heartbeat is not None else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="tuner-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _run_round(study: optuna.Study, trials: list[optuna.Trial], fn: ObjectiveFn,
-               ctx: ObjectiveContext, spec: PackSpec | None,
-               callbacks: Sequence[Callback]) -> None:
+               ctx: ObjectiveContext, spec: PackSpec | None) -> None:
     groups: dict[tuple, list[tuple[optuna.Trial, dict[str, Any]]]] = {}
     alone: list[optuna.Trial] = []
     for trial in trials:
@@ -137,11 +119,11 @@ def _run_round(study: optuna.Study, trials: list[optuna.Trial], fn: ObjectiveFn,
                 outcomes.setdefault(trial.number, Outcome(error=e))
         for trial, _ in members:
             if trial.number in outcomes:
-                _finish(study, trial, outcomes[trial.number], callbacks)
+                _finish(study, trial, outcomes[trial.number])
             else:
                 alone.append(trial)
     for trial in sorted(alone, key=lambda t: t.number):
-        _finish(study, trial, _run_alone(trial, fn, ctx), callbacks)
+        _finish(study, trial, _run_alone(trial, fn, ctx))
 
 
 def _run_alone(trial: optuna.Trial, fn: ObjectiveFn, ctx: ObjectiveContext) -> Outcome:
@@ -153,19 +135,16 @@ def _run_alone(trial: optuna.Trial, fn: ObjectiveFn, ctx: ObjectiveContext) -> O
         return Outcome(error=e)
 
 
-def _finish(study: optuna.Study, trial: optuna.Trial, outcome: Outcome,
-            callbacks: Sequence[Callback]) -> None:
-    """Tell the storage how ``trial`` ended, then run the callbacks (as Optuna's loop does)."""
+def _finish(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
+    """Tell the storage how ``trial`` ended."""
     if outcome.error is not None:
         trial.set_user_attr(FAIL_REASON, fail_reason(outcome.error))
         log_failure(trial.number, outcome.error)
-        frozen = study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL)
     elif outcome.pruned:
-        frozen = study.tell(trial, state=TrialState.PRUNED)
+        study.tell(trial, state=TrialState.PRUNED)
     elif outcome.value is None or not math.isfinite(outcome.value):
         trial.set_user_attr(FAIL_REASON, f"the objective returned {outcome.value!r}")
-        frozen = study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL)
     else:
-        frozen = study.tell(trial, outcome.value)
-    for callback in callbacks:
-        callback(study, frozen)
+        study.tell(trial, outcome.value)

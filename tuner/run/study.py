@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from dataclasses import replace
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError
 from tuner.core.keys import CONFIG_ATTR, VERSION_ATTR
 from tuner.core.version import __version__
+from tuner.run.claim import claim_lock
 from tuner.run.config import (
     StudyConfig,
     config_from_dict,
@@ -28,25 +27,10 @@ from tuner.run.config import (
     fingerprint_of,
     with_device,
 )
-from tuner.run.outcome import (
-    MAX_CONSECUTIVE_FAILURES,
-    ProgressHook,
-    RunResult,
-    best_value,
-    call_objective,
-    fail_running,
-    raise_if_hopeless,
-    start_run,
-)
-from tuner.run.packed import optimize_packed
-from tuner.store.rdb import reraise_lost
-from tuner.store.storage import open_storage
-from tuner.store.studies import (
-    FINISHED,
-    check_single_objective,
-    load_existing,
-    n_finished,
-)
+from tuner.run.loop import run_trials
+from tuner.run.outcome import Deadline, ProgressHook, RunResult
+from tuner.store.storage import open_storage, resolve_url
+from tuner.store.studies import check_single_objective, load_existing, n_finished
 
 log = logging.getLogger("tuner")
 
@@ -128,18 +112,26 @@ def run(
     *,
     progress: ProgressHook | None = None,
     device: str | None = None,
+    timeout: float | None = None,
+    create_only: bool = False,
 ) -> RunResult:
-    """Run ``config`` until its study has ``config.n_trials`` finished trials (or the timeout).
+    """Run ``config`` until its study has ``config.n_trials`` finished trials.
 
     Re-running a stored study continues it toward its budget. ``device`` is where this run
-    trains; the study keeps the file's own device setting.
+    trains (the study keeps the file's own device setting); ``timeout`` is this run's own
+    limit in seconds, never stored: it replaces the study's ``[study] timeout`` for this run.
+    ``create_only``: create (or update) the stored study and run no trial.
     """
-    storage = open_storage(storage_url)
+    url = resolve_url(storage_url)
+    storage = open_storage(url)
     study = prepare_study(config, storage)
+    if create_only:
+        return RunResult(study, stopped_by="created")
     config = config_on_device(config, device)
-    remaining = config.n_trials - n_finished(study)
-    return optimize(study, config, n_trials=max(remaining, 0), budget=config.n_trials,
-                    timeout=config.timeout, progress=progress)
+    return run_trials(study, config, budget=config.n_trials,
+                      lock=claim_lock(url, storage, config.name), timeout=timeout,
+                      deadline=None if timeout else Deadline.of(study, config.timeout),
+                      progress=progress)
 
 
 def resume(
@@ -155,11 +147,14 @@ def resume(
 ) -> RunResult:
     """Continue a stored study with the sampler, pruner and objective stored with it.
 
-    ``n_trials``: run exactly this many more trials (the stored budget grows to match);
-    without it, run until the stored budget is reached. ``config`` adopts a study that plain
-    Optuna created (it has no stored config). ``pack`` and ``device`` apply to this run only.
+    ``n_trials``: run until the study has this many more finished trials than now (the stored
+    budget grows to match); without it, until the stored budget is reached. Either that or
+    ``timeout`` (this run's own seconds) lifts the study's stored ``[study] timeout`` for this
+    run. ``config`` adopts a study that plain Optuna created (it has no stored config).
+    ``pack`` and ``device`` apply to this run only.
     """
-    storage = open_storage(storage_url, must_exist=True)
+    url = resolve_url(storage_url)
+    storage = open_storage(url, must_exist=True)
     study = load_existing(name, storage)
     if config is not None:
         config = config.with_overrides(name=name)
@@ -174,99 +169,14 @@ def resume(
             )
     if pack is not None:
         config = replace(config, pack=pack)
-    done = n_finished(study)
+    budget = config.n_trials
     if n_trials is not None:
-        if done + n_trials > config.n_trials:
-            config = replace(config, n_trials=done + n_trials)
-            _grow_budget(study, config.n_trials)
-        return optimize(study, config, n_trials=n_trials, budget=None,
-                        timeout=timeout or config.timeout, progress=progress)
-    return optimize(study, config, n_trials=max(config.n_trials - done, 0),
-                    budget=config.n_trials, timeout=timeout or config.timeout, progress=progress)
-
-
-def optimize(
-    study: optuna.Study,
-    config: StudyConfig,
-    *,
-    n_trials: int | None,
-    budget: int | None,
-    timeout: float | None = None,
-    progress: ProgressHook | None = None,
-    seed_salt: int = 0,
-) -> RunResult:
-    """Run ``n_trials`` trials in this process; stop early once the study as a whole has
-    ``budget`` finished trials. With a ``budget``, a failed trial does not count: more trials
-    run until the budget is reached (or the objective fails
-    :data:`MAX_CONSECUTIVE_FAILURES` times in a row, or ``timeout`` seconds pass). Ctrl-C
-    ends the run with ``interrupted=True`` and no trial of this process left RUNNING.
-    """
-    started = time.monotonic()
-    result = RunResult(study)
-    if n_trials == 0:
-        return result
-    ctx = start_run(study, config, seed_salt)
-    running: dict[int, int] = {}  # trial number -> storage trial id, for this process
-
-    def begin(trial: optuna.Trial) -> None:
-        running[trial.number] = trial._trial_id
-        result.trial_numbers.append(trial.number)
-
-    def objective(trial: optuna.Trial) -> float:
-        begin(trial)
-        return call_objective(config, ctx, trial)
-
-    failures: list[FrozenTrial] = []
-    failed_in_round = [0]
-
-    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        running.pop(trial.number, None)
-        failures[:] = [*failures, trial] if trial.state == TrialState.FAIL else []
-        failed_in_round[0] += trial.state == TrialState.FAIL
-        # One read of the (cached) trials serves both the progress line and the budget.
-        trials = study.get_trials(deepcopy=False)
-        if progress is not None:
-            progress.trial_finished(trial, best_value(study, trials))
-        if len(failures) >= MAX_CONSECUTIVE_FAILURES:
-            study.stop()
-        if budget is not None and sum(t.state in FINISHED for t in trials) >= budget:
-            study.stop()
-
-    if progress is not None:
-        progress.start(study, n_trials, timeout)
-    def one_round(n: int | None, seconds: float | None) -> None:
-        if config.pack > 1:  # several trials as one vectorised population: tuner.run.packed
-            optimize_packed(study, config.spec.pack,
-                            lambda trial, ctx: call_objective(config, ctx, trial), ctx,
-                            config.pack, n_trials=n, timeout=seconds, begin=begin,
-                            callbacks=[after_trial])
-        else:
-            study.optimize(objective, n_trials=n, timeout=seconds, callbacks=[after_trial],
-                           catch=(Exception,), gc_after_trial=False)
-
-    try:
-        with reraise_lost(study._storage):  # not Optuna's clean-up error hiding it
-            remaining = n_trials
-            while True:
-                seconds = None if timeout is None else timeout - (time.monotonic() - started)
-                if seconds is not None and seconds <= 0:
-                    break
-                failed_in_round[0] = 0
-                one_round(remaining, seconds)
-                if budget is None or remaining is None or not failed_in_round[0] \
-                        or len(failures) >= MAX_CONSECUTIVE_FAILURES:
-                    break
-                remaining = budget - n_finished(study)  # failed trials are run again
-                if remaining <= 0:
-                    break
-    except KeyboardInterrupt:
-        result.interrupted = True
-        fail_running(study, running, "interrupted")
-    finally:
-        if progress is not None:
-            progress.stop()
-    result.elapsed_s = time.monotonic() - started
-    raise_if_hopeless(study, result, failures)
-    return result
-
-
+        budget = n_finished(study) + n_trials
+        if budget > config.n_trials:
+            config = replace(config, n_trials=budget)
+            _grow_budget(study, budget)
+    own_limit = n_trials is not None or timeout is not None
+    return run_trials(study, config, budget=budget, lock=claim_lock(url, storage, name),
+                      timeout=timeout,
+                      deadline=None if own_limit else Deadline.of(study, config.timeout),
+                      progress=progress)

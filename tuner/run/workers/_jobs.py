@@ -30,7 +30,7 @@ from tuner.core.errors import TunerError
 from tuner.nn.device import worker_device
 from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig
-from tuner.run.outcome import ProgressHook, RunResult, best_value, fail_running
+from tuner.run.outcome import Deadline, ProgressHook, RunResult, best_value, fail_running
 from tuner.run.study import prepare_study
 from tuner.run.workers._worker import cpu_cores
 from tuner.store.storage import ENV_VAR, open_storage, resolve_url
@@ -105,24 +105,26 @@ def run_jobs(
     device: str | None = None,
 ) -> RunResult:
     """Run ``config`` with ``jobs`` local worker processes until its study has its budget of
-    finished trials (exactly: see :mod:`tuner.run.workers._claim`), or ``timeout`` seconds.
-    ``device`` is where these workers train (the study keeps its own setting)."""
+    finished trials (exactly: see :mod:`tuner.run.claim`), or ``timeout`` seconds (this run's
+    own; without it, the workers keep to the study's stored ``[study] timeout``). ``device``
+    is where these workers train (the study keeps its own setting)."""
     url = resolve_url(storage_url)
     study = prepare_study(config, open_storage(url))
-    result = RunResult(study)
+    result = RunResult(study, deadline=None if timeout else Deadline.of(study, config.timeout))
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     remaining = config.n_trials - n_finished(study)
-    if remaining <= 0:
+    if remaining <= 0 or (result.deadline is not None and result.deadline.passed()):
+        result.stopped_by = "budget" if remaining <= 0 else "deadline"
         return result
     started = time.monotonic()
-    timeout = timeout or config.timeout
     threads = threads_per_worker(jobs)
     env = {**os.environ, ENV_VAR: url}
     argv = [sys.executable, "-m", "tuner", "worker", config.name, "--quiet", "--announce-trials",
             "--threads", str(threads), *(["--timeout", str(timeout)] if timeout else [])]
     workers: list[_Worker] = []
     if progress is not None:
-        progress.start(study, remaining, timeout)
+        progress.start(study, remaining,
+                       timeout if result.deadline is None else result.deadline.left_s())
     try:
         for i in range(jobs):
             workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1),
@@ -144,8 +146,21 @@ def run_jobs(
     result.elapsed_s = time.monotonic() - started
     if any(w.proc.returncode == 130 for w in workers):
         result.interrupted = True
+    result.stopped_by = _why_stopped(study, config, result, timeout)
     _raise_for_workers(workers, result.interrupted)
     return result
+
+
+def _why_stopped(study: optuna.Study, config: StudyConfig, result: RunResult,
+                 timeout: float | None) -> str:
+    """Why the workers stopped, as :mod:`tuner.run.loop` words it for one process."""
+    if result.interrupted:
+        return "interrupted"
+    if n_finished(study) >= config.n_trials:
+        return "budget"
+    if result.deadline is not None and result.deadline.passed():
+        return "deadline"
+    return "timeout" if timeout is not None and result.elapsed_s >= timeout else "failures"
 
 
 def _stop(workers: list[_Worker]) -> None:

@@ -1,0 +1,126 @@
+"""A study's budget and timeout, whatever mix of processes runs it (issue 12 items 1 and 2).
+
+Every process that runs trials (``run``, ``resume``, ``worker``, ``--jobs``) claims under the
+study's lock, so the budget is exact for any mix of them; a ``--timeout`` flag is its run's own,
+never stored; a stored ``[study] timeout`` counts from the study's first trial.
+Real ``tuner`` processes on a real SQLite file or the local PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from _workerkit import finish, sleepy_study, spawn, trials, wait_for
+from conftest import run_tuner, to_toml, unique
+from optuna.trial import TrialState
+
+from tuner.core.keys import CONFIG_ATTR
+from tuner.store.storage import open_storage
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _stored(url: str, name: str) -> dict:
+    return optuna.load_study(study_name=name, storage=open_storage(url)).user_attrs[CONFIG_ATTR]
+
+
+def _finished(url: str, name: str) -> int:
+    return sum(t.state in FINISHED for t in trials(url, name))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_resume_beside_two_workers_stops_at_the_grown_budget(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Seen: 57 finished trials for a budget of 40, because resume ran its N attempts
+    whatever the workers did."""
+    url = (f"sqlite:///{tmp_path / 'tuner.db'}" if kind == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    name = unique("mixed")
+    study = sleepy_study(tmp_path, name, n_trials=40, sleep=0.8)
+    first = run_tuner("run", str(study), "--storage", url, "--n-trials", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    resume = spawn("resume", name, "--storage", url, "--n-trials", "19", cwd=tmp_path)
+    # The workers join once resume has grown the budget and is running trials.
+    wait_for(lambda: _stored(url, name)["study"]["n_trials"] == 20 and _finished(url, name) >= 2,
+             what="resume to be under way")
+    workers = [spawn("worker", name, "--storage", url, cwd=tmp_path) for _ in range(2)]
+    results = finish([resume, *workers])
+    for rc, _, err in results:
+        assert rc == 0, err
+    got = trials(url, name)
+    assert sum(t.state in FINISHED for t in got) == 20, [t.state.name for t in got]
+    assert not [t for t in got if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len({t.user_attrs["pid"] for t in got}) >= 3  # the workers did take trials
+    assert _stored(url, name)["study"]["n_trials"] == 20
+
+
+@pytest.mark.slow
+def test_a_run_and_a_worker_together_keep_the_budget(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    name = unique("pair")
+    study = sleepy_study(tmp_path, name, n_trials=12, sleep=0.4)
+    created = run_tuner("run", str(study), "--storage", url, "--create-only", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert f"tuner worker {name}" in created.stdout and trials(url, name) == []
+    procs = [spawn("run", str(study), "--storage", url, cwd=tmp_path),
+             spawn("worker", name, "--storage", url, cwd=tmp_path)]
+    for rc, _, err in finish(procs):
+        assert rc == 0, err
+    assert _finished(url, name) == 12
+    assert len(trials(url, name)) == 12
+
+
+def test_a_timeout_flag_is_not_stored_and_does_not_block_later_runs(tmp_path: Path) -> None:
+    """Seen: after ``run --timeout 0.001`` every later worker and resume exited at once,
+    at 0 of 16 done, saying the study already had its budget."""
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    name = unique("flag")
+    study = sleepy_study(tmp_path, name, n_trials=3, sleep=0.05)
+    first = run_tuner("run", str(study), "--storage", url, "--timeout", "0.001", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "this run's --timeout has passed" in first.stdout
+    assert "already has its budget" not in first.stdout
+    assert _stored(url, name)["study"].get("timeout") is None
+    worker = run_tuner("worker", name, "--storage", url, cwd=tmp_path)
+    assert worker.returncode == 0, worker.stderr
+    assert _finished(url, name) == 3
+
+
+def test_a_stored_timeout_counts_from_the_first_trial_and_says_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    name = unique("clock")
+    sleepy_study(tmp_path, name, n_trials=100, sleep=0.3)
+    study = tmp_path / f"{name}.toml"
+    text = study.read_text().replace("[study]\n", "[study]\ntimeout = 2\n", 1)
+    study.write_text(text)
+    first = run_tuner("run", str(study), "--storage", url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    done = _finished(url, name)
+    assert 1 <= done < 100
+    assert "its timeout of 2s ([study] timeout, counted from its first trial at" in first.stdout
+    # Later processes keep to the study's clock: they start no trial, and say why.
+    worker = run_tuner("worker", name, "--storage", url, cwd=tmp_path)
+    assert worker.returncode == 0, worker.stderr
+    assert "its timeout of 2s" in worker.stdout and "already has its budget" not in worker.stdout
+    assert _finished(url, name) == done
+    # Asking for trials runs past it.
+    more = run_tuner("resume", name, "--storage", url, "--n-trials", "2", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert _finished(url, name) == done + 2
+
+
+def test_create_only_writes_the_study_and_runs_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    name = unique("made")
+    path = tmp_path / "made.toml"
+    path.write_text(to_toml({"study": {"name": name, "n_trials": 5},
+                             "objective": {"name": "classifier"},
+                             "space": {"lr": {"low": 1e-3, "high": 0.1, "log": True}}}))
+    got = run_tuner("run", str(path), "--storage", url, "--create-only", cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert f"study {name!r} is stored in {url}: 0 of 5 finished trials" in got.stdout
+    assert trials(url, name) == [] and _stored(url, name)["study"]["n_trials"] == 5

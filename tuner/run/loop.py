@@ -1,0 +1,202 @@
+"""The one trial loop: ``tuner run``, ``resume``, ``worker`` and each ``--jobs`` worker.
+
+Claim, run, repeat. Under the study's claim lock (:mod:`tuner.run.claim`) a process decides
+whether the study needs another trial, asks for it (one, or a pack: :mod:`tuner.run.packed`),
+releases the lock as soon as the trial exists, and trains. Because every process decides
+under the same lock against the same budget, the budget is exact for any mix of processes.
+
+A process stops at the first of (``RunResult.stopped_by``):
+
+* ``budget``: the study has its budget of finished (complete + pruned) trials;
+* ``n_trials``: this process ran its own ``n_trials`` trials;
+* ``timeout``: this process's own ``timeout`` seconds passed (a flag: it is never stored);
+* ``deadline``: the study's stored ``[study] timeout`` passed, counted from the study's first
+  trial (:class:`tuner.run.outcome.Deadline`);
+* ``failures``: the objective failed in :data:`MAX_CONSECUTIVE_FAILURES` trials in a row;
+* ``interrupted``: Ctrl-C or SIGTERM (this process's running trials are marked failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+
+import optuna
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.run.claim import ClaimLock, Decision, NoLock, decide
+from tuner.run.config import StudyConfig
+from tuner.run.outcome import (
+    MAX_CONSECUTIVE_FAILURES,
+    Deadline,
+    ProgressHook,
+    RunResult,
+    best_value,
+    call_objective,
+    fail_running,
+    failing_streak,
+    raise_if_hopeless,
+    start_run,
+)
+from tuner.run.packed import optimize_claimed
+from tuner.store.rdb import ResilientRDBStorage, reraise_lost
+from tuner.store.studies import FINISHED
+
+log = logging.getLogger("tuner")
+
+
+def run_trials(
+    study: optuna.Study,
+    config: StudyConfig,
+    *,
+    budget: int | None,
+    lock: ClaimLock | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    deadline: Deadline | None = None,
+    seed_salt: int = 0,
+    progress: ProgressHook | None = None,
+    announce: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Claim and run trials of ``study`` until one of the stops above. ``budget``: the study's
+    finished trials at which to stop (``None``: no study-wide budget, only ``n_trials``
+    attempts). ``lock``: the study's claim lock (default: none, for an in-memory study).
+    ``announce(trial_id)`` runs as each of this process's trials begins."""
+    started = time.monotonic()
+    lock = lock or NoLock()
+    storage = getattr(study._storage, "_backend", study._storage)  # Optuna's cache around ours
+    result = RunResult(study)
+    if n_trials == 0:
+        result.stopped_by = "n_trials"
+        return result
+    ctx = start_run(study, config, seed_salt)
+    existing = study.get_trials(deepcopy=False)
+    first_number = len(existing)  # later trials are those of this run's time
+    mine: dict[int, int] = {}  # trial number -> trial id, for this process
+    failures: list[FrozenTrial] = []
+
+    def began(trial: optuna.Trial) -> None:
+        mine[trial.number] = trial._trial_id
+        result.trial_numbers.append(trial.number)
+        if announce is not None:
+            announce(trial._trial_id)
+
+    def objective(trial: optuna.Trial) -> float:
+        lock.release()  # the trial exists: the next process may claim its own
+        began(trial)
+        return call_objective(config, ctx, trial)
+
+    def stop_reason() -> str | None:
+        if timeout is not None and time.monotonic() - started >= timeout:
+            return "timeout"
+        if deadline is not None and deadline.passed():
+            return "deadline"
+        if len(failures) >= MAX_CONSECUTIVE_FAILURES:
+            return "failures"
+        if n_trials is not None and len(result.trial_numbers) >= n_trials:
+            return "n_trials"
+        return None
+
+    if progress is not None:
+        left = None if budget is None else \
+            max(budget - sum(t.state in FINISHED for t in existing), 0)
+        total = n_trials if left is None else left if n_trials is None else min(n_trials, left)
+        progress.start(study, total, timeout if deadline is None else deadline.left_s())
+    waiting_noted = False
+    try:
+        while (reason := stop_reason()) is None:
+            before = len(result.trial_numbers)
+            lock.acquire()
+            try:
+                with reraise_lost(storage):  # not Optuna's error hiding it
+                    _fail_stale_trials(study)
+                    if budget is None:
+                        decision, finished, running = Decision.GO, 0, 0
+                    else:
+                        decision, finished, running = decide(study, storage, budget)
+                    if decision is Decision.GO and config.pack > 1:  # K per claim
+                        left = n_trials - len(result.trial_numbers) if n_trials else config.pack
+                        claimable = left if budget is None else \
+                            min(budget - finished - running, left)
+                        optimize_claimed(study, config.spec.pack,
+                                         lambda trial, ctx: call_objective(config, ctx, trial),
+                                         ctx, config.pack, claimable=claimable,
+                                         begin=began, release=lock.release)
+                    elif decision is Decision.GO:
+                        study.optimize(objective, n_trials=1, catch=(Exception,),
+                                       gc_after_trial=False)
+            except UpdateFinishedTrialError:
+                number = result.trial_numbers[-1] if result.trial_numbers else "?"
+                log.warning("trial %s was declared dead by another process (no heartbeat "
+                            "reached the storage in time); its retry runs elsewhere", number)
+                continue
+            finally:
+                lock.release()
+            if decision is Decision.DONE:
+                reason = "budget"
+                break
+            if decision is Decision.WAIT:
+                if not waiting_noted:
+                    log.info("waiting: %d finished + %d running trials cover the budget of %d; "
+                             "a running trial whose process is gone is run again once it has "
+                             "sent no heartbeat for %.0fs", finished, running, budget,
+                             storage.grace_s)
+                    waiting_noted = True
+                time.sleep(_poll_s(storage))
+                continue
+            waiting_noted = False
+            failures[:] = _note_ended(study, result.trial_numbers[before:], mine, progress)
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        result.interrupted = True
+        last = result.trial_numbers[-config.pack:]  # earlier trials of this process are finished
+        fail_running(study, {n: mine[n] for n in last if n in mine}, "interrupted")
+    finally:
+        lock.release()
+        if progress is not None:
+            progress.stop()
+    result.stopped_by = reason
+    result.deadline = deadline
+    result.elapsed_s = time.monotonic() - started
+    # "Every trial diverged" is judged over every process's trials since this one started:
+    # one worker's one or two trials say little about the learning-rate range.
+    era = [t.number for t in study.get_trials(deepcopy=False) if t.number >= first_number]
+    raise_if_hopeless(study, RunResult(study, era, interrupted=result.interrupted), failures)
+    return result
+
+
+def _note_ended(study: optuna.Study, ended: list[int], mine: dict[int, int],
+                progress: ProgressHook | None) -> list[FrozenTrial]:
+    """Report this process's trials that just ended (one, or a pack); return the study's
+    failing streak when one of them failed ("failing in a row" is the study's: a worker that
+    drew the failing trials while the others succeeded does not stop), else ``[]``.
+
+    With a progress line, one read of every trial gives both these trials and the best value;
+    without, only these trials are read."""
+    trials = study.get_trials(deepcopy=False) if progress is not None and ended else None
+    by_number = {t.number: t for t in trials or ()}
+    failed = False
+    for number in ended:
+        trial = by_number[number] if trials else study._storage.get_trial(mine[number])
+        failed |= trial.state == TrialState.FAIL
+        if progress is not None:
+            progress.trial_finished(trial, best_value(study, trials))
+    return failing_streak(trials or study.get_trials(deepcopy=False)) if failed else []
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and re-queue) dead processes' trials before :func:`decide` counts the RUNNING
+    ones. Optuna does it again when it starts a trial, but only after a GO: without this, a
+    dead trial would count as running and every process would wait for it forever."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _poll_s(storage: BaseStorage) -> float:
+    interval = storage.heartbeat_interval if isinstance(storage, ResilientRDBStorage) else None
+    return max(0.2, min(2.0, (interval or 2) / 2))
