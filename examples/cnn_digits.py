@@ -43,7 +43,7 @@ def objective(trial, ctx) -> float:
     torch.manual_seed(ctx.trial_seed(trial))
     model = SmallCNN(hp["channels"], data.n_classes, data.image_shape).to(ctx.device)
     ctx.init(model, hp["init"], activation="relu")
-    ctx.check_init(trial, model, data.x_val[:256])  # a dead init is pruned here, untrained
+    ctx.check_init(trial, model, data.x_val[:256], y=data.y_val[:256])  # dead init: pruned
 
     optimizer = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()

@@ -33,7 +33,7 @@ def objective(trial, ctx) -> float:
     torch.manual_seed(ctx.trial_seed(trial))
     model = ResidualMLP(data.n_features, hp["width"], data.n_classes).to(ctx.device)
     ctx.init(model, hp["init"])  # gain matched to the model's own activation (tanh)
-    ctx.check_init(trial, model, data.x_train[:512])
+    ctx.check_init(trial, model, data.x_train[:512], y=data.y_train[:512])
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=ctx.settings["epochs"],
                       optimizer="sgd", momentum=0.9)
     generator = torch.Generator(device=ctx.device).manual_seed(ctx.trial_seed(trial))

@@ -10,7 +10,13 @@ from torch import nn
 
 from tuner.core.errors import ConfigError
 from tuner.nn.data import load_dataset
-from tuner.nn.health import VERDICTS, assess, hidden_activations, init_health
+from tuner.nn.health import (
+    VERDICTS,
+    assess,
+    first_layer_gradient,
+    hidden_activations,
+    init_health,
+)
 from tuner.nn.models import ModelSpec, mlp
 from tuner.nn.schemes import apply_init
 from tuner.nn.training import TrainConfig, train
@@ -50,7 +56,8 @@ def test_verdicts_on_the_deep_digits_net(scheme, activation, verdict):
 
 
 def test_verdicts_come_from_one_table():
-    assert VERDICTS == ("healthy", "symmetric", "exploding", "vanishing", "saturated")
+    assert VERDICTS == ("healthy", "symmetric", "exploding", "vanishing", "saturated",
+                        "vanishing_gradient")
     assert assess([], "relu").verdict == "healthy"
 
 
@@ -82,6 +89,76 @@ def test_symmetric_init_stays_symmetric_after_training(scheme, activation):
     w = real[0].weight.detach()
     assert not torch.allclose(w, w[:1].expand_as(w))
     assert history[-1].val_accuracy < real_history[-1].val_accuracy - 0.3
+
+
+def quickstart_net(scheme: str, depth: int = 2, activation: str = "relu"):
+    """The quickstart's network (2 x 64 ReLU MLP) on real digits rows and labels."""
+    data = load_dataset("digits", seed=0)
+    torch.manual_seed(0)
+    model = apply_init(mlp(ModelSpec(64, 10, None, depth, 64, activation)), scheme, activation)
+    return model, data
+
+
+@pytest.mark.parametrize(("lr", "dead"), [(1e-3, True), (0.1, False)])
+def test_small_normal_on_the_quickstart_net_is_judged_by_its_gradient(lr: float, dead: bool):
+    """Seen: small_normal on the 2-layer quickstart net passed as healthy (its activations
+    are fine) and sat at chance for 10 epochs. One backward pass shows its first layer's
+    gradient is ~15x smaller than a real init's: at lr 1e-3 training cannot move it, at lr
+    0.1 it can (and the net learns)."""
+    model, data = quickstart_net("small_normal")
+    x, y = data.x_train[:512], data.y_train[:512]
+    steps = 10 * -(-len(data.x_train) // 32)
+    activations_only = assess(hidden_activations(model, x), "relu")
+    assert activations_only.healthy  # what the old verdict said
+    grad = first_layer_gradient(model, x, y)
+    health = assess(hidden_activations(model, x), "relu", first_grad=grad,
+                    lr_steps=lr / (1 - 0.9) * steps)
+    assert (health.verdict == "vanishing_gradient") == dead, health.reason
+    trained = train(model, data, TrainConfig(lr=lr, batch_size=32, epochs=10, optimizer="sgd"))
+    assert (trained[-1].val_accuracy < 0.2) == dead  # the verdict is what training does
+
+
+@pytest.mark.parametrize("scheme", ["xavier_uniform", "kaiming_normal", "orthogonal",
+                                    "lecun_normal"])
+def test_real_inits_pass_the_gradient_check_even_at_a_low_learning_rate(scheme: str):
+    model, data = quickstart_net(scheme)
+    x, y = data.x_train[:512], data.y_train[:512]
+    grad = first_layer_gradient(model, x, y)
+    steps = 10 * -(-len(data.x_train) // 32)
+    health = assess(hidden_activations(model, x), "relu", first_grad=grad,
+                    lr_steps=1e-3 / (1 - 0.9) * steps)
+    assert health.healthy, health.reason
+    assert grad > 10 * first_layer_gradient(*_xy(quickstart_net("small_normal")))
+
+
+def _xy(net_and_data):
+    model, data = net_and_data
+    return model, data.x_train[:512], data.y_train[:512]
+
+
+def test_a_gradient_that_never_reaches_the_first_layer_is_dead_at_any_rate():
+    model, data = quickstart_net("small_normal", depth=4, activation="tanh")
+    x, y = data.x_train[:512], data.y_train[:512]
+    assert assess(hidden_activations(model, x), "tanh").healthy
+    grad = first_layer_gradient(model, x, y)
+    health = assess(hidden_activations(model, x), "tanh", first_grad=grad)
+    assert health.verdict == "vanishing_gradient" and "cannot learn" in health.reason
+    assert model[0].weight.grad is None  # the check leaves the model's gradients alone
+
+
+def test_the_classifier_prunes_a_stalled_init_and_stores_the_gradient(study_file, sqlite_url):
+    config = load_config(study_file(
+        study={"sampler": "grid", "n_trials": 2, "pruner": "none"},
+        objective={"dataset": "digits", "epochs": 2},
+        space={"init": ["small_normal", "kaiming_normal"], "lr": 1e-3, "batch_size": 32,
+               "depth": 2, "width": 64, "activation": "relu", "optimizer": "sgd"},
+    ))
+    by_init = {t.params["init"]: t for t in run(config, sqlite_url).study.trials}
+    small, real = by_init["small_normal"], by_init["kaiming_normal"]
+    assert small.state == TrialState.PRUNED
+    assert small.user_attrs["prune_reason"].startswith("dead init (vanishing_gradient): ")
+    assert real.state == TrialState.COMPLETE and real.user_attrs["init_verdict"] == "healthy"
+    assert real.user_attrs["init_first_grad"] > 10 * small.user_attrs["init_first_grad"]
 
 
 def _dead_study(study_file, prune: bool, inits: list[str], n: int = 4, **study):

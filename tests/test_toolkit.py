@@ -33,7 +33,7 @@ def objective(trial, ctx):
     model = nn.Sequential(nn.Linear(data.n_features, 32), nn.Tanh(),
                           nn.Linear(32, data.n_classes)).to(ctx.device)
     ctx.init(model, hp["init"])
-    ctx.check_init(trial, model, data.x_train[:128])
+    ctx.check_init(trial, model, data.x_train[:128], y=data.y_train[:128])
     opt = torch.optim.SGD(model.parameters(), lr=hp["lr"])
     acc = 0.0
     for epoch in range(1, ctx.settings["epochs"] + 1):
@@ -92,6 +92,7 @@ def test_a_users_objective_gets_powers_of_two_verdicts_curves_reasons_and_pictur
         assert "batch_size_log2" in t.params and "batch_size" not in t.params
         assert t.distributions["lr"].log, "lr is searched on a log scale for every objective"
         assert t.user_attrs["init_verdict"] in ("healthy", "symmetric")
+        assert t.user_attrs["init_first_grad"] >= 0  # y given: one backward pass measured it
         pictures = trial_artifacts(study, t)
         assert INIT_ACTIVATIONS in pictures
         if t.params["init"] == "zeros":  # every unit identical: pruned before training
@@ -161,6 +162,10 @@ BAD_CALLS = [
     ("ctx.init(torch.nn.Linear(4, 3), 'pretrained')", r"set \[objective\] checkpoint"),
     ("ctx.check_init(trial, torch.nn.Linear(7, 3), torch.zeros(8, 4))",
      r"ctx\.check_init\(trial, model, x\): the model cannot take x of shape \(8, 4\)"),
+    ("ctx.check_init(trial, torch.nn.Linear(4, 3), torch.zeros(8, 4), y=torch.zeros(5))",
+     r"y must be a tensor of the targets of x's 8 rows, got Tensor of 5"),
+    ("ctx.check_init(trial, torch.nn.Linear(4, 3), torch.zeros(8, 4), lr=0.1)",
+     r"give both lr and steps"),
     ("ctx.report(trial, 1, float('nan'))",
      r"ctx\.report\(trial, step=1, value=nan\): value must be a finite number"),
     ("ctx.report(trial, 1, 0.5, train_loss=float('inf'))", r"train_loss must be a finite number"),

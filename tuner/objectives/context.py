@@ -8,7 +8,7 @@ PyTorch model alike::
         data = ctx.load_data()                         # [objective] dataset on ctx.device
         model = MyNet().to(ctx.device)
         ctx.init(model, hp["init"], activation="relu")
-        ctx.check_init(trial, model, data.x_val[:256])  # verdict stored; dead init pruned
+        ctx.check_init(trial, model, data.x_val[:256], y=data.y_val[:256])  # dead: pruned
         for epoch in range(1, epochs + 1):
             ...                                        # any loop, or tuner.nn.training.train
             ctx.report(trial, epoch, val_acc, train_loss=tl, val_loss=vl)
@@ -158,27 +158,46 @@ class ObjectiveContext:
 
     def check_init(self, trial: optuna.Trial, model: nn.Module, x: torch.Tensor,
                    activation: str | None = None,
-                   baseline: Callable[[], float] | None = None) -> health.InitHealth:
+                   baseline: Callable[[], float] | None = None, *,
+                   y: torch.Tensor | None = None,
+                   loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   lr: float | None = None, steps: int | None = None) -> health.InitHealth:
         """Judge ``model``'s initial weights from one forward pass on ``x (batch, …)`` (a few
-        hundred rows; no gradients) and store the verdict on ``trial`` (user attributes
-        ``init_verdict``, ``init_layer_std``, ``init_reason``); capture the init picture.
+        hundred rows) and store the verdict on ``trial`` (user attributes ``init_verdict``,
+        ``init_layer_std``, ``init_reason``, ``init_first_grad``); capture the init picture.
+
+        With the targets ``y`` of those rows, one backward pass of ``loss`` (default:
+        cross-entropy for integer ``y``, mean squared error otherwise) also measures the
+        gradient that reaches the first layer: a vanishing one is a dead init too. With plain
+        SGD, give ``lr`` (for momentum m, ``lr / (1 - m)``) and the optimizer ``steps`` of the
+        whole training: a gradient too small to move the first layer at that rate is dead.
 
         With ``[objective] prune_dead_inits`` (the default) a dead init (symmetric,
-        vanishing, exploding, saturated) raises :class:`optuna.TrialPruned` with the reason,
-        before any training; ``baseline()``, when given, is the untrained network's metric,
-        reported as step 0 so the pruned trial has a value. ``activation``: as in :meth:`init`.
+        vanishing, exploding, saturated, vanishing_gradient) raises :class:`optuna.TrialPruned`
+        with the reason, before any training; ``baseline()``, when given, is the untrained
+        network's metric, reported as step 0 so the pruned trial has a value.
+        ``activation``: as in :meth:`init`.
         """
         call = "ctx.check_init(trial, model, x)"
         if not isinstance(model, nn.Module) or not isinstance(x, torch.Tensor):
             raise ToolkitError(f"{call}: model must be a torch.nn.Module and x a tensor, got "
                                f"{type(model).__name__} and {type(x).__name__}")
+        if y is not None and (not isinstance(y, torch.Tensor) or len(y) != len(x)):
+            raise ToolkitError(f"{call}: y must be a tensor of the targets of x's {len(x)} "
+                               f"rows, got {type(y).__name__}"
+                               f"{f' of {len(y)}' if isinstance(y, torch.Tensor) else ''}")
+        if (lr is None) != (steps is None):
+            raise ToolkitError(f"{call}: give both lr and steps (plain SGD's reach), or neither")
         activation = self._activation(model, activation, call)
         try:
             acts = hidden_activations(model, x)
+            grad = None if y is None else health.first_layer_gradient(model, x, y, loss)
         except Exception as e:
-            raise ToolkitError(f"{call}: the model cannot take x of shape {tuple(x.shape)}: "
+            raise ToolkitError(f"{call}: the model cannot take x of shape {tuple(x.shape)}"
+                               f"{'' if y is None else f' and y of shape {tuple(y.shape)}'}: "
                                f"{type(e).__name__}: {e}") from None
-        verdict = health.assess(acts, activation)
+        lr_steps = None if lr is None or steps is None else lr * steps
+        verdict = health.assess(acts, activation, first_grad=grad, lr_steps=lr_steps)
         record = self._record(trial)
         record.init_layers = [layer_stats(i, a[:artifacts.VAL_ROWS])
                               for i, a in enumerate(acts, start=1)]

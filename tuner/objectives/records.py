@@ -7,12 +7,13 @@ The user attributes are those the report, ``tuner show`` and the dashboard read
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
 
-from tuner.core.keys import INIT_LAYER_STD, INIT_REASON, INIT_VERDICT
+from tuner.core.keys import INIT_FIRST_GRAD, INIT_LAYER_STD, INIT_REASON, INIT_VERDICT
 from tuner.nn.health import InitHealth
 from tuner.nn.pictures import activations_svg, learning_curve_svg
 from tuner.store.artifacts import INIT_ACTIVATIONS, LEARNING_CURVE, save_files, sink_for
@@ -20,10 +21,13 @@ from tuner.store.artifacts import INIT_ACTIVATIONS, LEARNING_CURVE, save_files, 
 
 def store_verdict(trial: optuna.Trial, health: InitHealth) -> None:
     """Store a verdict on ``trial``: user attributes ``init_verdict`` (one of
-    :data:`tuner.nn.health.VERDICTS`), ``init_layer_std`` (per hidden layer, input side first)
-    and, when not healthy, ``init_reason`` (``ctx.check_init`` prunes a dead init with it)."""
+    :data:`tuner.nn.health.VERDICTS`), ``init_layer_std`` (per hidden layer, input side first),
+    ``init_first_grad`` (the first layer's relative gradient, when measured) and, when not
+    healthy, ``init_reason`` (``ctx.check_init`` prunes a dead init with it)."""
     trial.set_user_attr(INIT_VERDICT, health.verdict)
     trial.set_user_attr(INIT_LAYER_STD, [float(f"{s:.4g}") for s in health.layer_std])
+    if health.first_grad is not None and math.isfinite(health.first_grad):
+        trial.set_user_attr(INIT_FIRST_GRAD, float(f"{health.first_grad:.4g}"))
     if not health.healthy:
         trial.set_user_attr(INIT_REASON, health.reason)
 

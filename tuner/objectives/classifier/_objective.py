@@ -161,16 +161,23 @@ def prepare_trial(trial: optuna.Trial, hp: dict[str, Any], ctx: ObjectiveContext
 
 
 def check_init(setup: TrialSetup, hp: dict[str, Any], ctx: ObjectiveContext) -> None:
-    """``ctx.check_init`` on training rows; a pruned dead init reports the untrained network's
-    metric (chance level) as step 0."""
-    data = setup.data
+    """``ctx.check_init`` on training rows, with their labels (the first layer's gradient)
+    and, for plain SGD, the whole training's reach (lr / (1 - momentum) × steps); a pruned
+    dead init reports the untrained network's metric (chance level) as step 0."""
+    data, cfg = setup.data, setup.cfg
 
     def untrained() -> float:
         loss, accuracy = evaluate(setup.model, data.x_val, data.y_val)
         return accuracy if ctx.metric == "val_accuracy" else loss
 
-    ctx.check_init(setup.trial, setup.model, data.x_train[:health.HEALTH_ROWS], hp["activation"],
-                   baseline=untrained)
+    lr = steps = None
+    # Adaptive optimizers rescale the gradient, fine-tuning scales some layers' rates: no reach.
+    if cfg.optimizer == "sgd" and not getattr(setup.model, "lr_scales", None):
+        lr = cfg.lr / (1 - cfg.momentum) if cfg.momentum < 1 else None
+        steps = cfg.epochs * math.ceil(len(data.x_train) / cfg.batch_size) if lr else None
+    rows = slice(None, health.HEALTH_ROWS)
+    ctx.check_init(setup.trial, setup.model, data.x_train[rows], hp["activation"],
+                   baseline=untrained, y=data.y_train[rows], lr=lr, steps=steps)
 
 
 def report_epoch(ctx: ObjectiveContext, trial: optuna.Trial, stats: EpochStats) -> None:
