@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import optuna
+from conftest import to_toml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from tuner.views.summaries import trial_params, trial_record
+from tuner.views.summaries import nothing_learned, trial_params, trial_record
 
 
 def _trial() -> optuna.trial.FrozenTrial:
@@ -33,3 +34,37 @@ def test_a_record_carries_the_same_params() -> None:
     record = trial_record(_trial())
     assert record["params"] == {"lr": 0.01, "batch_size": 32, "init": "xavier_uniform"}
     assert record["value"] == 0.9 and record["state"] == "COMPLETE"
+
+
+def _ended(value: float, untrained: float | None, lr: float = 300.0) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        state=TrialState.COMPLETE, value=value, params={"lr": lr},
+        distributions={"lr": FloatDistribution(1.0, 1e4, log=True)},
+        user_attrs={} if untrained is None else {"untrained_value": untrained})
+
+
+def test_nothing_learned_needs_every_complete_trial_at_its_untrained_value() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("tuner:config", {"study": {"metric": "val_accuracy"}, "space": {}})
+    chance = [_ended(0.102, 0.124), _ended(0.109, 0.08), _ended(0.104, 0.144, lr=5.0)]
+    warning = nothing_learned(study, chance)
+    assert warning is not None
+    assert "all 3 complete trials of this run ended within noise of the untrained network's " \
+           "val_accuracy (0.124): nothing was learned" in warning
+    assert "these trials drew 5 to 300" in warning and "the chosen optimizer" in warning
+    assert nothing_learned(study, [*chance, _ended(0.93, 0.11)]) is None  # one learned
+    assert nothing_learned(study, chance[:2]) is None  # two trials say too little
+    assert nothing_learned(study, [*chance, _ended(0.1, None)]) is None  # one is unknown
+
+
+def test_a_chance_level_study_says_so_at_the_end_of_the_run(cli, tmp_path) -> None:
+    """Seen: Adam with lr 1e4 to 1e8, every trial 'complete' at 0.10, exit 0, no word."""
+    (tmp_path / "chance.toml").write_text(to_toml({
+        "study": {"name": "chance", "sampler": "random", "pruner": "none", "n_trials": 4},
+        "objective": {"name": "classifier", "dataset": "digits", "epochs": 2},
+        "space": {"lr": {"low": 1e4, "high": 1e8, "log": True}, "optimizer": "adam"}}))
+    got = cli("run", "chance.toml")
+    assert got.returncode == 0, got.stderr
+    assert "warning: all 4 complete trials of this run ended within noise of the untrained " \
+           "network's val_accuracy" in got.stderr
+    assert "for the adam optimizer: change [space] lr" in got.stderr

@@ -131,7 +131,7 @@ def resume(
 def _report(result, metric: str, url: str) -> None:
     from tuner.core.keys import FAIL_REASON
     from tuner.store.studies import count_states
-    from tuner.views.summaries import trial_record
+    from tuner.views.summaries import nothing_learned, trial_record
 
     study = result.study
     numbers = set(result.trial_numbers)
@@ -160,6 +160,8 @@ def _report(result, metric: str, url: str) -> None:
     else:
         out.print(f"best trial #{best.number}: {metric} = {best.value:.4g}")
         render_trial_params(trial_record(best))
+    if not result.interrupted and (warning := nothing_learned(study, mine)):
+        err.print(f"warning: {warning}", markup=False)
     if result.interrupted:
         stopped = sum(t.state.name == "FAIL" and t.user_attrs.get(FAIL_REASON) == "interrupted"
                       for t in mine)

@@ -16,6 +16,7 @@ INIT_VERDICT = "init_verdict"  # tuner.nn.health.VERDICTS
 INIT_LAYER_STD = "init_layer_std"  # activation std per hidden layer of the initial network
 INIT_REASON = "init_reason"  # why the init is not healthy
 INIT_FIRST_GRAD = "init_first_grad"  # |grad W1| / |W1| of the initial network (one backward)
+UNTRAINED_VALUE = "untrained_value"  # the metric of the initial network (ctx.check_init baseline)
 LOG2_SUFFIX = "_log2"  # a power-of-two parameter is searched as NAME_log2; NAME holds the value
 
 # trial system attributes

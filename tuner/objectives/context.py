@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from tuner.core.errors import CheckpointError, ConfigError, ToolkitError
-from tuner.core.keys import CURVE, PRUNE_REASON
+from tuner.core.keys import CURVE, PRUNE_REASON, UNTRAINED_VALUE
 from tuner.nn import health
 from tuner.nn.checkpoint import copy_matching, read_checkpoint
 from tuner.nn.data import Dataset, load_dataset
@@ -175,7 +175,8 @@ class ObjectiveContext:
         With ``[objective] prune_dead_inits`` (the default) a dead init (symmetric,
         vanishing, exploding, saturated, vanishing_gradient) raises :class:`optuna.TrialPruned`
         with the reason, before any training; ``baseline()``, when given, is the untrained
-        network's metric, reported as step 0 so the pruned trial has a value.
+        network's metric, stored as ``untrained_value`` (a study whose every trial ends there
+        learned nothing, and the run says so) and reported as step 0 when the trial is pruned.
         ``activation``: as in :meth:`init`.
         """
         call = "ctx.check_init(trial, model, x)"
@@ -203,12 +204,13 @@ class ObjectiveContext:
                               for i, a in enumerate(acts, start=1)]
         record.hp.setdefault("activation", activation)
         store_verdict(trial, verdict)
+        value = baseline() if baseline is not None else math.nan
+        if math.isfinite(value):  # the end-of-run check for "nothing was learned" reads it
+            trial.set_user_attr(UNTRAINED_VALUE, float(value))
         if verdict.healthy or not self.settings.get("prune_dead_inits", True):
             return verdict
-        if baseline is not None:
-            value = baseline()
-            if math.isfinite(value):
-                trial.report(value, step=0)
+        if math.isfinite(value):
+            trial.report(value, step=0)
         raise optuna.TrialPruned(f"dead init ({verdict.verdict}): {verdict.reason}")
 
     # ------------------------------------------------------------------ during training

@@ -8,13 +8,14 @@ import csv
 import io
 import json
 import math
+import statistics
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, LOG2_SUFFIX
+from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, LOG2_SUFFIX, UNTRAINED_VALUE
 from tuner.store.studies import best_trial, count_states, running_trials, study_metric
 
 
@@ -156,3 +157,40 @@ def scheme_table(
         row["mean"] = sum(values) / len(values) if values else None
     sign = -1.0 if maximize else 1.0
     return sorted(rows.values(), key=lambda r: (r["best"] is None, sign * (r["best"] or 0.0)))
+
+
+CHANCE_MIN_TRIALS = 3  # complete trials it takes to say "nothing was learned" of a run
+
+
+def noise_of(untrained: list[float]) -> float:
+    """How far a value may sit from the untrained networks' and still be noise: twice the
+    spread of their values (random inits differ: accuracies of 0.08 to 0.14 at chance on
+    digits), at least 0.02 or 2% of their median."""
+    middle = statistics.median(untrained)
+    return max(0.02, 0.02 * abs(middle), 2 * statistics.pstdev(untrained))
+
+
+def nothing_learned(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
+    """A warning when every complete trial among ``trials`` (at least
+    :data:`CHANCE_MIN_TRIALS`, each knowing its untrained network's value) ended within noise
+    (:func:`noise_of`) of the untrained networks' value: training changed nothing, whatever
+    was sampled."""
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+    known = [t for t in complete if UNTRAINED_VALUE in t.user_attrs]
+    if len(known) < max(CHANCE_MIN_TRIALS, len(complete)):
+        return None
+    before = [t.user_attrs[UNTRAINED_VALUE] for t in known]
+    untrained, noise = statistics.median(before), noise_of(before)
+    if any(abs(t.value - untrained) > noise for t in known):
+        return None
+    lrs = [t.params["lr"] for t in known if isinstance(t.params.get("lr"), int | float)]
+    optimizer = study.user_attrs.get(CONFIG_ATTR, {}).get("space", {}).get("optimizer")
+    optimizer = optimizer if isinstance(optimizer, str) else "chosen"
+    why = f"the learning rate is far too high or too low for the {optimizer} optimizer"
+    if lrs:
+        why = (f"the learning rate (these trials drew {min(lrs):.3g} to {max(lrs):.3g}) is far "
+               f"too high or too low for the {optimizer} optimizer: change [space] lr "
+               "(typical: 1e-4 to 1e-1 for sgd, 1e-5 to 1e-2 for adam)")
+    return (f"all {len(known)} complete trials of this run ended within noise of the "
+            f"untrained network's {study_metric(study)} ({untrained:.3g}): nothing was "
+            f"learned. Likely cause: {why}")
