@@ -26,6 +26,9 @@ from tuner.views.summaries import trial_params
 
 TOP = 10
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+# .row: side-by-side figures in columns whose width depends on the page only (auto-fill), not on
+# how many figures the row holds yet: plotly sizes each figure once, when its own script runs,
+# before the next one is parsed (a flex row first gave the lone first figure the full width).
 CSS = """
 body{font-family:system-ui,'DejaVu Sans',Arial,sans-serif;margin:0 auto;max-width:1200px;
 padding:0 24px 48px;color:#222}
@@ -33,8 +36,9 @@ h1{margin:24px 0 4px}h2{margin-top:36px;border-bottom:1px solid #ddd;padding-bot
 .sub{color:#666}.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px}
 table{border-collapse:collapse;font-size:14px}td,th{border-bottom:1px solid #e5e5e5;
 padding:4px 10px;text-align:right}th{background:#f5f5f5}td.l,th.l{text-align:left}
-pre{background:#f7f7f7;padding:12px;white-space:pre-wrap}.row{display:flex;flex-wrap:wrap;gap:12px}
-.row>div{flex:1 1 560px;min-width:0}img.pic{max-width:100%;border:1px solid #ddd}
+pre{background:#f7f7f7;padding:12px;white-space:pre-wrap}
+.row{display:grid;gap:12px;grid-template-columns:repeat(auto-fill,minmax(min(560px,100%),1fr))}
+.row>div{min-width:0}img.pic{max-width:100%;border:1px solid #ddd}
 """
 
 

@@ -4,6 +4,7 @@ plainly why there is none (too few finished trials, nothing searched, …)."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from typing import Any
 
@@ -12,7 +13,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
-from tuner.core.keys import CURVE
+from tuner.core.keys import CURVE, LOG2_SUFFIX
 from tuner.search.best_so_far import best_so_far
 from tuner.views.summaries import trial_params
 
@@ -65,46 +66,138 @@ def history(trials: list[FrozenTrial], metric: str, maximize: bool) -> Figure:
     return fig
 
 
+IMPORTANCE_METHOD = "PED-ANOVA"
+IMPORTANCE_TOP = 0.1  # PED-ANOVA's default target quantile: it compares the best 10% with all
+IMPORTANCE_MEANINGFUL = 20  # complete trials before its ranking means much (2 / IMPORTANCE_TOP)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def param_importances(study: optuna.Study) -> dict[str, float]:
+    """The importance of each searched parameter (real names: ``batch_size``), most important
+    first, summing to 1: PED-ANOVA on the complete trials, ranked by the study's direction.
+
+    This is what optuna-dashboard shows too: it hard-codes ``PedAnovaImportanceEvaluator()``
+    with the same selection of the best trials, so the report and the dashboard agree.
+    """
+    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
+
+    with warnings.catch_warnings():  # "importances will be equal", "regimes have < 2 trials"
+        warnings.simplefilter("ignore")
+        scores = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+    return {_label(k): v for k, v in scores.items()}
+
+
 def importances(study: optuna.Study, trials: list[FrozenTrial]) -> Figure:
-    """fANOVA importance of each searched parameter for the metric (complete trials)."""
+    """PED-ANOVA importance of each searched parameter (complete trials), the method named in
+    the title, and a plain warning on the figure while there are too few trials for it."""
     n = len(complete(trials))
     if n < 2:
         return _too_few(n, 2, "parameter importance")
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
-
     try:
-        scores = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        scores = param_importances(study)
     except (ValueError, RuntimeError, ImportError) as e:
         return f"Not computable: parameter importance failed ({e})."
     if not scores:
         return "Not computable: no parameter varies across the complete trials."
-    names = [_label(k) for k in scores][::-1]
-    fig = go.Figure(go.Bar(x=list(scores.values())[::-1], y=names, orientation="h",
-                           marker_color="#4c78a8",
-                           text=[f"{v:.2f}" for v in list(scores.values())[::-1]]))
-    fig.update_layout(title=f"Parameter importance (fANOVA, {n} complete trials)",
-                      xaxis_title="share of the metric's variance", **LAYOUT)
+    names, values = list(scores)[::-1], list(scores.values())[::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color="#4c78a8",
+                           text=[f"{v:.2f}" for v in values]))
+    fig.update_layout(
+        title=f"Parameter importance ({IMPORTANCE_METHOD}, the dashboard's method too; "
+              f"{n} complete trials)",
+        xaxis_title="importance (sums to 1): how differently the best 10% of trials set it",
+        **{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}})
+    fig.update_yaxes(automargin=True, ticksuffix=" ")  # names clear of their bars
+    if n < IMPORTANCE_MEANINGFUL:
+        fig.add_annotation(
+            text=f"Only {n} complete trials: this ranking means little before about "
+                 f"{IMPORTANCE_MEANINGFUL} ({IMPORTANCE_METHOD} judges by the best 10%, here "
+                 f"{_plural(math.ceil(round(IMPORTANCE_TOP * n, 9)), 'trial')}).",
+            xref="paper", yref="paper", x=0, y=1.02, xanchor="left", yanchor="bottom",
+            showarrow=False, align="left", font={"size": 13, "color": "#5d4200"},
+            bgcolor="#fff8e1", bordercolor="#f0b400", borderpad=4)
     return fig
 
 
 def _label(param: str) -> str:
-    return param[:-5] if param.endswith("_log2") else param
+    """A parameter's real name: ``batch_size`` for the searched exponent ``batch_size_log2``."""
+    return param.removesuffix(LOG2_SUFFIX)
 
 
-def _axis(name: str, values: list[Any]) -> dict[str, Any] | None:
-    """One parallel-coordinates axis (numbers on a log axis where they span decades)."""
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        positive = all(v > 0 for v in values)
-        if positive and (name == "batch_size" or max(values) / min(values) >= 8):
-            base = 2 if name == "batch_size" else 10
-            logs = [math.log(v, base) for v in values]
-            ticks = sorted(set(range(math.floor(min(logs)), math.ceil(max(logs)) + 1)))
-            return {"label": name, "values": logs, "tickvals": ticks,
-                    "ticktext": [f"{base ** k:g}" for k in ticks]}
+def _scale(trials: list[FrozenTrial], param: str, values: list[Any]) -> str:
+    """How to lay out a parameter's values: "pow2" (searched as powers of two, ``batch_size``),
+    "log" (a log-scale distribution, or positive numbers spanning 8x or more), "linear", or
+    "category"."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return "category"
+    if not values or min(values) <= 0:
+        return "linear"
+    dists = [d for t in trials for k, d in t.distributions.items() if _label(k) == param]
+    if all(float(v).is_integer() and _is_pow2(int(v)) for v in values) and (
+            param == "batch_size" or any(k == param + LOG2_SUFFIX for t in trials
+                                         for k in t.distributions)):
+        return "pow2"
+    if any(getattr(d, "log", False) for d in dists) or max(values) / min(values) >= 8:
+        return "log"
+    return "linear"
+
+
+def _is_pow2(v: int) -> bool:
+    return v > 0 and v & (v - 1) == 0
+
+
+def _log_ticks(lo: float, hi: float, base: int, *, enclose: bool = False) -> list[float]:
+    """Readable tick values on a log axis: every power of ``base``; for base 10, also 2 and 5
+    times each, then every digit, until three fall within [lo, hi]. The ticks within [lo, hi],
+    or with ``enclose`` from the last tick at or below ``lo`` to the first at or above ``hi``
+    (an axis that ends on labelled ticks). At most about 9 of them."""
+    eps = 1e-9
+    if base == 2:
+        ks = range(math.floor(math.log2(lo) + eps), math.ceil(math.log2(hi) - eps) + 1)
+        levels: list[list[float]] = [[float(2 ** k) for k in ks]]
+    else:
+        decades = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
+        levels = [[float(f"{m}e{d}") for d in decades for m in ms]
+                  for ms in ((1,), (1, 2, 5), tuple(range(1, 10)))]
+    for ticks in levels:
+        if sum(lo * (1 - eps) <= t <= hi * (1 + eps) for t in ticks) >= 3:
+            break
+    if enclose:
+        below = max(t for t in ticks if t <= lo * (1 + eps))
+        above = min(t for t in ticks if t >= hi * (1 - eps))
+        ticks = [t for t in ticks if below <= t <= above]
+    else:
+        ticks = [t for t in ticks if lo * (1 - eps) <= t <= hi * (1 + eps)]
+    step = max(1, math.ceil(len(ticks) / 9))
+    return ticks[::step] + ([ticks[-1]] if enclose and (len(ticks) - 1) % step else [])
+
+
+def _tick(v: float) -> str:
+    return f"{v:g}"
+
+
+def _axis(trials: list[FrozenTrial], name: str, values: list[Any]) -> dict[str, Any]:
+    """One parallel-coordinates axis. Log-scale numbers are drawn as their logarithm, on an axis
+    (``range``) that ends on labelled ticks around the values: every tick lies inside it, so no
+    axis grows past the others into its title."""
+    scale = _scale(trials, name, values)
+    if scale == "category":
+        cats = sorted({str(v) for v in values})
+        return {"label": name, "values": [cats.index(str(v)) for v in values],
+                "tickvals": list(range(len(cats))), "ticktext": cats,
+                "range": [0, max(len(cats) - 1, 1)]}
+    if scale == "linear":
         return {"label": name, "values": values}
-    cats = sorted({str(v) for v in values})
-    return {"label": name, "values": [cats.index(str(v)) for v in values],
-            "tickvals": list(range(len(cats))), "ticktext": cats}
+    base = 2 if scale == "pow2" else 10
+    ticks = _log_ticks(min(values), max(values), base, enclose=True)
+    if len(ticks) == 1:  # one value, a power of two: a short axis around it
+        ticks = [ticks[0] / base, ticks[0], ticks[0] * base]
+    return {"label": name, "values": [math.log(v, base) for v in values],
+            "range": [math.log(ticks[0], base), math.log(ticks[-1], base)],
+            "tickvals": [math.log(t, base) for t in ticks], "ticktext": [_tick(t) for t in ticks]}
 
 
 def parallel(trials: list[FrozenTrial], metric: str) -> Figure:
@@ -115,7 +208,7 @@ def parallel(trials: list[FrozenTrial], metric: str) -> Figure:
     params = [trial_params(t) for t in done]
     names = sorted({k for p in params for k in p if all(k in q for q in params)})
     values = [t.value for t in done]
-    dims = [d for d in (_axis(k, [p[k] for p in params]) for k in names) if d]
+    dims = [_axis(done, k, [p[k] for p in params]) for k in names]
     dims.append({"label": metric, "values": values})
     fig = go.Figure(go.Parcoords(line={"color": values, "colorscale": "Viridis",
                                        "showscale": True}, dimensions=dims))
@@ -142,15 +235,25 @@ def slice_plot(trials: list[FrozenTrial], param: str, metric: str) -> Figure:
         fig.add_scatter(x=[x for x, _ in pruned], y=[v for _, v in pruned], mode="markers",
                         name="pruned (last reported)", marker=PRUNED_MARKER)
     xs = [r[0] for r in rows] + [x for x, _ in pruned]
-    numeric = all(isinstance(x, int | float) and x > 0 for x in xs)
-    if numeric and param == "batch_size":  # powers of two: evenly spaced, labelled as they are
-        ticks = sorted(set(xs))
-        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[str(t) for t in ticks])
-    elif numeric and max(xs) / min(xs) >= 8:
-        fig.update_xaxes(type="log", dtick=1)  # a label per decade
+    _slice_xaxis(fig, _scale(trials, param, xs), xs)
     fig.update_layout(title=f"{metric} against {param}", xaxis_title=param, yaxis_title=metric,
                       legend={"orientation": "h", "y": -0.2}, **LAYOUT)
     return fig
+
+
+def _slice_xaxis(fig: go.Figure, scale: str, xs: list[Any]) -> None:
+    """A log axis (powers of two: the real batch sizes, evenly spaced) padded so that no point
+    sits on its edge, with several labelled ticks however few decades the values span."""
+    if scale == "linear" and all(isinstance(x, int) for x in xs) and max(xs) - min(xs) <= 12:
+        fig.update_xaxes(tickmode="linear", dtick=1, tickformat="d")  # depth 1, 2, 3, …
+    if scale not in ("log", "pow2"):
+        return
+    lo, hi = math.log10(min(xs)), math.log10(max(xs))
+    pad = max(0.06 * (hi - lo), 0.08)
+    lo, hi = lo - pad, hi + pad
+    ticks = _log_ticks(10 ** lo, 10 ** hi, 2 if scale == "pow2" else 10)
+    fig.update_xaxes(type="log", range=[lo, hi], tickmode="array", tickvals=ticks,
+                     ticktext=[_tick(t) for t in ticks], minor={"showgrid": False})
 
 
 def by_category(trials: list[FrozenTrial], param: str, metric: str, maximize: bool) -> Figure:
