@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.pruners import MedianPruner
@@ -189,3 +192,47 @@ def test_non_finite_settings_are_refused(name, options):
     key = next(iter(options))
     with pytest.raises(ConfigError, match=rf"{key} must be a (whole )?number >= 0, got (nan|inf)"):
         build_pruner(name, options, 5)
+
+
+SHIPPED = Path(__file__).parents[1] / "studies"
+# Curves (val_accuracy per epoch) from the quickstart: the completed trials of a 40-trial run,
+# a slow starter still learning (the old setting cut it at epoch 1, next to the best trial's
+# values) and a trial at chance.
+BEST_CURVE = [0.93, 0.95, 0.96, 0.965, 0.97, 0.972, 0.974, 0.975, 0.977, 0.978]
+SLOW_STARTER = [0.896, 0.93, 0.945, 0.951, 0.957, 0.96, 0.963, 0.965, 0.966, 0.967]
+AT_CHANCE = [0.1, 0.102, 0.1, 0.1, 0.1, 0.102, 0.1, 0.1, 0.1, 0.1]
+
+
+def _first_pruned_step(name: str, options: dict, epochs: int, curve: list[float]) -> int | None:
+    """The epoch at which the pruner built from these settings cuts ``curve``, in a study
+    whose 12 completed trials followed :data:`BEST_CURVE` (``None``: never)."""
+    study = optuna.create_study(direction="maximize",
+                                pruner=build_pruner(name, options, epochs))
+    for i in range(12):
+        jitter = (i % 5) * 0.002
+        study.add_trial(optuna.trial.create_trial(
+            value=BEST_CURVE[epochs - 1] + jitter,
+            intermediate_values={s + 1: v + jitter for s, v in enumerate(BEST_CURVE[:epochs])}))
+    trial = study.ask()
+    for step, value in enumerate(curve[:epochs], start=1):
+        trial.report(value, step)
+        if trial.should_prune():
+            return step
+    return None
+
+
+@pytest.mark.parametrize("file", ["quickstart.toml", "init-schemes.toml", "finetune.toml"])
+def test_shipped_studies_never_cut_a_trial_that_is_still_learning(file: str) -> None:
+    """Seen: `tuner resume quickstart --n-trials 10` pruned all 10, one of them 0.896 after
+    epoch 1 with nearly the best trial's values (median pruner, no warm-up)."""
+    raw = tomllib.loads((SHIPPED / file).read_text())
+    name, options = raw["study"]["pruner"], raw.get("pruner", {})
+    epochs = raw["objective"]["epochs"]
+    assert _first_pruned_step(name, options, epochs, SLOW_STARTER) is None
+    if epochs >= 8:  # finetune's 3 epochs leave a pruner nothing to save
+        stuck = _first_pruned_step(name, options, epochs, AT_CHANCE)
+        assert stuck is not None and stuck <= epochs // 2 + 1, "a trial at chance is still cut"
+
+
+def test_the_old_quickstart_pruner_cut_the_slow_starter_at_epoch_one() -> None:
+    assert _first_pruned_step("median", {}, 10, SLOW_STARTER) == 1
