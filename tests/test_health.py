@@ -226,3 +226,13 @@ def test_val_loss_studies_get_the_untrained_loss(study_file, sqlite_url):
     trial = run(config, sqlite_url).study.trials[0]
     assert trial.state == TrialState.PRUNED
     assert trial.value == pytest.approx(torch.log(torch.tensor(10.0)).item(), rel=0.05)
+
+
+def test_a_real_init_at_a_tiny_learning_rate_is_not_called_dead():
+    """A low lr is the lr's problem: kaiming's gradient is strong, so even a reach of ~0.1%
+    does not make the init "dead" (the rule needs a weak gradient too)."""
+    model, data = quickstart_net("kaiming_normal")
+    x, y = data.x_train[:512], data.y_train[:512]
+    health = assess(hidden_activations(model, x), "relu",
+                    first_grad=first_layer_gradient(model, x, y), lr_steps=0.01 * 10)
+    assert health.healthy, health.reason
