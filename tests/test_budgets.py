@@ -124,3 +124,96 @@ def test_create_only_writes_the_study_and_runs_nothing(tmp_path: Path) -> None:
     assert got.returncode == 0, got.stderr
     assert f"study {name!r} is stored in {url}: 0 of 5 finished trials" in got.stdout
     assert trials(url, name) == [] and _stored(url, name)["study"]["n_trials"] == 5
+
+
+def _dead(storage, trial_id: int) -> None:
+    """Make trial ``trial_id``'s last heartbeat ancient: its process died long ago."""
+    storage.record_heartbeat(trial_id)
+    with storage.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00' "
+                             f"WHERE trial_id = {trial_id}")
+
+
+@pytest.fixture
+def budget_two(sqlite_url: str, monkeypatch: pytest.MonkeyPatch):
+    """A SQLite study with a stored budget of 2 and fast heartbeats."""
+    monkeypatch.setenv("TUNER_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("TUNER_HEARTBEAT_GRACE", "2")
+    storage = open_storage(sqlite_url)
+    study = optuna.create_study(storage=storage, study_name="two")
+    study.set_user_attr(CONFIG_ATTR, {"study": {"n_trials": 2}})
+    return storage, study
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_dead_trial_is_not_queued_again_once_the_budget_is_covered(budget_two) -> None:
+    """The soak's leftover: a dead worker's retry queued after the study had its budget
+    stayed WAITING forever."""
+    from tuner.run.claim import Decision, decide
+
+    storage, study = budget_two
+    for _ in range(2):
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    late = study.ask()  # a process that raced the last trial, then died
+    _dead(storage, late._trial_id)
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    assert decide(study, storage, 2)[0] is Decision.DONE
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_the_last_process_waits_for_a_running_trial_then_leaves_nothing_behind(
+        budget_two) -> None:
+    from tuner.run.claim import Decision, decide
+
+    storage, study = budget_two
+    for _ in range(2):
+        study.tell(study.ask(), 0.5)
+    running = study.ask()
+    storage.record_heartbeat(running._trial_id)  # alive: its process may still fail it
+    assert decide(study, storage, 2)[0] is Decision.WAIT
+    _dead(storage, running._trial_id)
+    optuna.storages.fail_stale_trials(study)
+    assert decide(study, storage, 2)[0] is Decision.DONE
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def test_a_surplus_retry_left_waiting_is_dropped_when_the_budget_is_met(budget_two) -> None:
+    from tuner.run.claim import Decision, decide
+
+    storage, study = budget_two
+    for _ in range(2):
+        study.tell(study.ask(), 0.5)
+    study.enqueue_trial({}, user_attrs={})  # a user's own: stays
+    retry = storage.create_new_trial(study._study_id)
+    storage.set_trial_system_attr(retry, "failed_trial", 1)
+    storage.set_trial_state_values(retry, TrialState.WAITING)
+    assert decide(study, storage, 2)[0] is Decision.DONE
+    by_id = {t._trial_id: t for t in study.get_trials()}
+    assert by_id[retry].state == TrialState.FAIL
+    assert by_id[retry].user_attrs["fail_reason"] == "retry not needed: the study had its budget"
+    assert [t.state for t in by_id.values()].count(TrialState.WAITING) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_trial_whose_process_died_before_its_first_heartbeat_is_failed_and_retried(
+        budget_two, sqlite_url: str) -> None:
+    """The soak's other leftover: a worker killed between creating its trial and its first
+    heartbeat left the trial RUNNING forever (Optuna's stale check reads heartbeats only)."""
+    from optuna.storages import RDBStorage
+
+    from tuner.run.loop import _fail_stale_trials
+
+    storage, study = budget_two
+    ours = study.ask()  # tuner's storage: the trial carries a creation token
+    ours.suggest_float("x", 0, 1)
+    plain = optuna.load_study(study_name="two", storage=RDBStorage(sqlite_url)).ask()
+    with storage.engine.begin() as conn:  # both started long ago; neither ever sent a beat
+        conn.exec_driver_sql("UPDATE trials SET datetime_start = '2000-01-01 00:00:00'")
+    _fail_stale_trials(study, storage)
+    by_id = {t._trial_id: t for t in study.get_trials()}
+    assert by_id[ours._trial_id].state == TrialState.FAIL
+    assert by_id[plain._trial_id].state == TrialState.RUNNING  # plain Optuna's: not ours to fail
+    retries = [t for t in by_id.values() if t.system_attrs.get("failed_trial") == ours.number]
+    assert [t.state for t in retries] == [TrialState.WAITING]
+    assert retries[0].params == by_id[ours._trial_id].params

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from tuner.core.keys import FAIL_REASON
 from tuner.store.rdb import ResilientRDBStorage
 from tuner.store.storage import JOURNAL_PREFIX, normalise_url, sqlite_path
 from tuner.store.studies import FINISHED
@@ -146,6 +147,9 @@ def decide(study: optuna.Study, storage: BaseStorage, budget: int) -> tuple[Deci
     RUNNING trials that nothing can ever mark stale (no heartbeat, old) do not count: waiting
     for them could last forever. Without heartbeats at all (journal storage), a worker does
     not wait for the others' running trials either: it stops, and they finish the study.
+    With heartbeats, a study that has its budget while trials still run waits for them to end
+    or go stale (a dead process's trial is then marked failed), so the last process never
+    leaves one RUNNING behind.
     """
     trials = study.get_trials(deepcopy=False)
     finished = sum(t.state in FINISHED for t in trials)
@@ -155,7 +159,24 @@ def decide(study: optuna.Study, storage: BaseStorage, budget: int) -> tuple[Deci
         dead = storage.unmonitored(running)
         running = [t for t in running if t._trial_id not in dead]
     if finished >= budget:
+        if monitored and running:
+            return Decision.WAIT, finished, len(running)
+        drop_surplus_retries(study, trials)
         return Decision.DONE, finished, len(running)
     if finished + len(running) < budget:
         return Decision.GO, finished, len(running)
     return (Decision.WAIT if monitored else Decision.DONE), finished, len(running)
+
+
+def drop_surplus_retries(study: optuna.Study, trials: list[FrozenTrial]) -> None:
+    """Fail the WAITING retries of dead trials left in a study that has its budget (queued by
+    an older tuner, or by a process that raced the last trial): nobody would ever run them.
+    Trials a user enqueued (no ``failed_trial`` attribute) stay."""
+    storage = study._storage
+    for t in trials:
+        if t.state == TrialState.WAITING and "failed_trial" in t.system_attrs:
+            storage.set_trial_user_attr(t._trial_id, FAIL_REASON,
+                                        "retry not needed: the study had its budget")
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            log.info("trial %d: a queued retry of trial %s, not needed (the study has its "
+                     "budget); marked failed", t.number, t.system_attrs["failed_trial"])

@@ -113,7 +113,7 @@ def run_trials(
             lock.acquire()
             try:
                 with reraise_lost(storage):  # not Optuna's error hiding it
-                    _fail_stale_trials(study)
+                    _fail_stale_trials(study, storage)
                     if budget is None:
                         decision, finished, running = Decision.GO, 0, 0
                     else:
@@ -141,9 +141,9 @@ def run_trials(
                 break
             if decision is Decision.WAIT:
                 if not waiting_noted:
-                    log.info("waiting: %d finished + %d running trials cover the budget of %d; "
-                             "a running trial whose process is gone is run again once it has "
-                             "sent no heartbeat for %.0fs", finished, running, budget,
+                    log.info("waiting for %d running trial(s) of other processes (%d finished, "
+                             "budget %d); one whose process is gone is marked failed once it "
+                             "has sent no heartbeat for %.0fs", running, finished, budget,
                              storage.grace_s)
                     waiting_noted = True
                 time.sleep(_poll_s(storage))
@@ -188,13 +188,16 @@ def _note_ended(study: optuna.Study, ended: list[int], mine: dict[int, int],
     return failing_streak(trials or study.get_trials(deepcopy=False)) if failed else []
 
 
-def _fail_stale_trials(study: optuna.Study) -> None:
+def _fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:
     """Fail (and re-queue) dead processes' trials before :func:`decide` counts the RUNNING
     ones. Optuna does it again when it starts a trial, but only after a GO: without this, a
-    dead trial would count as running and every process would wait for it forever."""
+    dead trial would count as running and every process would wait for it forever. A tuner
+    trial whose process died before its first heartbeat is failed too (Optuna never would)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    if isinstance(storage, ResilientRDBStorage) and storage.heartbeat_interval:
+        storage.fail_unstarted_heartbeats(study)
 
 
 def _poll_s(storage: BaseStorage) -> float:

@@ -155,10 +155,11 @@ def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Tri
 def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The study's latest trials (by number) that the objective failed in a row. Running and
     waiting trials are skipped, and so are trials failed by an interrupt or a dead worker
-    (no ``fail_reason`` of the objective's): they say nothing about the objective."""
+    (no ``fail_reason`` of the objective's) or that never started (a retry not needed): they
+    say nothing about the objective."""
     streak: list[FrozenTrial] = []
     for t in sorted(trials, key=lambda t: t.number, reverse=True):
-        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+        if t.state in (TrialState.RUNNING, TrialState.WAITING) or t.datetime_start is None:
             continue
         if t.state != TrialState.FAIL:
             break

@@ -37,7 +37,7 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError, StorageError
-from tuner.core.keys import CREATE_TOKEN
+from tuner.core.keys import CONFIG_ATTR, CREATE_TOKEN
 from tuner.store.credentials import scrub
 
 HEARTBEAT_INTERVAL_ENV = "TUNER_HEARTBEAT_INTERVAL"
@@ -106,19 +106,37 @@ def storage_settings() -> dict[str, Any]:
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry callback (the copy keeps ``system_attrs["failed_trial"]`` pointing at the
-    dead trial), plus a log line saying what happened."""
+    dead trial), plus a log line saying what happened. No copy is queued when the study's
+    finished, running and queued trials already cover its stored budget: nobody would run it,
+    and it would stay WAITING forever."""
 
     def __init__(self, grace_s: int, max_retry: int = STALE_TRIAL_RETRIES) -> None:
         super().__init__(max_retry=max_retry)
         self.grace_s = grace_s
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        super().__call__(study, trial)
         retries = len(trial.system_attrs.get("retry_history", [])) + 1
-        then = ("queued again with the same parameters" if retries <= (self._max_retry or 0)
-                else f"not retried again (retried {retries - 1} times already)")
+        if _budget_covered(study):
+            then = "not retried: the study's other trials already cover its budget"
+        else:
+            super().__call__(study, trial)
+            then = ("queued again with the same parameters"
+                    if retries <= (self._max_retry or 0)
+                    else f"not retried again (retried {retries - 1} times already)")
         log.warning("trial %d: its worker sent no heartbeat for %ds (killed or cut off); "
                     "marked failed, %s", trial.number, self.grace_s, then)
+
+
+def _budget_covered(study: optuna.Study) -> bool:
+    """Whether a tuner study's finished, RUNNING and WAITING (queued) trials reach its stored
+    budget (``False`` for a study without one)."""
+    budget = study.user_attrs.get(CONFIG_ATTR, {}).get("study", {}).get("n_trials")
+    if not isinstance(budget, int):
+        return False
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    covering = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    done = sum(s in covering for s in states)
+    return done >= budget
 
 
 def _transient(e: BaseException) -> bool:
@@ -276,6 +294,23 @@ class ResilientRDBStorage(RDBStorage):
         if not old:
             return set()
         return old - self._call_with_retry(ResilientRDBStorage._with_heartbeat, old)
+
+    def fail_unstarted_heartbeats(self, study: optuna.Study) -> None:
+        """Fail (and retry, as a stale trial) each RUNNING trial that tuner created (it has a
+        creation token) but that never sent a heartbeat and started more than a grace period
+        ago: its process died between creating the trial and its first heartbeat, and Optuna's
+        stale check, which only reads heartbeats, would leave it RUNNING forever. Trials of
+        processes without heartbeats (plain Optuna) are left alone."""
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        silent = self.unmonitored(running)
+        for t in running:
+            if t._trial_id in silent and CREATE_TOKEN in t.system_attrs:
+                if not study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                    continue
+                failed = study._storage.get_trial(t._trial_id)
+                callback = self.get_heartbeat_stale_trial_callback()
+                if callback is not None:
+                    callback(study, failed)
 
     def heartbeat_ages(self, study_id: int) -> dict[int, float | None]:
         """Seconds since the last heartbeat of each RUNNING trial of the study, by the
