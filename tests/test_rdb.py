@@ -100,3 +100,29 @@ def test_a_queued_trial_keeps_its_parameters_and_gets_its_own_token(
     assert len(tokens) == 2
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert [t.params["x"] for t in study.trials] == [0.25, 0.75]
+
+
+def _commit_failed(cause: str) -> optuna.exceptions.StorageInternalError:
+    """What Optuna raises when a commit fails: its wrapper, with the database's error as the
+    cause (raised for real, so ``__cause__`` is set as Optuna sets it)."""
+    try:
+        try:
+            raise exc.OperationalError("COMMIT", {}, Exception(cause))
+        except exc.OperationalError as e:
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit. This typically happens due to "
+                "invalid data in the commit, e.g. exceeding max length.") from e
+    except optuna.exceptions.StorageInternalError as wrapped:
+        return wrapped
+
+
+def test_a_commit_that_lost_a_race_on_open_is_retried_and_a_real_one_names_its_cause() -> None:
+    """Seen in the soak: a process opening the storage while others worked failed with
+    Optuna's 'An exception is raised during the commit…', which names no cause."""
+    from tuner.store.storage import _lost_schema_race, _reason
+
+    assert _lost_schema_race(_commit_failed("deadlock detected"))
+    assert _lost_schema_race(_commit_failed('duplicate key value violates "version_info_pkey"'))
+    other = _commit_failed("permission denied for table studies")
+    assert not _lost_schema_race(other)
+    assert _reason(other, "postgresql://u@h/db") == "permission denied for table studies"

@@ -13,26 +13,36 @@ import random
 import time
 from pathlib import Path
 
+import optuna
 import pytest
-from _workerkit import (
-    FAST_HEARTBEAT,
-    FlakyProxy,
-    finish,
-    running_trial_of,
-    sleepy_study,
-    spawn,
-    trials,
-    wait_for,
-)
+from _workerkit import FAST_HEARTBEAT, FlakyProxy, finish, sleepy_study, spawn, wait_for
 from conftest import unique
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.store.storage import open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LEFT_OVER = (TrialState.RUNNING, TrialState.WAITING)
 
 
-def _finished(url: str, name: str) -> int:
-    return sum(t.state in FINISHED for t in trials(url, name))
+class _Watch:
+    """The test's own view of the study, through one storage opened once (not one per poll)."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.storage, self.name = open_storage(url), name
+
+    def trials(self) -> list[FrozenTrial]:
+        try:
+            return optuna.load_study(study_name=self.name, storage=self.storage).get_trials()
+        except KeyError:
+            return []
+
+    def finished(self) -> int:
+        return sum(t.state in FINISHED for t in self.trials())
+
+    def running_of(self, pid: int) -> bool:
+        return any(t.state == TrialState.RUNNING and t.user_attrs.get("pid") == pid
+                   for t in self.trials())
 
 
 @pytest.mark.slow
@@ -49,21 +59,22 @@ def test_soak_keeps_the_budget_and_leaves_nothing_running(seed: int, pg_url: str
     created = spawn("run", str(study), "--storage", url, "--create-only", cwd=tmp_path, env=env)
     (rc, _, err), = finish([created])
     assert rc == 0, err
+    watch = _Watch(pg_url, name)
     steady = [spawn("run", str(study), "--storage", url, "--jobs", "2", cwd=tmp_path, env=env),
               spawn("worker", name, "--storage", url, cwd=tmp_path, env=env)]
     victims, kills, cut = [], 0, False
     try:
-        while _finished(pg_url, name) < budget - 3 and kills < 6:
+        while watch.finished() < budget - 3 and kills < 6:
             victim = spawn("worker", name, "--storage", url, cwd=tmp_path, env=env)
             victims.append(victim)
             try:  # killed mid-trial, at a random moment of it (or of its creation)
-                wait_for(lambda v=victim: running_trial_of(pg_url, name, v.pid), timeout=30)
+                wait_for(lambda v=victim: watch.running_of(v.pid), timeout=30)
                 time.sleep(rng.uniform(0.0, 0.5))
             except AssertionError:
                 pass  # the study was done before this victim got a trial
             victim.kill()
             kills += 1
-            if not cut and _finished(pg_url, name) >= budget // 3:
+            if not cut and watch.finished() >= budget // 3:
                 proxy.drop()  # the server "restarts": every open connection is cut
                 cut = True
         # One last worker, as in the original soak: it must not leave anything behind either.
@@ -75,7 +86,7 @@ def test_soak_keeps_the_budget_and_leaves_nothing_running(seed: int, pg_url: str
         proxy.close()
     for rc, _, err in results:
         assert rc == 0, err
-    got = trials(pg_url, name)
+    got = watch.trials()
     assert sum(t.state in FINISHED for t in got) == budget, [t.state.name for t in got]
     assert [t.number for t in got if t.state in LEFT_OVER] == []
     assert kills >= 2

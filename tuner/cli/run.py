@@ -143,6 +143,8 @@ def _report(result, metric: str, url: str) -> None:
         out.print(f"study {name!r}: its timeout of {d.seconds:g}s ([study] timeout, counted from "
                   f"its first trial at {d.since:%Y-%m-%d %H:%M:%S}) has passed; run more with: "
                   f"tuner resume {name} --n-trials 10 (or --timeout SECONDS)", markup=False)
+    elif result.stopped_by == "grid":
+        out.print(f"study {name!r}: every point of its grid has run")
     elif result.stopped_by == "timeout":
         out.print(f"study {name!r}: this run's --timeout has passed; continue with: "
                   f"tuner resume {name}")

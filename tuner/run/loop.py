@@ -12,6 +12,7 @@ A process stops at the first of (``RunResult.stopped_by``):
 * ``timeout``: this process's own ``timeout`` seconds passed (a flag: it is never stored);
 * ``deadline``: the study's stored ``[study] timeout`` passed, counted from the study's first
   trial (:class:`tuner.run.outcome.Deadline`);
+* ``grid``: the grid sampler has run every point of its grid;
 * ``failures``: the objective failed in :data:`MAX_CONSECUTIVE_FAILURES` trials in a row;
 * ``interrupted``: Ctrl-C or SIGTERM (this process's running trials are marked failed).
 """
@@ -99,6 +100,8 @@ def run_trials(
             return "failures"
         if n_trials is not None and len(result.trial_numbers) >= n_trials:
             return "n_trials"
+        if grid_exhausted(study):
+            return "grid"
         return None
 
     if progress is not None:
@@ -167,6 +170,13 @@ def run_trials(
     era = [t.number for t in study.get_trials(deepcopy=False) if t.number >= first_number]
     raise_if_hopeless(study, RunResult(study, era, interrupted=result.interrupted), failures)
     return result
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    """Whether the study's sampler enumerates a grid and every point of it has run (Optuna's
+    own loop stops there; one claim at a time has to ask)."""
+    exhausted = getattr(study.sampler, "is_exhausted", None)
+    return bool(exhausted is not None and exhausted(study))
 
 
 def _note_ended(study: optuna.Study, ended: list[int], mine: dict[int, int],

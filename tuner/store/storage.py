@@ -178,12 +178,18 @@ def _lost_schema_race(e: Exception) -> bool:
     the others' schema work. Opened again, the schema is there and is only read."""
     from sqlalchemy import exc
 
+    if isinstance(e, optuna.exceptions.StorageInternalError) and isinstance(
+            e.__cause__, exc.DBAPIError):  # Optuna's wrapper around a failed commit
+        e = e.__cause__
     text = str(getattr(e, "orig", None) or e).lower()
     return isinstance(e, exc.IntegrityError) or (isinstance(e, exc.DBAPIError) and any(
-        words in text for words in ("already exists", "duplicate", "database is locked")))
+        words in text for words in ("already exists", "duplicate", "database is locked",
+                                    "deadlock", "could not serialize")))
 
 
 def _reason(e: Exception, url: str) -> str:
+    if isinstance(e, optuna.exceptions.StorageInternalError) and e.__cause__ is not None:
+        e = e.__cause__  # "an exception is raised during the commit" says nothing; its cause does
     text = str(getattr(e, "orig", None) or e).strip().splitlines()
     first = next((line for line in text if line.strip()), type(e).__name__)
     return scrub(first.strip(), url)

@@ -30,6 +30,7 @@ from tuner.core.errors import TunerError
 from tuner.nn.device import worker_device
 from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig
+from tuner.run.loop import grid_exhausted
 from tuner.run.outcome import Deadline, ProgressHook, RunResult, best_value, fail_running
 from tuner.run.study import prepare_study
 from tuner.run.workers._worker import cpu_cores
@@ -158,6 +159,8 @@ def _why_stopped(study: optuna.Study, config: StudyConfig, result: RunResult,
         return "interrupted"
     if n_finished(study) >= config.n_trials:
         return "budget"
+    if grid_exhausted(study):
+        return "grid"
     if result.deadline is not None and result.deadline.passed():
         return "deadline"
     return "timeout" if timeout is not None and result.elapsed_s >= timeout else "failures"
