@@ -44,7 +44,7 @@ from tuner.run.outcome import (
     start_run,
 )
 from tuner.run.packed import optimize_claimed
-from tuner.store.rdb import ResilientRDBStorage, reraise_lost
+from tuner.store.rdb import ResilientRDBStorage, reraise_lost, uncached
 from tuner.store.studies import FINISHED
 
 log = logging.getLogger("tuner")
@@ -69,7 +69,7 @@ def run_trials(
     ``announce(trial_id)`` runs as each of this process's trials begins."""
     started = time.monotonic()
     lock = lock or NoLock()
-    storage = getattr(study._storage, "_backend", study._storage)  # Optuna's cache around ours
+    storage = uncached(study._storage)
     result = RunResult(study)
     if n_trials == 0:
         result.stopped_by = "n_trials"

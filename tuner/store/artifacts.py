@@ -30,6 +30,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.storages import BaseStorage
 
 from tuner.core.errors import StorageError
+from tuner.store.rdb import uncached
 from tuner.store.storage import JOURNAL_PREFIX, resolve_url, storage_file
 
 ENV_VAR = "TUNER_ARTIFACT_DIR"
@@ -62,7 +63,7 @@ def storage_url(storage: BaseStorage) -> str | None:
     if isinstance(storage, optuna.storages.JournalStorage):
         path = getattr(storage._backend, "_file_path", None)  # JournalFileBackend
         return f"{JOURNAL_PREFIX}{path}" if path else None
-    backend = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a cache
+    backend = uncached(storage)
     return backend.url if isinstance(backend, optuna.storages.RDBStorage) else None
 
 

@@ -207,6 +207,12 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
         with contextlib.suppress(StorageError):
             self._call_with_retry(RDBStorage.record_heartbeat, trial_id)
 
+def uncached(storage: BaseStorage) -> BaseStorage:
+    """The storage tuner opened, under the trial cache Optuna wraps around an RDB storage
+    (a study's ``_storage``); any other storage as it is."""
+    return getattr(storage, "_backend", storage)
+
+
 @contextlib.contextmanager
 def reraise_lost(storage: BaseStorage) -> Iterator[None]:
     """Raise the storage's "lost the connection" :class:`~tuner.core.errors.StorageError` for any
@@ -217,7 +223,7 @@ def reraise_lost(storage: BaseStorage) -> Iterator[None]:
     try:
         yield
     except Exception:
-        lost = getattr(getattr(storage, "_backend", storage), "lost", None)
+        lost = getattr(uncached(storage), "lost", None)
         if lost is not None:
             raise lost from None
         raise

@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError, StudyNotFoundError
 from tuner.core.keys import CONFIG_ATTR
-from tuner.store.rdb import ResilientRDBStorage
+from tuner.store.rdb import ResilientRDBStorage, uncached
 from tuner.store.storage import open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what a study's budget counts
@@ -86,7 +86,7 @@ def running_trials(storage: BaseStorage, study_id: int,
     running = [t for t in trials if t.state == TrialState.RUNNING]
     if not running:
         return []
-    backend = getattr(storage, "_backend", storage)  # Optuna's trial cache around ours
+    backend = uncached(storage)
     monitored = isinstance(backend, ResilientRDBStorage) and backend.heartbeat_interval
     ages = backend.heartbeat_ages(study_id) if monitored else {}
     now = datetime.now()  # FrozenTrial times are naive local times
