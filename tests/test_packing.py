@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -38,7 +40,9 @@ def _member(seed: int, init: str, model: str = "mlp", width: int = 32) -> torch.
 def test_stacked_optimizer_steps_like_torch_bit_for_bit(optimizer, weight_decay):
     solo = _member(1, "xavier_uniform")
     torch_opt = make_optimizer(solo, TrainConfig(lr=0.01, batch_size=8, epochs=1,
-                                                 optimizer=optimizer, weight_decay=weight_decay))
+                                                 optimizer=optimizer, weight_decay=weight_decay),
+                               solo=False)
+    assert isinstance(torch_opt, torch.optim.Optimizer)
     cfgs = [TrainConfig(lr=lr, batch_size=8, epochs=1, optimizer=optimizer, weight_decay=wd)
             for lr, wd in ((0.01, weight_decay), (0.3, 0.0))]
     pop = Population([_member(1, "xavier_uniform"), _member(2, "orthogonal")], cfgs)
@@ -55,6 +59,60 @@ def test_stacked_optimizer_steps_like_torch_bit_for_bit(optimizer, weight_decay)
     for p, q in zip(solo.parameters(), pop.params, strict=True):
         mine = q[0].t() if p.dim() == 2 else q[0, 0]
         assert torch.equal(p.detach(), mine.detach())
+
+
+@pytest.mark.parametrize("optimizer", STACKED_OPTIMIZERS.names())
+@pytest.mark.parametrize(("weight_decay", "momentum"), [(0.0, 0.0), (1e-2, 0.9)])
+def test_solo_optimizer_steps_like_torch_bit_for_bit(optimizer, weight_decay, momentum):
+    """tuner's CPU optimizer for one model: two lr groups (fine-tuning's lr_scales), a 0-d
+    parameter among them, and the same updates as torch.optim to the last bit."""
+
+    def model() -> torch.nn.Module:
+        net = _member(3, "kaiming_normal")
+        net.scale = torch.nn.Parameter(torch.tensor(0.5))  # a 0-d parameter
+        net.lr_scales = {"scale": 10.0, "0.weight": 10.0}
+        return net
+
+    cfg = TrainConfig(lr=0.01, batch_size=8, epochs=1, optimizer=optimizer,
+                      weight_decay=weight_decay, momentum=momentum)
+    mine, theirs = model(), model()
+    ours, torch_opt = make_optimizer(mine, cfg), make_optimizer(theirs, cfg, solo=False)
+    assert not isinstance(ours, torch.optim.Optimizer)
+    assert sorted(g["lr"] for g in ours.param_groups) == [0.01, pytest.approx(0.1)]
+    for step in range(6):
+        torch.manual_seed(step)
+        for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        ours.step()
+        torch_opt.step()
+    for p, q in zip(mine.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(p.detach(), q.detach())
+        assert not torch.equal(p.detach(), model().get_parameter(_name(mine, p)).detach())
+
+
+def _name(model: torch.nn.Module, param: torch.Tensor) -> str:
+    return next(n for n, p in model.named_parameters() if p is param)
+
+
+def test_training_on_the_cpu_does_not_import_torch_dynamo():
+    """A fresh process that trains never builds a torch.optim optimizer (which imports
+    torch._dynamo: 2-4 s of every run, resume and worker)."""
+    probe = ("import sys, torch\n"
+             "from tuner.nn.data import load_dataset\n"
+             "from tuner.nn.models import MODELS, ModelSpec\n"
+             "from tuner.nn.training import TrainConfig, train\n"
+             "d = load_dataset('digits', seed=0)\n"
+             "net = MODELS.get('mlp')(ModelSpec(d.n_features, d.n_classes, d.image_shape, 1, 16,"
+             " 'relu'))\n"
+             "h = train(net, d, TrainConfig(lr=0.05, batch_size=64, epochs=2, optimizer='sgd',"
+             " momentum=0.9))\n"
+             "assert h[-1].val_accuracy > 0.5, h\n"
+             "print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo')\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "no dynamo"
 
 
 @pytest.mark.parametrize(

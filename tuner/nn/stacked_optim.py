@@ -1,4 +1,5 @@
-"""Optimisers for a population of K stacked models, each member with its own lr and weight decay.
+"""Optimisers for a population of K stacked models, each member with its own lr and weight decay,
+and (:class:`SoloOptimizer`, K = 1) for one ordinary model on the CPU.
 
 Every parameter is one tensor ``(K, ...)``; member ``k`` owns row ``k``. Each update is the one
 ``torch.optim`` makes (single-tensor code path, default betas/eps/alpha as tuner's
@@ -26,8 +27,9 @@ class StackedOptimizer:
     uses_momentum: ClassVar[bool] = False  # Adam, AdamW: ``momentum`` is ignored, as by torch
 
     def __init__(self, params: list[Tensor], lr: Tensor, weight_decay: Tensor,
-                 momentum: float) -> None:
+                 momentum: float, *, solo: bool = False) -> None:
         self.params = params
+        self.solo = solo  # one member, ordinary parameter shapes: the scalars broadcast as ()
         device = params[0].device
         self.lr = lr.to(device=device, dtype=torch.float64)
         self.weight_decay = weight_decay.to(device=device, dtype=torch.float64)
@@ -43,9 +45,11 @@ class StackedOptimizer:
         self.wd = self.weight_decay.float()
         self.decay = (1 - self.lr * self.weight_decay).float()
 
-    @staticmethod
-    def per_member(values: Tensor, like: Tensor) -> Tensor:
-        """``values (K,)`` as a ``(K, 1, …)`` view, to broadcast over parameter ``like``."""
+    def per_member(self, values: Tensor, like: Tensor) -> Tensor:
+        """``values (K,)`` as a ``(K, 1, …)`` view, to broadcast over parameter ``like`` (solo:
+        the one value as a 0-d tensor, which broadcasts over any shape)."""
+        if self.solo:
+            return values.view(())
         return values.view(-1, *([1] * (like.dim() - 1)))
 
     def _decayed(self, p: Tensor, grad: Tensor) -> Tensor:
@@ -152,6 +156,42 @@ class StackedRMSprop(StackedOptimizer):
             p.addcmul_(buf, neg_lr)  # = p.add_(buf, alpha=-lr)
         else:
             p.addcdiv_(grad * neg_lr, avg)  # = p.addcdiv_(grad, avg, value=-lr)
+
+
+class SoloOptimizer:
+    """``torch.optim.SGD/Adam/AdamW/RMSprop`` for one ordinary model, without ``torch.optim``:
+    one stacked optimizer of a single member per parameter group (a group has its own lr, as
+    fine-tuning's ``lr_scales`` give). The updates are torch's own, bit for bit on the CPU
+    (``tests/test_packing.py``).
+
+    Why: building any ``torch.optim`` optimizer imports ``torch._dynamo`` (its ``add_param_group``
+    is wrapped by ``torch._disable_dynamo``), 2-4 s of every fresh process that trains: each
+    run, resume, worker and ``--jobs`` worker. Only ``step``, ``zero_grad`` and
+    ``param_groups`` are offered; anything that needs a real optimizer (a ``GradScaler``, a
+    CUDA device, where torch's multi-tensor kernels are faster) gets ``torch.optim``'s.
+    """
+
+    def __init__(self, name: str, param_groups: list[dict], weight_decay: float,
+                 momentum: float) -> None:
+        kind = STACKED_OPTIMIZERS.get(name)
+        self.param_groups = param_groups
+        self._groups = [
+            kind(list(g["params"]), torch.tensor([g["lr"]], dtype=torch.float64),
+                 torch.tensor([weight_decay], dtype=torch.float64), momentum, solo=True)
+            for g in param_groups
+        ]
+
+    def step(self) -> None:
+        for group in self._groups:
+            group.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self._groups:
+            for p in group.params:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
 
 
 STACKED_OPTIMIZERS: Registry[type[StackedOptimizer]] = Registry("packable optimizer")

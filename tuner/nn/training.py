@@ -31,6 +31,7 @@ from torch import nn
 from tuner.core.errors import ConfigError
 from tuner.nn.data import Dataset
 from tuner.nn.models import OPTIMIZERS
+from tuner.nn.stacked_optim import STACKED_OPTIMIZERS, SoloOptimizer
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating; bounds memory on big validation sets
 AMP_MIN_PARAMS = 250_000  # below this, CUDA autocast costs more in casts than it saves
@@ -75,10 +76,15 @@ class Diverged(Exception):
         self.loss = loss
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, *,
+                   solo: bool = True) -> torch.optim.Optimizer | SoloOptimizer:
     """The optimizer over ``model``'s trainable parameters. Fine-tuning (tuner.nn.finetune) may
     leave some frozen (``requires_grad`` false: skipped) and give a model ``lr_scales``
-    (parameter name -> factor): those parameters learn at ``cfg.lr × factor``."""
+    (parameter name -> factor): those parameters learn at ``cfg.lr × factor``.
+
+    On the CPU the built-in optimizers are tuner's :class:`SoloOptimizer` (the same updates,
+    without importing ``torch._dynamo``) unless ``solo`` is false (a ``GradScaler`` needs
+    ``torch.optim``'s)."""
     factory = OPTIMIZERS.get(cfg.optimizer)
     scales: dict[str, float] = getattr(model, "lr_scales", {})
     groups: dict[float, list[nn.Parameter]] = {}
@@ -86,10 +92,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         if p.requires_grad:
             groups.setdefault(scales.get(name, 1.0), []).append(p)
     param_groups = [{"params": ps, "lr": cfg.lr * scale} for scale, ps in groups.items()]
+    on_cpu = all(p.device.type == "cpu" for ps in groups.values() for p in ps)
+    if solo and on_cpu and groups and cfg.optimizer in STACKED_OPTIMIZERS:
+        return SoloOptimizer(cfg.optimizer, param_groups, cfg.weight_decay, cfg.momentum)
     return factory(param_groups, cfg.lr, cfg.weight_decay, cfg.momentum)
 
 
-def bare_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
+def bare_step(optimizer: torch.optim.Optimizer | SoloOptimizer) -> Callable[[], object]:
     """``optimizer.step`` without its profiler/hook wrapper when no hook is registered.
 
     The wrapper opens a ``record_function`` scope and walks the hook tables on every call:
@@ -97,6 +106,8 @@ def bare_step(optimizer: torch.optim.Optimizer) -> Callable[[], object]:
     """
     from torch.optim import optimizer as optim_module
 
+    if not isinstance(optimizer, torch.optim.Optimizer):  # tuner's own: no wrapper to skip
+        return optimizer.step
     hooks = (optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks,
              optim_module._global_optimizer_pre_hooks, optim_module._global_optimizer_post_hooks)
     inner = getattr(optimizer.step, "__wrapped__", None)
@@ -199,7 +210,7 @@ def train(
     dtype = amp_dtype(model, device, cfg.amp)
     # float16 needs loss scaling against underflowing gradients; bfloat16 does not.
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, solo=scaler is None)
     step = bare_step(optimizer) if scaler is None else None
     params = [p for p in model.parameters() if p.requires_grad]
     one = torch.ones((), device=device)  # d loss / d loss, made once rather than per backward
