@@ -10,7 +10,8 @@ import torch
 
 from tests.conftest import TINY, merged
 from tuner.core.errors import ConfigError
-from tuner.nn.data import DATASETS, load_dataset
+from tuner.nn import data as data_module
+from tuner.nn.data import DATASETS, _load_cached, load_dataset
 from tuner.run.config import config_from_dict
 
 
@@ -210,3 +211,67 @@ def test_a_class_with_a_single_row_cannot_be_split(tmp_path: Path):
     (tmp_path / "d.csv").write_text("\n".join(rows))
     with pytest.raises(ConfigError, match=r"every class needs at least 2 rows.*rarest has 1"):
         load_dataset("csv", path=str(tmp_path / "d.csv"), target="label")
+
+
+# --------------------------------------------------------------------------- the disk cache
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh cache folder, and no per-process copies: every load goes to the disk cache."""
+    monkeypatch.setenv("TUNER_CACHE_DIR", str(tmp_path / "cache"))
+    _load_cached.cache_clear()
+    yield tmp_path / "cache" / "datasets"
+    _load_cached.cache_clear()
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(getattr(a, k), getattr(b, k))
+               for k in ("x_train", "y_train", "x_val", "y_val")) and (
+        a.n_classes, a.image_shape) == (b.n_classes, b.image_shape)
+
+
+def test_a_cached_dataset_is_the_prepared_one_to_the_bit(cache: Path, monkeypatch):
+    first = load_dataset("digits", seed=3, classes=[1, 2, 3])
+    assert len(list(cache.glob("*.npz"))) == 1
+    _load_cached.cache_clear()
+    prepared = []
+    monkeypatch.setattr(data_module, "_prepare",
+                        lambda *a: prepared.append(a) or pytest.fail("not read from the cache"))
+    again = load_dataset("digits", seed=3, classes=[1, 2, 3])
+    assert prepared == [] and _same(first, again)
+    monkeypatch.undo()  # the real _prepare again, and the cache off
+    _load_cached.cache_clear()
+    monkeypatch.setenv("TUNER_CACHE_DIR", "off")
+    assert _same(first, load_dataset("digits", seed=3, classes=[1, 2, 3]))
+    other = load_dataset("digits", seed=4, classes=[1, 2, 3])
+    assert not torch.equal(first.x_train, other.x_train), "the seed is in the key"
+    assert len(list(cache.glob("*.npz"))) == 1, "off writes nothing"
+
+
+def test_an_edited_dataset_file_is_prepared_again(cache: Path, tmp_path: Path):
+    path = tmp_path / "d.csv"
+    rows = [f"{i % 7},{(i * 3) % 5},{'ab'[i % 2]}" for i in range(40)]
+    path.write_text("f1,f2,target\n" + "\n".join(rows) + "\n")
+    before = load_dataset("csv", seed=0, path=str(path))
+    _load_cached.cache_clear()
+    path.write_text("f1,f2,target\n" + "\n".join(r.replace(",a", ",b").replace(",b", ",a")
+                                                  if i < 4 else r
+                                                  for i, r in enumerate(rows)) + "\n10,10,a\n")
+    after = load_dataset("csv", seed=0, path=str(path))
+    assert after.n_train + after.x_val.shape[0] == 41 != before.n_train + before.x_val.shape[0]
+    assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_a_corrupt_or_unwritable_cache_is_prepared_again(cache: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    good = load_dataset("iris", seed=0)
+    (entry,) = cache.glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])  # a process killed mid-write (or a bad disk)
+    _load_cached.cache_clear()
+    assert _same(good, load_dataset("iris", seed=0))
+    _load_cached.cache_clear()
+    assert _same(good, load_dataset("iris", seed=0)), "the entry was written again, whole"
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TUNER_CACHE_DIR", str(blocker))
+    _load_cached.cache_clear()
+    assert _same(good, load_dataset("iris", seed=0))

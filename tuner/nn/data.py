@@ -20,6 +20,7 @@ import torch
 
 from tuner.core.errors import ConfigError
 from tuner.core.registry import Registry
+from tuner.nn import data_cache
 
 
 @dataclass(frozen=True)
@@ -279,10 +280,27 @@ def load_dataset(name: str, seed: int = 0, device: str = "cpu", **options: Any) 
 
 @functools.lru_cache(maxsize=16)
 def _load_cached(name: str, seed: int, options_json: str) -> Dataset:
+    options = {**dataset_options(name), **json.loads(options_json)}
+    key = data_cache.cache_key(name, seed, options)
+    stored = data_cache.read(key)
+    if stored is None:
+        arrays, n_classes, image_shape = _prepare(name, seed, options)
+        data_cache.write(key, arrays, n_classes, image_shape)
+    else:
+        arrays = {k: stored[k] for k in data_cache.ARRAYS}
+        n_classes, image_shape = stored["n_classes"], stored["image_shape"]
+    return Dataset(name=name, n_classes=n_classes, image_shape=image_shape,
+                   **{k: torch.as_tensor(v) for k, v in arrays.items()})
+
+
+def _prepare(name: str, seed: int, options: dict[str, Any]
+             ) -> tuple[dict[str, np.ndarray], int, tuple[int, int, int] | None]:
+    """Load, filter, split and standardise: float32 features and int64 labels, the class count
+    and the image shape (what :mod:`tuner.nn.data_cache` keeps)."""
     from sklearn.model_selection import train_test_split
 
-    options = {**dataset_options(name), **json.loads(options_json)}
     spec = DATASETS.get(name)
+    options = dict(options)
     val_fraction = options.pop("val_fraction")
     classes = options.pop("classes")
     missing = [k for k in spec.required if options.get(k) is None]
@@ -310,15 +328,9 @@ def _load_cached(name: str, seed: int, options_json: str) -> Dataset:
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
     std[std == 0] = 1.0  # constant pixels/columns stay 0 instead of dividing by zero
 
-    def t(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
+    def a(values: np.ndarray, dtype: type) -> np.ndarray:
+        return np.ascontiguousarray(values, dtype=dtype)
 
-    return Dataset(
-        name=name,
-        x_train=t((x_tr - mean) / std, torch.float32),
-        y_train=t(y_tr, torch.int64),
-        x_val=t((x_va - mean) / std, torch.float32),
-        y_val=t(y_va, torch.int64),
-        n_classes=n_classes,
-        image_shape=image_shape,
-    )
+    arrays = {"x_train": a((x_tr - mean) / std, np.float32), "y_train": a(y_tr, np.int64),
+              "x_val": a((x_va - mean) / std, np.float32), "y_val": a(y_va, np.int64)}
+    return arrays, n_classes, image_shape

@@ -213,7 +213,6 @@ def train(
     optimizer = make_optimizer(model, cfg, solo=scaler is None)
     step = bare_step(optimizer) if scaler is None else None
     params = [p for p in model.parameters() if p.requires_grad]
-    one = torch.ones((), device=device)  # d loss / d loss, made once rather than per backward
     history: list[EpochStats] = []
     model.train()
     for epoch in range(1, cfg.epochs + 1):
@@ -229,7 +228,9 @@ def train(
                 for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its profiler
                     p.grad = None
                 if step is not None:
-                    loss.backward(one)
+                    # no explicit d loss/d loss: passing one makes autograd import
+                    # torch.fx.experimental.symbolic_shapes (0.5-1 s per process), for no speed
+                    loss.backward()
                     step()
                 else:
                     scaler.scale(loss).backward()
