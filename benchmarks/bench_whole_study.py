@@ -1,0 +1,115 @@
+"""Issue 11's whole-study comparison: tuner against the plain Optuna script, timed from outside.
+
+    .venv/bin/python benchmarks/bench_whole_study.py [--seeds 0 1 2] [--trials 60]
+        [--variants plain-1-thread plain tuner tuner-jobs-2 tuner-pack-8]
+
+Every variant runs the same study (benchmarks/whole_study.toml, written by hand in
+benchmarks/plain_optuna.py) as a fresh process on a fresh SQLite file: the wall time is the
+whole command's, interpreter start-up and imports included, as the user waits for it. Variants
+alternate within each seed (the order rotates from seed to seed), so a change in the machine's
+load hits all of them; the load average is printed beside every run. The table gives per
+variant the median wall time, the median best value, and the ratio of the plain 1-thread
+script's wall time to the variant's (per seed, then the median): above 1 is faster than plain.
+
+``plain`` runs with torch's default thread count; ``plain-1-thread`` and tuner (which trains
+with one intra-op thread per process, ``TUNER_CPU_THREADS``) with one. tuner reads the digits
+split from its dataset cache after its first run (``$TUNER_CACHE_DIR``), as a user's later
+runs do; the first tuner run of a benchmark fills it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+TUNER = [PY, "-m", "tuner"]
+VARIANTS = {
+    "plain-1-thread": lambda seed, n, url: [PY, str(HERE / "plain_optuna.py"), "--seed",
+                                            str(seed), "--trials", str(n), "--storage", url,
+                                            "--threads", "1"],
+    "plain": lambda seed, n, url: [PY, str(HERE / "plain_optuna.py"), "--seed", str(seed),
+                                   "--trials", str(n), "--storage", url],
+    "tuner": lambda seed, n, url: [*TUNER, "run", str(HERE / "whole_study.toml"), "--seed",
+                                   str(seed), "--n-trials", str(n), "--storage", url],
+    "tuner-jobs-2": lambda seed, n, url: [*VARIANTS["tuner"](seed, n, url), "--jobs", "2"],
+    "tuner-pack-8": lambda seed, n, url: [*VARIANTS["tuner"](seed, n, url), "--pack", "8"],
+}
+BASE = "plain-1-thread"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def best_of(variant: str, out: str, url: str) -> tuple[float, int | None]:
+    """The best value (and epochs trained) of a finished run."""
+    if variant.startswith("plain"):
+        row = json.loads(out.strip().splitlines()[-1])
+        return row["best"], row["epochs"]
+    import optuna
+
+    study = optuna.load_study(study_name="whole", storage=url)
+    epochs = sum(len(t.user_attrs.get("curve", {}).get("val_loss", [])) for t in study.trials)
+    return study.best_value, epochs
+
+
+def run_one(variant: str, seed: int, n_trials: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'study.db'}"
+        before = load()
+        started = time.perf_counter()
+        r = subprocess.run(VARIANTS[variant](seed, n_trials, url), capture_output=True,
+                           text=True, cwd=tmp)
+        wall = time.perf_counter() - started
+        if r.returncode != 0:
+            sys.exit(f"{variant} seed {seed} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+        best, epochs = best_of(variant, r.stdout, url)
+    return {"variant": variant, "seed": seed, "wall": wall, "best": best, "epochs": epochs,
+            "load": before}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--trials", type=int, default=60)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    args = p.parse_args()
+    variants = list(dict.fromkeys([BASE, *args.variants]))
+    sys.path.insert(0, str(HERE))
+    from _common import machine
+
+    print(f"machine: {machine()}")
+    print(f"study: benchmarks/whole_study.toml, {args.trials} trials, SQLite, seeds {args.seeds}")
+    runs: list[dict] = []
+    for i, seed in enumerate(args.seeds):
+        order = variants[i % len(variants):] + variants[:i % len(variants)]
+        for variant in order:
+            row = run_one(variant, seed, args.trials)
+            runs.append(row)
+            print(f"  seed {seed} {variant:<15} {row['wall']:6.1f} s  best {row['best']:.4f}  "
+                  f"epochs {row['epochs']}  (load before: {row['load']})", flush=True)
+    base = {r["seed"]: r["wall"] for r in runs if r["variant"] == BASE}
+    print(f"\n| variant | median wall | median best | epochs | {BASE} wall / variant wall "
+          "(per seed) |")
+    print("|---|---|---|---|---|")
+    for variant in variants:
+        mine = [r for r in runs if r["variant"] == variant]
+        ratios = [base[r["seed"]] / r["wall"] for r in mine]
+        print(f"| {variant} | {statistics.median(r['wall'] for r in mine):.1f} s | "
+              f"{statistics.median(r['best'] for r in mine):.4f} | "
+              f"{statistics.median(r['epochs'] for r in mine):.0f} | "
+              f"**{statistics.median(ratios):.2f}x** ({' '.join(f'{x:.2f}' for x in ratios)}) |")
+    print(f"load average at the end: {load()}")
+
+
+if __name__ == "__main__":
+    main()
