@@ -29,6 +29,9 @@ def objective(trial, ctx):
     if ctx.settings.get("ignore_sigterm"):  # a worker stuck where no signal gets through
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     trial.set_user_attr("pid", os.getpid())
+    # what other processes see at once (user attributes reach them when the trial ends)
+    with open(os.path.join(os.path.dirname(__file__), f"running-{os.getpid()}"), "w") as f:
+        f.write(str(trial.number))
     with open("/proc/self/cmdline", "rb") as f:
         trial.set_user_attr("cmdline", f.read().replace(b"\\0", b" ").decode())
     if ctx.settings.get("record_threads"):
@@ -117,10 +120,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "") 
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
-def running_trial_of(url: str, name: str, pid: int) -> FrozenTrial | None:
-    """The RUNNING trial that process ``pid`` is working on (once its objective started)."""
+def running_trial_of(url: str, name: str, pid: int, folder: Path) -> FrozenTrial | None:
+    """The RUNNING trial that process ``pid`` is working on (once its objective started: the
+    sleepy objective in ``folder`` names it in a file there)."""
+    try:
+        number = int((folder / f"running-{pid}").read_text())
+    except (OSError, ValueError):
+        return None
     for t in trials(url, name):
-        if t.state == TrialState.RUNNING and t.user_attrs.get("pid") == pid:
+        if t.state == TrialState.RUNNING and t.number == number:
             return t
     return None
 

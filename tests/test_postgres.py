@@ -17,6 +17,7 @@ from _workerkit import (
     FlakyProxy,
     create_study,
     finish,
+    running_trial_of,
     sleepy_study,
     spawn,
     states,
@@ -24,7 +25,6 @@ from _workerkit import (
     wait_for,
 )
 from conftest import PG_ADMIN_URL, unique
-from optuna.trial import TrialState
 
 from tuner.store.storage import normalise_url, open_storage
 
@@ -82,9 +82,8 @@ def test_a_database_gone_for_good_is_reported_with_the_password_masked(pg_url: s
     url = with_password(pg_url).replace(":5432/", f":{proxy.port}/")
     proc = spawn("worker", name, cwd=tmp_path,
                  env={"TUNER_STORAGE": url, "TUNER_STORAGE_RETRY_S": "3"})
-    wait_for(
-        lambda: any(t.state == TrialState.RUNNING and "pid" in t.user_attrs
-                    for t in trials(pg_url, name)), what="a running trial")
+    wait_for(lambda: running_trial_of(pg_url, name, proc.pid, tmp_path) is not None,
+             what="a running trial")
     proxy.close()
     (rc, out, err), = finish([proc], timeout=60)
     assert rc == 2, err

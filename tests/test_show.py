@@ -13,7 +13,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-from _workerkit import FAST_HEARTBEAT, finish, sleepy_study, spawn, trials, wait_for
+from _workerkit import (
+    FAST_HEARTBEAT,
+    finish,
+    running_trial_of,
+    sleepy_study,
+    spawn,
+    trials,
+    wait_for,
+)
 from conftest import run_tuner
 from optuna.trial import TrialState
 
@@ -47,8 +55,8 @@ def test_a_killed_runs_trial_is_shown_as_stale_with_how_to_retry_it(tmp_path: Pa
     sleepy_study(tmp_path, "k", n_trials=1, sleep=6)
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     proc = spawn("run", "k.toml", cwd=tmp_path, env=FAST_HEARTBEAT)
-    wait_for(lambda: any(t.state == TrialState.RUNNING and "pid" in t.user_attrs
-                         for t in trials(url, "k")), what="a running trial")
+    wait_for(lambda: running_trial_of(url, "k", proc.pid, tmp_path) is not None,
+             what="a running trial")
     proc.send_signal(signal.SIGKILL)
     finish([proc])
     fresh = run_tuner("show", "k", "--json", cwd=tmp_path, env=FAST_HEARTBEAT)

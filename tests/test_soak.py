@@ -40,9 +40,13 @@ class _Watch:
     def finished(self) -> int:
         return sum(t.state in FINISHED for t in self.trials())
 
-    def running_of(self, pid: int) -> bool:
-        return any(t.state == TrialState.RUNNING and t.user_attrs.get("pid") == pid
-                   for t in self.trials())
+    def running_of(self, pid: int, folder: Path) -> bool:
+        """Whether worker ``pid`` is in a trial (the sleepy objective names it in ``folder``)."""
+        try:
+            number = int((folder / f"running-{pid}").read_text())
+        except (OSError, ValueError):
+            return False
+        return any(t.state == TrialState.RUNNING and t.number == number for t in self.trials())
 
 
 @pytest.mark.slow
@@ -68,7 +72,7 @@ def test_soak_keeps_the_budget_and_leaves_nothing_running(seed: int, pg_url: str
             victim = spawn("worker", name, "--storage", url, cwd=tmp_path, env=env)
             victims.append(victim)
             try:  # killed mid-trial, at a random moment of it (or of its creation)
-                wait_for(lambda v=victim: watch.running_of(v.pid), timeout=30)
+                wait_for(lambda v=victim: watch.running_of(v.pid, tmp_path), timeout=30)
                 time.sleep(rng.uniform(0.0, 0.5))
             except AssertionError:
                 pass  # the study was done before this victim got a trial

@@ -97,7 +97,7 @@ def test_sigkilled_workers_trial_is_retried_with_the_same_params(any_url: str,
     args = ("worker", name, "--storage", any_url)
     victim = spawn(*args, cwd=tmp_path, env=FAST_HEARTBEAT)
     survivor = spawn(*args, cwd=tmp_path, env=FAST_HEARTBEAT)
-    killed = wait_for(lambda: running_trial_of(any_url, name, victim.pid), what="a trial")
+    killed = wait_for(lambda: running_trial_of(any_url, name, victim.pid, tmp_path), what="a trial")
     victim.kill()
     (rc, _, err), = finish([survivor])
     finish([victim])
@@ -122,7 +122,7 @@ def test_signal_stops_a_worker_cleanly_and_resume_completes(
     name = unique("sig")
     create_study(sleepy_study(tmp_path, name, n_trials=1, sleep=2.0), url)
     proc = spawn("worker", name, "--storage", url, cwd=tmp_path)
-    trial = wait_for(lambda: running_trial_of(url, name, proc.pid), what="a running trial")
+    trial = wait_for(lambda: running_trial_of(url, name, proc.pid, tmp_path), what="a running trial")
     proc.send_signal(sig)
     (rc, _, err), = finish([proc], timeout=30)
     assert rc == 130, err
@@ -141,8 +141,8 @@ def test_ctrl_c_on_run_jobs_stops_every_worker(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     study = sleepy_study(tmp_path, "jobs", n_trials=6, sleep=3.0)
     proc = spawn("run", str(study), "--storage", url, "--jobs", "2", cwd=tmp_path)
-    wait_for(lambda: len({t.user_attrs.get("pid") for t in trials(url, "jobs")
-                          if t.state == TrialState.RUNNING} - {None}) == 2,
+    wait_for(lambda: len(list(tmp_path.glob("running-*"))) == 2
+             and sum(t.state == TrialState.RUNNING for t in trials(url, "jobs")) == 2,
              what="both workers running a trial")
     proc.send_signal(signal.SIGINT)
     (rc, _, err), = finish([proc], timeout=60)
@@ -193,7 +193,7 @@ def test_a_worker_killed_after_the_grace_leaves_no_trial_running(
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     config = _jobs_config(tmp_path, monkeypatch, "stuck", sleep=60.0, ignore_sigterm=True)
     monkeypatch.setattr(_jobs, "STOP_GRACE_S", 0.5)
-    _interrupt_when(monkeypatch, lambda: any("pid" in t.user_attrs for t in trials(url, "stuck")))
+    _interrupt_when(monkeypatch, lambda: any(tmp_path.glob("running-*")))
     result = run_jobs(config, url, jobs=1)
     assert result.interrupted
     (trial,) = trials(url, "stuck")

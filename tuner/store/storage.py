@@ -17,8 +17,9 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuner.core.errors import StorageError
+from tuner.store.buffered import BufferedRDBStorage
 from tuner.store.credentials import mask_url, scrub, with_password
-from tuner.store.rdb import ResilientRDBStorage, storage_settings
+from tuner.store.rdb import storage_settings
 
 DEFAULT_URL = "sqlite:///tuner.db"
 ENV_VAR = "TUNER_STORAGE"
@@ -127,7 +128,7 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
     settings = storage_settings()  # heartbeats, retry window (bad $TUNER_* values fail here)
     for attempt in range(SCHEMA_RACE_ATTEMPTS):
         try:
-            storage = ResilientRDBStorage(url, shown=shown, engine_kwargs=engine_kwargs,
+            storage = BufferedRDBStorage(url, shown=shown, engine_kwargs=engine_kwargs,
                                           **settings)
             if path is not None:
                 _enable_wal(storage)
