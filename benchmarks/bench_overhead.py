@@ -62,7 +62,7 @@ def study_run(config, n_trials, storage) -> tuple[float, list[tuple[dict, int, i
     started = time.perf_counter()
     run_trials(study, config, n_trials=n_trials, budget=None)
     elapsed = time.perf_counter() - started
-    done = [(trial_params(t), t.number, len(t.user_attrs["curve"]["val_loss"]))
+    done = [(trial_params(t), t.number, len(t.user_attrs.get("curve", {}).get("val_loss", [])))
             for t in study.get_trials(deepcopy=False)]
     return elapsed, done
 
