@@ -123,3 +123,22 @@ def test_a_study_writes_a_few_times_per_trial_not_per_value(tmp_path):
     # heartbeat, the buffered values, its end: 7 (it was 17: one per value)
     per_trial = (len(transactions) - 5) / 4  # less the study's own creation
     assert per_trial <= 8, per_trial
+
+
+def test_ctrl_c_after_another_process_failed_the_trial_still_stops_cleanly(url: str):
+    """fail_running (Ctrl-C) reads each of its trials: one failed elsewhere is skipped, not an
+    error in the interrupt handler."""
+    from tuner.run.outcome import fail_running
+
+    name = unique("buf")
+    study = optuna.create_study(study_name=name, storage=open_storage(url))
+    gone, alive = study.ask(), study.ask()
+    gone.set_user_attr("curve", [1.0])
+    _elsewhere(url, name)._storage.set_trial_state_values(gone._trial_id, TrialState.FAIL)
+    fail_running(study, {gone.number: gone._trial_id, alive.number: alive._trial_id},
+                 "interrupted")
+    after = {t.number: t for t in _elsewhere(url, name).trials}
+    assert after[gone.number].state == TrialState.FAIL
+    assert "fail_reason" not in after[gone.number].user_attrs
+    assert after[alive.number].state == TrialState.FAIL
+    assert after[alive.number].user_attrs == {"fail_reason": "interrupted"}

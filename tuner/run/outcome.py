@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ObjectiveError, TunerError
@@ -198,7 +199,11 @@ def fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> N
     """Mark this process's still-RUNNING trials FAIL, so nothing stays RUNNING after Ctrl-C."""
     storage = study._storage
     for trial_id in running.values():
-        if storage.get_trial(trial_id).state == TrialState.RUNNING:
+        try:
+            state = storage.get_trial(trial_id).state
+        except UpdateFinishedTrialError:  # another process failed it already (no heartbeat)
+            continue
+        if state == TrialState.RUNNING:
             storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
