@@ -1,7 +1,7 @@
 """Issue 11's whole-study comparison: tuner against the plain Optuna script, timed from outside.
 
     .venv/bin/python benchmarks/bench_whole_study.py [--seeds 0 1 2] [--trials 60]
-        [--variants plain-1-thread plain tuner tuner-jobs-2 tuner-pack-8]
+        [--variants plain-1-thread plain tuner tuner-jobs-2 tuner-pack-8 tuner-jobs-2-spawn]
 
 Every variant runs the same study (benchmarks/whole_study.toml, written by hand in
 benchmarks/plain_optuna.py) as a fresh process on a fresh SQLite file: the wall time is the
@@ -42,7 +42,11 @@ VARIANTS = {
                                    str(seed), "--n-trials", str(n), "--storage", url],
     "tuner-jobs-2": lambda seed, n, url: [*VARIANTS["tuner"](seed, n, url), "--jobs", "2"],
     "tuner-pack-8": lambda seed, n, url: [*VARIANTS["tuner"](seed, n, url), "--pack", "8"],
+    "tuner-jobs-2-spawn": lambda seed, n, url: VARIANTS["tuner-jobs-2"](seed, n, url),
 }
+# A variant's own environment: -spawn starts its workers as new interpreters, as tuner did
+# before it forked them from the started parent (tuner/run/workers/_fork.py).
+ENV = {"tuner-jobs-2-spawn": {"TUNER_WORKER_START": "spawn"}}
 BASE = "plain-1-thread"
 
 
@@ -68,7 +72,7 @@ def run_one(variant: str, seed: int, n_trials: int) -> dict:
         before = load()
         started = time.perf_counter()
         r = subprocess.run(VARIANTS[variant](seed, n_trials, url), capture_output=True,
-                           text=True, cwd=tmp)
+                           text=True, cwd=tmp, env={**os.environ, **ENV.get(variant, {})})
         wall = time.perf_counter() - started
         if r.returncode != 0:
             sys.exit(f"{variant} seed {seed} failed ({r.returncode}):\n{r.stderr[-2000:]}")
@@ -81,7 +85,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--trials", type=int, default=60)
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                   default=[v for v in VARIANTS if v not in ENV])
     args = p.parse_args()
     variants = list(dict.fromkeys([BASE, *args.variants]))
     sys.path.insert(0, str(HERE))
@@ -95,7 +100,7 @@ def main() -> None:
         for variant in order:
             row = run_one(variant, seed, args.trials)
             runs.append(row)
-            print(f"  seed {seed} {variant:<15} {row['wall']:6.1f} s  best {row['best']:.4f}  "
+            print(f"  seed {seed} {variant:<18} {row['wall']:6.1f} s  best {row['best']:.4f}  "
                   f"epochs {row['epochs']}  (load before: {row['load']})", flush=True)
     base = {r["seed"]: r["wall"] for r in runs if r["variant"] == BASE}
     print(f"\n| variant | median wall | median best | epochs | {BASE} wall / variant wall "

@@ -16,7 +16,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer.exceptions import TyperException
 
-from tuner.cli import compare, inspect, run, science, view, worker  # noqa: F401  (commands)
+from tuner.cli import _app, compare, inspect, run, science, view, worker  # noqa: F401
 from tuner.cli._app import app, reflow_help
 from tuner.core.errors import TunerError
 from tuner.core.version import __version__
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tuner`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    _app.main_entry = main
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         _setup_logging(debug, optuna_too=bool(argv) and not HELP_ONLY & set(argv))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 from rich.console import Console
 from typer.core import TyperOption
@@ -15,6 +17,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # tracebacks only with --debug, never with locals
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+# The running command line's entry, set by tuner.cli.main: `run --jobs` forks workers that run
+# it (tuner.run.workers._fork), and a command cannot import the module that registers it.
+main_entry: Callable[[list[str]], int] | None = None
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tuner.cli import _app
 from tuner.cli._app import app, err, out, storage_option
 from tuner.cli._render import render_trial_params
 
@@ -58,6 +59,10 @@ def run(
     from tuner.store.storage import resolve_url
     from tuner.store.studies import n_finished
 
+    if jobs is not None:
+        from tuner.run.workers import single_threaded_parent
+
+        single_threaded_parent()  # before any torch work: the workers can then be forked
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
                          pack=pack)
     if device is not None:
@@ -76,7 +81,7 @@ def run(
 
         progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
         result = run_jobs(config, url, jobs=jobs, progress=progress, device=device,
-                          timeout=timeout)
+                          timeout=timeout, fork_entry=_app.main_entry)
     else:
         result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header),
                            device=device, timeout=timeout)

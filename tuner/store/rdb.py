@@ -213,6 +213,14 @@ def uncached(storage: BaseStorage) -> BaseStorage:
     return getattr(storage, "_backend", storage)
 
 
+def close_connections(storage: BaseStorage) -> None:
+    """Close the pooled database connections of ``storage`` (a study's ``_storage`` too); it
+    opens new ones when next used. Before a fork: a child must never use its parent's."""
+    engine = getattr(uncached(storage), "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 @contextlib.contextmanager
 def reraise_lost(storage: BaseStorage) -> Iterator[None]:
     """Raise the storage's "lost the connection" :class:`~tuner.core.errors.StorageError` for any

@@ -7,6 +7,7 @@ trial); tuner adds an exact study-wide budget (:mod:`tuner.run.claim`), crash re
 
 from __future__ import annotations
 
+from tuner.run.workers._fork import single_threaded_parent
 from tuner.run.workers._jobs import WorkerError, announce_trial, run_jobs, threads_per_worker
 from tuner.run.workers._worker import cpu_cores, set_torch_threads, work, worker_config
 
@@ -16,6 +17,7 @@ __all__ = [
     "cpu_cores",
     "run_jobs",
     "set_torch_threads",
+    "single_threaded_parent",
     "threads_per_worker",
     "work",
     "worker_config",

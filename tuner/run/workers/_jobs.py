@@ -25,6 +25,7 @@ import time
 from typing import IO
 
 import optuna
+import torch
 
 from tuner.core.errors import TunerError
 from tuner.nn.device import worker_device
@@ -33,7 +34,9 @@ from tuner.run.config import StudyConfig
 from tuner.run.loop import grid_exhausted
 from tuner.run.outcome import Deadline, ProgressHook, RunResult, best_value, fail_running
 from tuner.run.study import prepare_study
+from tuner.run.workers._fork import Entry, ForkedWorker, fork_is_safe
 from tuner.run.workers._worker import cpu_cores
+from tuner.store.rdb import close_connections
 from tuner.store.storage import ENV_VAR, open_storage, resolve_url
 from tuner.store.studies import n_finished
 
@@ -61,16 +64,28 @@ def threads_per_worker(jobs: int) -> int:
 
 
 class _Worker:
-    def __init__(self, index: int, argv: list[str], env: dict[str, str]) -> None:
+    """One worker process: ``tuner worker ARGS``, forked from this process by ``entry`` (see
+    :mod:`tuner.run.workers._fork`) or, without one, a new interpreter. Its stderr is relayed
+    once :meth:`start_relay` runs (after every fork: a fork must not copy a running thread)."""
+
+    def __init__(self, index: int, args: list[str], env: dict[str, str],
+                 entry: Entry | None, close_fds: list[int]) -> None:
         self.index = index
         self.errors: list[str] = []
         self.trial_ids: list[int] = []  # announced by the worker, in order
-        self.proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
+        self.proc: subprocess.Popen[str] | ForkedWorker
+        if entry is not None:
+            self.proc = ForkedWorker(entry, args, env, close_fds)
+        else:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tuner", *args], env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                start_new_session=True,
+            )
         assert self.proc.stderr is not None
         self.relay = threading.Thread(target=self._relay, args=(self.proc.stderr,), daemon=True)
+
+    def start_relay(self) -> None:
         self.relay.start()
 
     def _relay(self, stream: IO[str]) -> None:
@@ -84,12 +99,15 @@ class _Worker:
                 print(f"worker {self.index}: {line}", file=sys.stderr, flush=True)
 
 
+def _cuda_in_use() -> bool:
+    """Whether this process has, or could start, CUDA (which a forked child cannot use)."""
+    return torch.cuda.is_initialized() or torch.cuda.is_available()
+
+
 def _device(index: int, config: StudyConfig, device: str | None) -> list[str]:
     """``--device`` for worker ``index``: the run's own device if one was asked for, spread as
     ``cuda:N`` over the GPUs when this machine has several (:func:`tuner.nn.device.worker_device`);
     nothing when the study's stored device applies as it is."""
-    import torch
-
     requested = device or config.objective_settings.get("device")
     if requested is None or torch.cuda.device_count() < 2:
         return ["--device", device] if device else []
@@ -104,11 +122,14 @@ def run_jobs(
     timeout: float | None = None,
     progress: ProgressHook | None = None,
     device: str | None = None,
+    fork_entry: Entry | None = None,
 ) -> RunResult:
     """Run ``config`` with ``jobs`` local worker processes until its study has its budget of
     finished trials (exactly: see :mod:`tuner.run.claim`), or ``timeout`` seconds (this run's
     own; without it, the workers keep to the study's stored ``[study] timeout``). ``device``
-    is where these workers train (the study keeps its own setting)."""
+    is where these workers train (the study keeps its own setting). ``fork_entry`` (the
+    command line's main) lets the workers be forked from this process where that is safe
+    (:func:`~tuner.run.workers._fork.fork_is_safe`), rather than started afresh."""
     url = resolve_url(storage_url)
     study = prepare_study(config, open_storage(url))
     result = RunResult(study, deadline=None if timeout else Deadline.of(study, config.timeout))
@@ -120,16 +141,23 @@ def run_jobs(
     started = time.monotonic()
     threads = threads_per_worker(jobs)
     env = {**os.environ, ENV_VAR: url}
-    argv = [sys.executable, "-m", "tuner", "worker", config.name, "--quiet", "--announce-trials",
-            "--threads", str(threads), *(["--timeout", str(timeout)] if timeout else [])]
+    args = ["worker", config.name, "--quiet", "--announce-trials", "--threads", str(threads),
+            *(["--timeout", str(timeout)] if timeout else [])]
+    devices = [_device(i, config, device) for i in range(jobs)]
+    entry = fork_entry if fork_entry is not None and fork_is_safe(_cuda_in_use()) else None
+    if entry is not None:
+        close_connections(study._storage)  # a child must not share the parent's connections
+    result.worker_start = "fork" if entry is not None else "spawn"
     workers: list[_Worker] = []
-    if progress is not None:
-        progress.start(study, remaining,
-                       timeout if result.deadline is None else result.deadline.left_s())
     try:
         for i in range(jobs):
-            workers.append(_Worker(i + 1, [*argv, "--salt", str(i + 1),
-                                           *_device(i, config, device)], env))
+            workers.append(_Worker(i + 1, [*args, "--salt", str(i + 1), *devices[i]], env, entry,
+                                   [w.proc.stderr.fileno() for w in workers]))
+        for w in workers:
+            w.start_relay()
+        if progress is not None:
+            progress.start(study, remaining,
+                           timeout if result.deadline is None else result.deadline.left_s())
         while any(w.proc.poll() is None for w in workers):
             time.sleep(0.5)
             _report_new(study, seen, result, progress)
