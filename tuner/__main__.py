@@ -7,6 +7,7 @@ command itself: interrupted, exit status 130.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
@@ -16,7 +17,12 @@ def main() -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return cli_main()
+    code = cli_main()
+    # Everything is written and closed: let the interpreter exit without its last garbage
+    # collections over torch's objects (0.35 s of a 0.45 s exit here, after every command
+    # that trains).
+    gc.freeze()
+    return code
 
 
 if __name__ == "__main__":

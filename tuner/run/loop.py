@@ -109,7 +109,7 @@ def run_trials(
             max(budget - sum(t.state in FINISHED for t in existing), 0)
         total = n_trials if left is None else left if n_trials is None else min(n_trials, left)
         progress.start(study, total, timeout if deadline is None else deadline.left_s())
-    waiting_noted = False
+    waits = 0  # polls in a row that found the budget covered by others' running trials
     try:
         while (reason := stop_reason()) is None:
             before = len(result.trial_numbers)
@@ -143,15 +143,15 @@ def run_trials(
                 reason = "budget"
                 break
             if decision is Decision.WAIT:
-                if not waiting_noted:
+                if not waits:
                     log.info("waiting for %d running trial(s) of other processes (%d finished, "
                              "budget %d); one whose process is gone is marked failed once it "
                              "has sent no heartbeat for %.0fs", running, finished, budget,
                              storage.grace_s)
-                    waiting_noted = True
-                time.sleep(_poll_s(storage))
+                time.sleep(_poll_s(storage, waits))
+                waits += 1
                 continue
-            waiting_noted = False
+            waits = 0
             failures[:] = _note_ended(study, result.trial_numbers[before:], mine, progress)
     except KeyboardInterrupt:
         reason = "interrupted"
@@ -210,6 +210,10 @@ def _fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:
         storage.fail_unstarted_heartbeats(study)
 
 
-def _poll_s(storage: BaseStorage) -> float:
+def _poll_s(storage: BaseStorage, waits: int = 0) -> float:
+    """How long to sleep before the ``waits``-th poll for others' running trials: 0.05 s,
+    doubling up to half the heartbeat interval (at most 2 s). The last trials of a study
+    usually end within a second, and a process that slept 2 s past them kept the whole
+    command waiting; a long wait still costs one small read every 2 s."""
     interval = storage.heartbeat_interval if isinstance(storage, ResilientRDBStorage) else None
-    return max(0.2, min(2.0, (interval or 2) / 2))
+    return min(0.05 * 2**min(waits, 10), max(0.2, min(2.0, (interval or 2) / 2)))

@@ -41,6 +41,8 @@ from tuner.store.storage import ENV_VAR, open_storage, resolve_url
 from tuner.store.studies import n_finished
 
 STOP_GRACE_S = 30.0  # how long stopped workers get to mark their trials failed
+REPORT_S = 0.5  # how often the parent reads the study for its progress lines
+EXIT_POLL_S = 0.05  # how often it looks whether the workers are done
 _DEBUG_HINT = " (run with --debug for the traceback)"
 _BEGAN = "trial began: "  # a worker's line to the parent: the storage id of its new trial
 _KILLED = (-signal.SIGTERM, -signal.SIGKILL)  # by _stop: still starting, or stuck
@@ -158,9 +160,12 @@ def run_jobs(
         if progress is not None:
             progress.start(study, remaining,
                            timeout if result.deadline is None else result.deadline.left_s())
+        reported = time.monotonic()
         while any(w.proc.poll() is None for w in workers):
-            time.sleep(0.5)
-            _report_new(study, seen, result, progress)
+            time.sleep(EXIT_POLL_S)  # a worker's exit is seen at once, the trials every REPORT_S
+            if time.monotonic() - reported >= REPORT_S:
+                _report_new(study, seen, result, progress)
+                reported = time.monotonic()
     except KeyboardInterrupt:
         result.interrupted = True
         _stop(workers)
