@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_whole_study.py [--seeds 0 1 2] [--trials 60]
         [--variants plain-1-thread plain tuner tuner-jobs-2 tuner-pack-8 tuner-jobs-2-spawn]
+        [--before TREE]
 
 Every variant runs the same study (benchmarks/whole_study.toml, written by hand in
 benchmarks/plain_optuna.py) as a fresh process on a fresh SQLite file: the wall time is the
@@ -87,8 +88,18 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=60)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
                    default=[v for v in VARIANTS if v not in ENV])
+    p.add_argument("--before", metavar="TREE", type=Path,
+                   help="also run each tuner variant as 'before-…' with the tuner package of "
+                   "TREE (e.g. a `git worktree add TREE COMMIT`), interleaved with the rest: "
+                   "an A/B of two versions in one run")
     args = p.parse_args()
     variants = list(dict.fromkeys([BASE, *args.variants]))
+    if args.before is not None:
+        tree = str(args.before.resolve())
+        for variant in [v for v in variants if v.startswith("tuner")]:
+            VARIANTS[f"before-{variant}"] = VARIANTS[variant]
+            ENV[f"before-{variant}"] = {**ENV.get(variant, {}), "PYTHONPATH": tree}
+            variants.append(f"before-{variant}")
     sys.path.insert(0, str(HERE))
     from _common import machine
 
@@ -100,7 +111,7 @@ def main() -> None:
         for variant in order:
             row = run_one(variant, seed, args.trials)
             runs.append(row)
-            print(f"  seed {seed} {variant:<18} {row['wall']:6.1f} s  best {row['best']:.4f}  "
+            print(f"  seed {seed} {variant:<25} {row['wall']:6.1f} s  best {row['best']:.4f}  "
                   f"epochs {row['epochs']}  (load before: {row['load']})", flush=True)
     base = {r["seed"]: r["wall"] for r in runs if r["variant"] == BASE}
     print(f"\n| variant | median wall | median best | epochs | {BASE} wall / variant wall "
