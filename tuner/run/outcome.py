@@ -81,8 +81,7 @@ class Deadline:
 class RunResult:
     """What a run did: the study (reloaded from storage), this run's own trial numbers and
     why it stopped (``stopped_by``: see :mod:`tuner.run.loop`; ``created`` for a study
-    created without running a trial); with ``--jobs``, how its workers were started
-    (``worker_start``: ``fork`` or ``spawn``, :mod:`tuner.run.workers._fork`)."""
+    created without running a trial)."""
 
     study: optuna.Study
     trial_numbers: list[int] = field(default_factory=list)
@@ -90,7 +89,6 @@ class RunResult:
     elapsed_s: float = 0.0
     stopped_by: str | None = None
     deadline: Deadline | None = None
-    worker_start: str | None = None
 
     @property
     def best_trial(self) -> FrozenTrial | None:

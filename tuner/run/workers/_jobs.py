@@ -149,7 +149,6 @@ def run_jobs(
     entry = fork_entry if fork_entry is not None and fork_is_safe(_cuda_in_use()) else None
     if entry is not None:
         close_connections(study._storage)  # a child must not share the parent's connections
-    result.worker_start = "fork" if entry is not None else "spawn"
     workers: list[_Worker] = []
     try:
         for i in range(jobs):
