@@ -10,7 +10,9 @@ Forking is safe only in some states of the parent, and :func:`fork_is_safe` chec
 Linux; torch kept on one thread since before its first use (:func:`single_threaded_parent`:
 no OpenMP pool that a child could wait on forever); no other Python thread (no lock held by a
 thread that does not exist in the child); no CUDA (its runtime does not survive a fork).
-Anywhere else, or with ``$TUNER_WORKER_START=spawn``, workers are new interpreters as before.
+Anywhere else, or with ``$TUNER_WORKER_START=spawn``, workers are new interpreters as before;
+so they are when the parent's command line holds a storage password, which a forked child
+would show in ``ps`` as its own (:mod:`tuner.run.workers._jobs`).
 The parent closes its storage connections before forking, so no child shares one.
 """
 
