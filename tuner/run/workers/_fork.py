@@ -10,9 +10,9 @@ Forking is safe only in some states of the parent, and :func:`fork_is_safe` chec
 Linux; torch kept on one thread since before its first use (:func:`single_threaded_parent`:
 no OpenMP pool that a child could wait on forever); no other Python thread (no lock held by a
 thread that does not exist in the child); no CUDA (its runtime does not survive a fork).
-Anywhere else, or with ``$TUNER_WORKER_START=spawn``, workers are new interpreters as before;
-so they are when the parent's command line holds a storage password, which a forked child
-would show in ``ps`` as its own (:mod:`tuner.run.workers._jobs`).
+No storage password on the parent's command line either: a forked child shows that command
+line in ``ps`` as its own, where a new interpreter gets the URL in its environment. Anywhere
+else, or with ``$TUNER_WORKER_START=spawn``, workers are new interpreters as before.
 The parent closes its storage connections before forking, so no child shares one.
 """
 
@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import IO
 
 from tuner.core.errors import ConfigError
+from tuner.store.credentials import mask_url
 
 Entry = Callable[[list[str]], int]  # a command line's main: tuner.cli.main
 START_ENV = "TUNER_WORKER_START"  # "fork" (where safe, the default) or "spawn"
@@ -66,7 +67,7 @@ def fork_is_safe(cuda_in_use: bool) -> bool:
 
     return (start_method() == "fork" and sys.platform.startswith("linux") and hasattr(os, "fork")
             and _pinned and torch.get_num_threads() == 1 and threading.active_count() == 1
-            and not cuda_in_use)
+            and not cuda_in_use and not any(mask_url(arg) != arg for arg in sys.argv))
 
 
 class ForkedWorker:

@@ -36,7 +36,6 @@ from tuner.run.outcome import Deadline, ProgressHook, RunResult, best_value, fai
 from tuner.run.study import prepare_study
 from tuner.run.workers._fork import Entry, ForkedWorker, fork_is_safe
 from tuner.run.workers._worker import cpu_cores
-from tuner.store.credentials import mask_url
 from tuner.store.rdb import close_connections
 from tuner.store.storage import ENV_VAR, open_storage, resolve_url
 from tuner.store.studies import n_finished
@@ -102,13 +101,6 @@ class _Worker:
                 print(f"worker {self.index}: {line}", file=sys.stderr, flush=True)
 
 
-def _password_on_command_line() -> bool:
-    """Whether this process's command line holds a storage password (``--storage`` with one).
-    A forked worker shows its parent's command line in ``ps`` as its own; such workers are
-    started afresh instead, with the URL in their environment."""
-    return any(mask_url(arg) != arg for arg in sys.argv)
-
-
 def _cuda_in_use() -> bool:
     """Whether this process has, or could start, CUDA (which a forked child cannot use)."""
     return torch.cuda.is_initialized() or torch.cuda.is_available()
@@ -154,8 +146,7 @@ def run_jobs(
     args = ["worker", config.name, "--quiet", "--announce-trials", "--threads", str(threads),
             *(["--timeout", str(timeout)] if timeout else [])]
     devices = [_device(i, config, device) for i in range(jobs)]
-    entry = (fork_entry if fork_entry is not None and fork_is_safe(_cuda_in_use())
-             and not _password_on_command_line() else None)
+    entry = fork_entry if fork_entry is not None and fork_is_safe(_cuda_in_use()) else None
     if entry is not None:
         close_connections(study._storage)  # a child must not share the parent's connections
     workers: list[_Worker] = []
