@@ -100,6 +100,26 @@ def test_binds_localhost_and_serves_the_study_with_its_pictures(served):
         assert kind == "image/svg+xml" and svg.startswith(b"<svg") and b"layer 1" in svg
 
 
+def test_its_own_views_show_the_real_batch_size(served):
+    """The dashboard's trial table, plots and importance read ``batch_size: 16``, not the
+    searched exponent ``batch_size_log2: 4`` (issue 12 item 7); the stored study keeps it."""
+    stored = {t.number: t for t in optuna.load_study(
+        study_name="dash-study", storage=f"sqlite:///{served.folder / 'tuner.db'}").trials}
+    _, body = served.get("/api/studies/1?after=0")
+    detail = json.loads(body)
+    for t in detail["trials"]:
+        params = {p["name"]: p["param_external_value"] for p in t["params"]}
+        assert set(params) == {"lr", "batch_size", "init"}
+        real = stored[t["number"]].user_attrs["batch_size"]
+        assert params["batch_size"] == str(real) and real in (16, 32)
+        assert stored[t["number"]].params["batch_size_log2"] == real.bit_length() - 1
+    for key in ("union_search_space", "intersection_search_space"):
+        assert {p["name"] for p in detail[key]} == {"lr", "batch_size", "init"}, key
+    _, body = served.get("/api/studies/1/param_importances")
+    names = {p["name"] for p in json.loads(body)["param_importances"][0]}
+    assert "batch_size" in names and "batch_size_log2" not in names
+
+
 @pytest.mark.browser
 def test_study_page_renders_name_and_plots_in_chromium(served):
     dom = dump_dom(served.url + "studies/1")

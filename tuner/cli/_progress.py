@@ -19,7 +19,7 @@ from rich.progress import (
 
 from tuner.cli._app import err
 from tuner.core.keys import FAIL_REASON, PRUNE_REASON
-from tuner.views.summaries import trial_params
+from tuner.views.real_params import real_params
 
 
 def _fmt(v: float | None) -> str:
@@ -81,7 +81,7 @@ class TrialProgress:
         total = f"/{self._total}" if self._total else ""
         elapsed = time.monotonic() - self._started
         value = f" {self.metric}={_fmt(trial.value)}" if trial.values else ""
-        params = ", ".join(f"{k}={_short(v)}" for k, v in trial_params(trial).items())
+        params = ", ".join(f"{k}={_short(v)}" for k, v in real_params(trial).items())
         # Reasons and parameters are data, not rich markup ('[0, inf]' would vanish).
         err.print(escape(
             f"[{self._done}{total}] trial {trial.number} {trial.state.name.lower()}{value}{note}"

@@ -1,7 +1,8 @@
 """``tuner dashboard``: optuna-dashboard over a tuner storage, with the trials' pictures.
 
 The server is optuna-dashboard's WSGI app (:func:`optuna_dashboard.wsgi`) with tuner's file
-artifact store attached (:mod:`tuner.store.artifacts`), on the standard library's threaded WSGI
+artifact store attached (:mod:`tuner.store.artifacts`) and the trials' real parameter values
+(:mod:`tuner.views.real_params`), on the standard library's threaded WSGI
 server. It binds to 127.0.0.1 unless told otherwise: the dashboard has no login, and anyone who
 reaches it can rename or delete studies.
 """
@@ -20,6 +21,7 @@ from tuner.core.errors import ConfigError
 from tuner.store import artifacts
 from tuner.store.credentials import mask_url
 from tuner.store.storage import open_storage, resolve_url
+from tuner.views.real_params import RealParamsStorage
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 log = logging.getLogger("tuner")
@@ -86,7 +88,8 @@ def start(
         raise
     import optuna_dashboard  # slow to import: only once the storage and the port are fine
 
-    server.set_app(optuna_dashboard.wsgi(opened, artifact_store=store))
+    # the dashboard's own views read real values: batch_size 32, not batch_size_log2 5
+    server.set_app(optuna_dashboard.wsgi(RealParamsStorage(opened), artifact_store=store))
     bound_port = server.server_address[1]
     if host not in LOCAL_HOSTS:
         log.warning("serving on %s: the dashboard has no login; anyone who can reach this "

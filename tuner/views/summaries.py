@@ -15,21 +15,9 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, LOG2_SUFFIX, UNTRAINED_VALUE
+from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, UNTRAINED_VALUE
 from tuner.store.studies import best_trial, count_states, running_trials, study_metric
-
-
-def trial_params(trial: FrozenTrial) -> dict[str, Any]:
-    """A trial's hyperparameters as the user thinks of them: ``batch_size`` instead of its
-    searched exponent ``batch_size_log2``."""
-    out: dict[str, Any] = {}
-    for name, value in trial.params.items():
-        real = name.removesuffix(LOG2_SUFFIX)
-        if real != name and real in trial.user_attrs:
-            out[real] = trial.user_attrs[real]
-        else:
-            out[name] = value
-    return out
+from tuner.views.real_params import real_params
 
 
 def _number(v: float | None) -> float | None:
@@ -43,7 +31,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
         "number": trial.number,
         "state": trial.state.name,
         "value": _number(trial.value) if trial.values else None,
-        "params": trial_params(trial),
+        "params": real_params(trial),
         "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
         "datetime_complete": (
             trial.datetime_complete.isoformat() if trial.datetime_complete else None

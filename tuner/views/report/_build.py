@@ -20,9 +20,9 @@ from tuner.core.paths import replaced_on_write
 from tuner.core.toml_text import dump_toml
 from tuner.core.version import __version__
 from tuner.store.studies import count_states, study_metric
+from tuner.views.real_params import real_params
 from tuner.views.report import _figures as figs
 from tuner.views.report._gallery import Gallery
-from tuner.views.summaries import trial_params
 
 TOP = 10
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -114,7 +114,7 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
             page.add(gallery.per_init(trials, maximize))
     page.section("Parameter importance", figs.importances(study, trials))
     numeric = [p for p in ("lr", "batch_size", *searched) if p in searched
-               and all(isinstance(trial_params(t).get(p, 0), int | float) for t in done)]
+               and all(isinstance(real_params(t).get(p, 0), int | float) for t in done)]
     page.section("Slice plots", *[figs.slice_plot(trials, p, metric)
                                   for p in dict.fromkeys(numeric)])
     page.section("Parallel coordinates", figs.parallel(trials, metric))
@@ -171,17 +171,17 @@ def _header(study: optuna.Study, trials: list[FrozenTrial], best: FrozenTrial | 
                        "plots that need complete trials say so; the initial networks (when "
                        "stored) and the list of pruned trials at the end show why they "
                        "stopped.</p>")
-    params = ", ".join(f"{k} = {_v(v)}" for k, v in trial_params(best).items())
+    params = ", ".join(f"{k} = {_v(v)}" for k, v in real_params(best).items())
     return head + (f"<p><b>Best trial #{best.number}: {escape(metric)} = {_v(best.value)}</b>"
                    f" — {params}</p>")
 
 
 def _top_table(top: list[FrozenTrial], metric: str) -> str:
-    params = sorted({k for t in top for k in trial_params(t)})
+    params = sorted({k for t in top for k in real_params(t)})
     head = "".join(f"<th class='l'>{escape(p)}</th>" for p in params)
     rows = []
     for rank, t in enumerate(top, start=1):
-        p = trial_params(t)
+        p = real_params(t)
         cells = "".join(f"<td class='l'>{_v(p.get(k, '—'))}</td>" for k in params)
         secs = t.duration.total_seconds() if t.duration else None
         rows.append(f"<tr><td>{rank}</td><td>{t.number}</td><td>{_v(t.value)}</td>{cells}"

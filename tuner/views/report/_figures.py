@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from tuner.core.keys import CURVE, LOG2_SUFFIX
 from tuner.search.best_so_far import best_so_far
-from tuner.views.summaries import trial_params
+from tuner.views.real_params import real_params
 
 Figure = go.Figure | str
 LAYOUT: dict[str, Any] = {"template": "plotly_white", "height": 420,
@@ -205,7 +205,7 @@ def parallel(trials: list[FrozenTrial], metric: str) -> Figure:
     done = complete(trials)
     if len(done) < 2:
         return _too_few(len(done), 2, "the parallel-coordinates plot")
-    params = [trial_params(t) for t in done]
+    params = [real_params(t) for t in done]
     names = sorted({k for p in params for k in p if all(k in q for q in params)})
     values = [t.value for t in done]
     dims = [_axis(done, k, [p[k] for p in params]) for k in names]
@@ -220,11 +220,11 @@ def parallel(trials: list[FrozenTrial], metric: str) -> Figure:
 
 def slice_plot(trials: list[FrozenTrial], param: str, metric: str) -> Figure:
     """Metric against one parameter (its real value: batch size, not its exponent)."""
-    rows = [(trial_params(t).get(param), t.value, t.number) for t in complete(trials)]
+    rows = [(real_params(t).get(param), t.value, t.number) for t in complete(trials)]
     rows = [r for r in rows if r[0] is not None]
     if not rows:
         return f"Not shown: no complete trial has a value for {param}."
-    pruned = [(trial_params(t).get(param), last_reported(t)) for t in trials
+    pruned = [(real_params(t).get(param), last_reported(t)) for t in trials
               if t.state == TrialState.PRUNED]
     pruned = [(x, v) for x, v in pruned if x is not None and v is not None]
     fig = go.Figure()
@@ -263,7 +263,7 @@ def by_category(trials: list[FrozenTrial], param: str, metric: str, maximize: bo
     other: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     pruned: dict[str, list[float]] = defaultdict(list)
     for t in trials:
-        v = trial_params(t).get(param)
+        v = real_params(t).get(param)
         if v is None:
             continue
         if is_complete(t):

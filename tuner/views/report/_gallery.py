@@ -14,8 +14,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.keys import PRUNE_REASON
 from tuner.store import artifacts as art
+from tuner.views.real_params import real_params
 from tuner.views.report._figures import is_complete
-from tuner.views.summaries import trial_params
 
 
 class Gallery:
@@ -54,7 +54,7 @@ class Gallery:
         completed, of its last pruned one): why a scheme trains or not, at a glance."""
         chosen: dict[str, FrozenTrial] = {}
         for t in trials:
-            scheme = trial_params(t).get("init")
+            scheme = real_params(t).get("init")
             if scheme is None or t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
                 continue
             current = chosen.get(str(scheme))
