@@ -74,6 +74,28 @@ def test_a_run_and_a_worker_together_keep_the_budget(tmp_path: Path) -> None:
     assert len(trials(url, name)) == 12
 
 
+@pytest.mark.slow
+def test_a_worker_keeps_to_a_budget_grown_while_it_runs(tmp_path: Path) -> None:
+    """A worker used to read the budget once, at start: one grown later (by a ``resume
+    --n-trials`` elsewhere) reached only workers started after it, and this one stopped at 3."""
+    url = f"sqlite:///{tmp_path / 'tuner.db'}"
+    name = unique("grown")
+    study = sleepy_study(tmp_path, name, n_trials=3, sleep=0.6)
+    created = run_tuner("run", str(study), "--storage", url, "--create-only", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    worker = spawn("worker", name, "--storage", url, cwd=tmp_path)
+    wait_for(lambda: trials(url, name), what="the worker's first trial")
+    stored = optuna.load_study(study_name=name, storage=open_storage(url))
+    raw = stored.user_attrs[CONFIG_ATTR]
+    raw["study"]["n_trials"] = 7  # what resume --n-trials writes (run.study._grow_budget)
+    stored.set_user_attr(CONFIG_ATTR, raw)
+    [(rc, _, err)] = finish([worker])
+    assert rc == 0, err
+    got = trials(url, name)
+    assert _finished(url, name) == 7 and len(got) == 7, [t.state.name for t in got]
+    assert len({t.user_attrs["pid"] for t in got}) == 1  # all of them the one worker's
+
+
 def test_a_timeout_flag_is_not_stored_and_does_not_block_later_runs(tmp_path: Path) -> None:
     """Seen: after ``run --timeout 0.001`` every later worker and resume exited at once,
     at 0 of 16 done, saying the study already had its budget."""

@@ -21,3 +21,12 @@ LOG2_SUFFIX = "_log2"  # a power-of-two parameter is searched as NAME_log2; NAME
 
 # trial system attributes
 CREATE_TOKEN = "tuner:create_token"  # which creation call made the trial (tuner.store.rdb)
+
+
+def stored_budget(study_user_attrs: dict[str, object]) -> int | None:
+    """The budget (``[study] n_trials``) stored in a tuner study's config attribute; ``None``
+    for a study without one (plain Optuna's). ``resume --n-trials`` may raise it while other
+    processes run, so a process that keeps to it reads it again before each claim."""
+    config = study_user_attrs.get(CONFIG_ATTR)
+    budget = config.get("study", {}).get("n_trials") if isinstance(config, dict) else None
+    return budget if isinstance(budget, int) and not isinstance(budget, bool) else None

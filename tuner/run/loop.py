@@ -7,7 +7,9 @@ under the same lock against the same budget, the budget is exact for any mix of 
 
 A process stops at the first of (``RunResult.stopped_by``):
 
-* ``budget``: the study has its budget of finished (complete + pruned) trials;
+* ``budget``: the study has its budget of finished (complete + pruned) trials (``run``,
+  ``worker`` and a plain ``resume`` read the stored budget again at each claim, so one grown
+  by a ``resume --n-trials`` elsewhere holds for them too);
 * ``n_trials``: this process ran its own ``n_trials`` trials;
 * ``timeout``: this process's own ``timeout`` seconds passed (a flag: it is never stored);
 * ``deadline``: the study's stored ``[study] timeout`` passed, counted from the study's first
@@ -29,6 +31,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.core.keys import stored_budget
 from tuner.run.claim import ClaimLock, Decision, NoLock, decide
 from tuner.run.config import StudyConfig
 from tuner.run.outcome import (
@@ -55,6 +58,7 @@ def run_trials(
     config: StudyConfig,
     *,
     budget: int | None,
+    follow_stored_budget: bool = False,
     lock: ClaimLock | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
@@ -65,7 +69,9 @@ def run_trials(
 ) -> RunResult:
     """Claim and run trials of ``study`` until one of the stops above. ``budget``: the study's
     finished trials at which to stop (``None``: no study-wide budget, only ``n_trials``
-    attempts). ``lock``: the study's claim lock (default: none, for an in-memory study).
+    attempts); with ``follow_stored_budget``, the study's stored budget as it is at each claim
+    (a ``resume --n-trials`` beside this process may raise it), else ``budget`` throughout.
+    ``lock``: the study's claim lock (default: none, for an in-memory study).
     ``announce(trial_id)`` runs as each of this process's trials begins."""
     started = time.monotonic()
     lock = lock or NoLock()
@@ -117,6 +123,9 @@ def run_trials(
             try:
                 with reraise_lost(storage):  # not Optuna's error hiding it
                     _fail_stale_trials(study, storage)
+                    if follow_stored_budget:
+                        budget = stored_budget(
+                            study._storage.get_study_user_attrs(study._study_id)) or budget
                     if budget is None:
                         decision, finished, running = Decision.GO, 0, 0
                     else:

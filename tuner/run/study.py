@@ -128,7 +128,7 @@ def run(
     if create_only:
         return RunResult(study, stopped_by="created")
     config = config_on_device(config, device)
-    return run_trials(study, config, budget=config.n_trials,
+    return run_trials(study, config, budget=config.n_trials, follow_stored_budget=True,
                       lock=claim_lock(url, storage, config.name), timeout=timeout,
                       deadline=None if timeout else Deadline.of(study, config.timeout),
                       progress=progress)
@@ -176,7 +176,7 @@ def resume(
             config = replace(config, n_trials=budget)
             _grow_budget(study, budget)
     own_limit = n_trials is not None or timeout is not None
-    return run_trials(study, config, budget=budget, lock=claim_lock(url, storage, name),
-                      timeout=timeout,
+    return run_trials(study, config, budget=budget, follow_stored_budget=n_trials is None,
+                      lock=claim_lock(url, storage, name), timeout=timeout,
                       deadline=None if own_limit else Deadline.of(study, config.timeout),
                       progress=progress)

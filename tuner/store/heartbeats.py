@@ -21,7 +21,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import ConfigError
-from tuner.core.keys import CONFIG_ATTR, CREATE_TOKEN
+from tuner.core.keys import CREATE_TOKEN, stored_budget
 
 HEARTBEAT_INTERVAL_ENV = "TUNER_HEARTBEAT_INTERVAL"
 HEARTBEAT_GRACE_ENV = "TUNER_HEARTBEAT_GRACE"
@@ -84,8 +84,8 @@ class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
 def _budget_covered(study: optuna.Study) -> bool:
     """Whether a tuner study's finished, RUNNING and WAITING (queued) trials reach its stored
     budget (``False`` for a study without one)."""
-    budget = study.user_attrs.get(CONFIG_ATTR, {}).get("study", {}).get("n_trials")
-    if not isinstance(budget, int):
+    budget = stored_budget(study.user_attrs)
+    if budget is None:
         return False
     states = [t.state for t in study.get_trials(deepcopy=False)]
     covering = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)

@@ -28,6 +28,7 @@ import optuna
 import torch
 
 from tuner.core.errors import TunerError
+from tuner.core.keys import stored_budget
 from tuner.nn.device import worker_device
 from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig
@@ -189,7 +190,7 @@ def _why_stopped(study: optuna.Study, config: StudyConfig, result: RunResult,
     """Why the workers stopped, as :mod:`tuner.run.loop` words it for one process."""
     if result.interrupted:
         return "interrupted"
-    if n_finished(study) >= config.n_trials:
+    if n_finished(study) >= (stored_budget(study.user_attrs) or config.n_trials):
         return "budget"
     if grid_exhausted(study):
         return "grid"

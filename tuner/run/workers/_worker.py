@@ -80,7 +80,7 @@ def work(
         config = config.with_overrides(pack=pack)
     if seed_salt is None:
         seed_salt = random.SystemRandom().randrange(1, 2**31)
-    return run_trials(study, config, budget=config.n_trials,
+    return run_trials(study, config, budget=config.n_trials, follow_stored_budget=True,
                       lock=claim_lock(url, storage, name), n_trials=n_trials, timeout=timeout,
                       deadline=None if timeout else Deadline.of(study, config.timeout),
                       seed_salt=seed_salt, progress=progress, announce=announce)
