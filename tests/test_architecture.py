@@ -95,7 +95,7 @@ def test_the_checker_sees_a_function_local_import(tmp_path: Path) -> None:
     assert function_local_tuner_imports(tmp_path / "m.py", tmp_path) == ["m.py:2 tuner.core"]
 
 
-HEAVY = ("torch", "sklearn", "plotly", "matplotlib")
+HEAVY = ("torch", "sklearn", "plotly", "matplotlib", "alembic")  # alembic: tuner.store.schema
 PROBE = """
 import sys
 from tuner.cli import main

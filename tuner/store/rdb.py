@@ -36,6 +36,7 @@ from tuner.core.errors import StorageError
 from tuner.core.keys import CREATE_TOKEN
 from tuner.store.credentials import scrub
 from tuner.store.heartbeats import HeartbeatChecks, RetryStaleTrial, env_seconds, heartbeat_settings
+from tuner.store.schema import without_alembic_at_head
 
 RETRY_ENV = "TUNER_STORAGE_RETRY_S"
 DEFAULT_RETRY_S = 60.0
@@ -108,7 +109,8 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
         self.lost: StorageError | None = None  # set once the retries ran out
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            super().__init__(url, **kwargs)
+            with without_alembic_at_head():  # alembic is imported only when it has work
+                super().__init__(url, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -116,7 +118,8 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
+        with without_alembic_at_head():
+            super().__setstate__(state)
         self._local = threading.local()
 
     def _call_with_retry(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
