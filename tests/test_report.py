@@ -17,6 +17,7 @@ from tests._browser import dump_dom, ink, screenshot
 from tests.conftest import TINY, merged, run_tuner, to_toml
 from tuner.core.errors import ConfigError
 from tuner.views.report import _figures as figs
+from tuner.views.report import _importance as importance
 from tuner.views.report import build_report, write_report
 
 # Init scheme and activation both searched, so the report compares both.
@@ -205,7 +206,7 @@ def _dashboard_ranking(study: optuna.Study) -> list[tuple[str, float]]:
     _importance.param_importance_cache.clear()  # keyed by study id and trial count only
     rows = _importance.get_param_importance_from_trials_cache(
         InMemoryCache(), study._storage, study._study_id, 0, study.get_trials(deepcopy=False))
-    return [(figs._label(r["name"]), r["importance"]) for r in rows]
+    return [(figs.param_label(r["name"]), r["importance"]) for r in rows]
 
 
 def _bars(fig) -> list[tuple[str, float]]:
@@ -217,7 +218,7 @@ def _bars(fig) -> list[tuple[str, float]]:
 @pytest.mark.parametrize("n, warned", [(12, True), (19, True), (20, False), (30, False)])
 def test_importance_names_ped_anova_and_says_when_there_are_too_few_trials(n, warned):
     study = _tuner_like_study(n)
-    fig = figs.importances(study, study.trials)
+    fig = importance.importances(study, study.trials)
     assert "PED-ANOVA" in fig.layout.title.text and "dashboard" in fig.layout.title.text
     assert f"{n} complete trials" in fig.layout.title.text
     notes = [a.text for a in fig.layout.annotations]
@@ -234,7 +235,7 @@ def test_importance_names_ped_anova_and_says_when_there_are_too_few_trials(n, wa
 @pytest.mark.parametrize("n, seed", [(12, 1), (25, 0), (40, 2)])
 def test_importance_ranking_is_the_one_optuna_dashboard_shows(n, seed):
     study = _tuner_like_study(n, seed=seed, storage="sqlite:///:memory:")
-    ours = _bars(figs.importances(study, study.trials))
+    ours = _bars(importance.importances(study, study.trials))
     theirs = _dashboard_ranking(study)
     assert [name for name, _ in ours] == [name for name, _ in theirs]
     assert [v for _, v in ours] == pytest.approx([v for _, v in theirs])
@@ -251,7 +252,7 @@ def test_importance_emits_none_of_optunas_warnings():
             params=params, distributions={k: dists[k] for k in params}, value=0.5))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = figs.importances(study, study.trials)
+        fig = importance.importances(study, study.trials)
     assert "PED-ANOVA" in fig.layout.title.text
 
 

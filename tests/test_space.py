@@ -7,7 +7,8 @@ import pytest
 
 from tuner.core.errors import ConfigError
 from tuner.nn.schemes import SCHEMES
-from tuner.search.space import ParamRule, parse_param, parse_space
+from tuner.search.space import ParamRule
+from tuner.search.space_table import parse_param, parse_space
 
 LR = ParamRule(kind="float", low=0.0, low_open=True, log=True)
 BATCH = ParamRule(kind="pow2", low=1)

@@ -31,7 +31,8 @@ from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
 from tuner.search.pruners import PRUNERS, build_pruner
 from tuner.search.samplers import SAMPLERS, build_sampler, warn_about_pruning
-from tuner.search.space import SearchSpace, parse_space
+from tuner.search.space import SearchSpace
+from tuner.search.space_table import parse_space
 
 SECTIONS = ("study", "sampler", "pruner", "objective", "space")
 STUDY_DEFAULTS: dict[str, Any] = {

@@ -19,7 +19,7 @@ from tuner.nn.models import MODELS, ModelSpec
 from tuner.nn.training import Diverged, TrainConfig, train
 from tuner.objectives.classifier import PARAM_RULES as RULES
 from tuner.objectives.classifier import validate
-from tuner.search.space import parse_space
+from tuner.search.space_table import parse_space
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Search spaces: parameters parsed from a study file's ``[space]`` table.
+"""Search spaces: the parameters of a study file's ``[space]`` table (read by
+:mod:`tuner.search.space_table`), and how each is suggested, counted and gridded.
 
 Each entry of ``[space]`` is one of
 
@@ -15,7 +16,6 @@ of choices, default); a name without a rule is accepted as is (for pluggable obj
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +63,7 @@ class ParamRule:
             return f"must be a number, got {value!r}"
         if (self.integer or self.kind == "pow2") and not float(value).is_integer():
             return f"must be a whole number, got {value!r}"
-        if self.kind == "pow2" and not _is_pow2(value):
+        if self.kind == "pow2" and not is_pow2(value):
             return f"must be a power of two (1, 2, 4, …, 256, …), got {value!r}"
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return f"must be {'>' if self.low_open else '>='} {self.low:g}, got {value!r}"
@@ -73,7 +73,7 @@ class ParamRule:
         return None
 
 
-def _is_pow2(v: float) -> bool:
+def is_pow2(v: float) -> bool:
     return v >= 1 and float(v).is_integer() and (int(v) & (int(v) - 1)) == 0
 
 
@@ -177,130 +177,3 @@ class SearchSpace:
                 )
             grid[p.optuna_name] = values
         return grid
-
-
-def parse_space(
-    table: Mapping[str, Any],
-    rules: Mapping[str, ParamRule] | None,
-    where: str,
-    shared: Mapping[str, ParamRule] | None = None,
-) -> SearchSpace:
-    """Parse a ``[space]`` table; with ``rules``, unknown names are errors and defaults fill in.
-    Without, any name is accepted, and those in ``shared`` follow their rule (the names every
-    objective means the same by: ``lr``, ``batch_size``, ``init``).
-
-    ``where`` prefixes every message (the study file's path).
-    """
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: [space] must be a table, got {table!r}")
-    params: list[Param] = []
-    for name, raw in table.items():
-        rule = (shared or {}).get(name)
-        if rules is not None:
-            if name not in rules:
-                raise ConfigError(
-                    f"{where}: [space] unknown parameter {name!r}{did_you_mean(name, rules)}; "
-                    f"valid: {', '.join(rules)}"
-                )
-            rule = rules[name]
-        params.append(parse_param(name, raw, rule, f"{where}: [space] {name}"))
-    for name, rule in (rules or {}).items():
-        if name not in table and rule.default is not None:
-            params.append(Param(name, "fixed", value=rule.default, default=True))
-    return SearchSpace(tuple(params))
-
-
-def parse_param(name: str, raw: Any, rule: ParamRule | None, where: str) -> Param:
-    """One ``[space]`` entry -> :class:`Param`, checked against ``rule`` (see module doc)."""
-    rule = rule or ParamRule()
-    _check_finite(raw, where)
-    if rule.integer or rule.kind == "pow2":  # batch_size = 16.0 means 16
-        raw = _whole_floats_to_int(raw)
-    if isinstance(raw, Mapping) and rule.registry is not None:
-        raise ConfigError(f"{where}: a range does not apply to {name}; give one "
-                          f"{rule.registry.kind} name or a list of them")
-    if isinstance(raw, Mapping):
-        param = _parse_table(name, raw, rule, where)
-    elif isinstance(raw, list):
-        if not raw:
-            raise ConfigError(f"{where}: a list of choices must not be empty")
-        if any(isinstance(v, list | Mapping) for v in raw):
-            raise ConfigError(f"{where}: choices must be plain values, got {raw!r}")
-        if len(set(map(repr, raw))) != len(raw):
-            raise ConfigError(f"{where}: choices must be unique, got {raw!r}")
-        param = Param(name, "categorical", choices=tuple(raw))
-    elif isinstance(raw, Scalar):
-        param = Param(name, "fixed", value=raw)
-    else:
-        raise ConfigError(f"{where}: expected a value, a list or a table, got {raw!r}")
-    for value in param.values():
-        problem = rule.check(value)
-        if problem:
-            raise ConfigError(f"{where}: {problem}")
-    return param
-
-
-def _check_finite(raw: Any, where: str) -> None:
-    """NaN and ±inf are no hyperparameter values (TOML spells them nan and inf)."""
-    values = raw.values() if isinstance(raw, Mapping) else raw if isinstance(raw, list) else [raw]
-    for v in values:
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{where}: values must be finite numbers, got {v!r}")
-
-
-def _whole_floats_to_int(raw: Any) -> Any:
-    def whole(v: Any) -> Any:
-        return int(v) if isinstance(v, float) and v.is_integer() else v
-
-    if isinstance(raw, Mapping):
-        return {k: whole(v) if k in ("low", "high", "step") else v for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [whole(v) for v in raw]
-    return whole(raw)
-
-
-def _parse_table(name: str, raw: Mapping[str, Any], rule: ParamRule, where: str) -> Param:
-    unknown = set(raw) - RANGE_KEYS
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(sorted(unknown))}"
-            f"{did_you_mean(sorted(unknown), sorted(RANGE_KEYS))}; "
-            f"a range takes {', '.join(sorted(RANGE_KEYS))}"
-        )
-    for key in ("low", "high"):
-        if key not in raw:
-            raise ConfigError(f"{where}: a range needs '{key}'")
-        v = raw[key]
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ConfigError(f"{where}: '{key}' must be a number, got {v!r}")
-    low, high = raw["low"], raw["high"]
-    if not low <= high:
-        raise ConfigError(f"{where}: `low <= high` must hold, but got (low={low}, high={high})")
-    kind = raw.get("type", rule.kind)
-    if kind is None:
-        whole = isinstance(low, int) and isinstance(high, int)
-        kind = "int" if rule.integer or whole else "float"
-    if kind not in ("float", "int", "pow2"):
-        raise ConfigError(f"{where}: 'type' must be float, int or pow2, got {kind!r}")
-    if kind == "pow2":
-        for v in (low, high):
-            if not _is_pow2(v):
-                raise ConfigError(f"{where}: bounds must be powers of two, got {v!r}")
-    log = raw.get("log", rule.log and kind != "pow2")
-    if not isinstance(log, bool):
-        raise ConfigError(f"{where}: 'log' must be true or false, got {log!r}")
-    if log and low <= 0:
-        raise ConfigError(f"{where}: a log range needs low > 0, got low={low}")
-    step = raw.get("step")
-    if step is not None:
-        if isinstance(step, bool) or not isinstance(step, int | float) or step <= 0:
-            raise ConfigError(f"{where}: 'step' must be a positive number, got {step!r}")
-        if log:
-            raise ConfigError(f"{where}: 'step' cannot be combined with log = true")
-        if kind == "pow2":
-            raise ConfigError(f"{where}: 'step' does not apply to a pow2 range")
-    if kind == "int" and not all(float(v).is_integer() for v in (low, high)):
-        raise ConfigError(f"{where}: an int range needs whole bounds, got ({low}, {high})")
-    if kind == "int" and step is not None and not float(step).is_integer():
-        raise ConfigError(f"{where}: an int range needs a whole step, got {step!r}")
-    return Param(name, kind, low=low, high=high, log=log, step=step)

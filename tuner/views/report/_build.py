@@ -23,6 +23,7 @@ from tuner.store.studies import count_states, study_metric
 from tuner.views.real_params import real_params
 from tuner.views.report import _figures as figs
 from tuner.views.report._gallery import Gallery
+from tuner.views.report._importance import importances
 
 TOP = 10
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
@@ -100,7 +101,7 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
     metric = study_metric(study)
     maximize = study.direction.name == "MAXIMIZE"
     top = sorted(done, key=lambda t: t.value, reverse=maximize)[:TOP]
-    searched = sorted({figs._label(p) for t in trials for p in t.params})
+    searched = sorted({figs.param_label(p) for t in trials for p in t.params})
     page = _Page()
 
     gallery = Gallery(study, artifact_dir)
@@ -112,7 +113,7 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
             page.section(title, figs.by_category(trials, param, metric, maximize))
         if param == "init" and param in searched:
             page.add(gallery.per_init(trials, maximize))
-    page.section("Parameter importance", figs.importances(study, trials))
+    page.section("Parameter importance", importances(study, trials))
     numeric = [p for p in ("lr", "batch_size", *searched) if p in searched
                and all(isinstance(real_params(t).get(p, 0), int | float) for t in done)]
     page.section("Slice plots", *[figs.slice_plot(trials, p, metric)

@@ -4,17 +4,16 @@ plainly why there is none (too few finished trials, nothing searched, …)."""
 from __future__ import annotations
 
 import math
-import warnings
 from collections import defaultdict
 from typing import Any
 
-import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
 from tuner.core.keys import CURVE, LOG2_SUFFIX
 from tuner.search.best_so_far import best_so_far
+from tuner.search.space import is_pow2
 from tuner.views.real_params import real_params
 
 Figure = go.Figure | str
@@ -40,7 +39,7 @@ def last_reported(t: FrozenTrial) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _too_few(n: int, need: int, what: str) -> str:
+def too_few(n: int, need: int, what: str) -> str:
     return (f"Not shown: {what} needs at least {need} complete trials; this study has {n}.")
 
 
@@ -48,7 +47,7 @@ def history(trials: list[FrozenTrial], metric: str, maximize: bool) -> Figure:
     """Metric per trial number with the best-so-far line; pruned trials at their last report."""
     done = complete(trials)
     if not done:
-        return _too_few(0, 1, "the optimisation history")
+        return too_few(0, 1, "the optimisation history")
     fig = go.Figure()
     fig.add_scatter(x=[t.number for t in done], y=[t.value for t in done], mode="markers",
                     name="complete trial", marker={"color": "#1f77b4", "size": 8})
@@ -66,63 +65,7 @@ def history(trials: list[FrozenTrial], metric: str, maximize: bool) -> Figure:
     return fig
 
 
-IMPORTANCE_METHOD = "PED-ANOVA"
-IMPORTANCE_TOP = 0.1  # PED-ANOVA's default target quantile: it compares the best 10% with all
-IMPORTANCE_MEANINGFUL = 20  # complete trials before its ranking means much (2 / IMPORTANCE_TOP)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def param_importances(study: optuna.Study) -> dict[str, float]:
-    """The importance of each searched parameter (real names: ``batch_size``), most important
-    first, summing to 1: PED-ANOVA on the complete trials, ranked by the study's direction.
-
-    This is what optuna-dashboard shows too: it hard-codes ``PedAnovaImportanceEvaluator()``
-    with the same selection of the best trials, so the report and the dashboard agree.
-    """
-    from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
-
-    with warnings.catch_warnings():  # "importances will be equal", "regimes have < 2 trials"
-        warnings.simplefilter("ignore")
-        scores = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
-    return {_label(k): v for k, v in scores.items()}
-
-
-def importances(study: optuna.Study, trials: list[FrozenTrial]) -> Figure:
-    """PED-ANOVA importance of each searched parameter (complete trials), the method named in
-    the title, and a plain warning on the figure while there are too few trials for it."""
-    n = len(complete(trials))
-    if n < 2:
-        return _too_few(n, 2, "parameter importance")
-    try:
-        scores = param_importances(study)
-    except (ValueError, RuntimeError, ImportError) as e:
-        return f"Not computable: parameter importance failed ({e})."
-    if not scores:
-        return "Not computable: no parameter varies across the complete trials."
-    names, values = list(scores)[::-1], list(scores.values())[::-1]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color="#4c78a8",
-                           text=[f"{v:.2f}" for v in values]))
-    fig.update_layout(
-        title=f"Parameter importance ({IMPORTANCE_METHOD}, the dashboard's method too; "
-              f"{n} complete trials)",
-        xaxis_title="importance (sums to 1): how differently the best 10% of trials set it",
-        **{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}})
-    fig.update_yaxes(automargin=True, ticksuffix=" ")  # names clear of their bars
-    if n < IMPORTANCE_MEANINGFUL:
-        fig.add_annotation(
-            text=f"Only {n} complete trials: this ranking means little before about "
-                 f"{IMPORTANCE_MEANINGFUL} ({IMPORTANCE_METHOD} judges by the best 10%, here "
-                 f"{_plural(math.ceil(round(IMPORTANCE_TOP * n, 9)), 'trial')}).",
-            xref="paper", yref="paper", x=0, y=1.02, xanchor="left", yanchor="bottom",
-            showarrow=False, align="left", font={"size": 13, "color": "#5d4200"},
-            bgcolor="#fff8e1", bordercolor="#f0b400", borderpad=4)
-    return fig
-
-
-def _label(param: str) -> str:
+def param_label(param: str) -> str:
     """A parameter's real name: ``batch_size`` for the searched exponent ``batch_size_log2``."""
     return param.removesuffix(LOG2_SUFFIX)
 
@@ -135,18 +78,14 @@ def _scale(trials: list[FrozenTrial], param: str, values: list[Any]) -> str:
         return "category"
     if not values or min(values) <= 0:
         return "linear"
-    dists = [d for t in trials for k, d in t.distributions.items() if _label(k) == param]
-    if all(float(v).is_integer() and _is_pow2(int(v)) for v in values) and (
+    dists = [d for t in trials for k, d in t.distributions.items() if param_label(k) == param]
+    if all(is_pow2(v) for v in values) and (
             param == "batch_size" or any(k == param + LOG2_SUFFIX for t in trials
                                          for k in t.distributions)):
         return "pow2"
     if any(getattr(d, "log", False) for d in dists) or max(values) / min(values) >= 8:
         return "log"
     return "linear"
-
-
-def _is_pow2(v: int) -> bool:
-    return v > 0 and v & (v - 1) == 0
 
 
 def _log_ticks(lo: float, hi: float, base: int, *, enclose: bool = False) -> list[float]:
@@ -204,7 +143,7 @@ def parallel(trials: list[FrozenTrial], metric: str) -> Figure:
     """Every complete trial as a line through its (real) parameters and its metric."""
     done = complete(trials)
     if len(done) < 2:
-        return _too_few(len(done), 2, "the parallel-coordinates plot")
+        return too_few(len(done), 2, "the parallel-coordinates plot")
     params = [real_params(t) for t in done]
     names = sorted({k for p in params for k in p if all(k in q for q in params)})
     values = [t.value for t in done]
