@@ -162,7 +162,7 @@ class SoloOptimizer:
     """``torch.optim.SGD/Adam/AdamW/RMSprop`` for one ordinary model, without ``torch.optim``:
     one stacked optimizer of a single member per parameter group (a group has its own lr, as
     fine-tuning's ``lr_scales`` give). The updates are torch's own, bit for bit on the CPU
-    (``tests/test_packing.py``).
+    (``tests/unit/nn/test_packing.py``).
 
     Why: building any ``torch.optim`` optimizer imports ``torch._dynamo`` (its ``add_param_group``
     is wrapped by ``torch._disable_dynamo``), 2-4 s of every fresh process that trains: each

@@ -5,7 +5,7 @@ Each member is set up, checked, reported and finished as the classifier does it 
 health check, pictures and user attributes), so a packed member reaches the result of the same
 trial run alone; only the training loop differs
 (:func:`tuner.nn.population.train_population` instead of :func:`tuner.nn.training.train`).
-``tests/test_packing.py`` runs one study both ways and compares every trial.
+``tests/unit/nn/test_packing.py`` runs one study both ways and compares every trial.
 
 Members may differ in ``lr``, ``weight_decay`` and ``init`` (any scheme that draws weights); all
 other parameters must match. Knobs that only act on ``init = "pretrained"`` are ignored for the

@@ -18,7 +18,7 @@ from tuner.run.outcome import ObjectiveFailed
 from tuner.run.study import run
 from tuner.store.artifacts import INIT_ACTIVATIONS, LEARNING_CURVE, open_store, trial_artifacts
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 # A user's objective module: an MLP of their own, their own loop, every toolkit call.
 OWN_MLP = '''

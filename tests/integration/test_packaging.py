@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-PYPROJECT = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+PYPROJECT = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
 
 
 def test_license_uses_the_current_fields():

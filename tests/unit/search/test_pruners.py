@@ -194,7 +194,7 @@ def test_non_finite_settings_are_refused(name, options):
         build_pruner(name, options, 5)
 
 
-SHIPPED = Path(__file__).parents[1] / "studies"
+SHIPPED = Path(__file__).parents[3] / "studies"
 # Curves (val_accuracy per epoch) from the quickstart: the completed trials of a 40-trial run,
 # a slow starter still learning (the old setting cut it at epoch 1, next to the best trial's
 # values) and a trial at chance.

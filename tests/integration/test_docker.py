@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import TUNER
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 TUNER_SERVICES = ("study", "worker", "dashboard")
 

@@ -14,7 +14,7 @@ import grimp
 import optuna
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "tuner"
 # Where a function-local import of a tuner module is allowed, and why (ARCHITECTURE.md):
 LAZY_LOADERS = {
