@@ -24,12 +24,11 @@ from tuner.nn.checkpoint import head_names
 from tuner.nn.models import weight_layers
 from tuner.nn.schemes import SCHEMES, apply_init
 
-LR_SCALES_ATTR = "lr_scales"  # module attribute read by tuner.nn.training.make_optimizer
 
-
-def configure(model: nn.Module, freeze_layers: int, head_lr_mult: float) -> nn.Module:
+def configure(model: nn.Module, freeze_layers: int, head_lr_mult: float) -> dict[str, float]:
     """Freeze the first ``freeze_layers`` reused weight layers (``requires_grad = False``) and
-    mark the head's parameters to learn at ``head_lr_mult`` × lr (see :data:`LR_SCALES_ATTR`)."""
+    return the learning-rate factors that make the head learn at ``head_lr_mult`` × lr: give
+    them to training as ``TrainConfig(lr_scales=…)``."""
     reused = weight_layers(model)[:-1]
     if freeze_layers > len(reused):
         raise ConfigError(f"freeze_layers={freeze_layers}, but the model reuses only "
@@ -37,13 +36,15 @@ def configure(model: nn.Module, freeze_layers: int, head_lr_mult: float) -> nn.M
     for layer in reused[:freeze_layers]:
         for p in layer.parameters():
             p.requires_grad_(False)
-    setattr(model, LR_SCALES_ATTR, dict.fromkeys(head_names(model), float(head_lr_mult)))
-    return model
+    return dict.fromkeys(head_names(model), float(head_lr_mult))
 
 
-def init_model(model: nn.Module, hp: Mapping[str, Any], settings: Mapping[str, Any]) -> nn.Module:
-    """Initialise ``model`` with ``hp["init"]``; a pretrained init also gets its knobs."""
+def init_model(model: nn.Module, hp: Mapping[str, Any],
+               settings: Mapping[str, Any]) -> dict[str, float]:
+    """Initialise ``model`` with ``hp["init"]``; a pretrained init also gets its knobs (frozen
+    layers now; the returned learning-rate factors, for ``TrainConfig(lr_scales=…)``)."""
     apply_init(model, hp["init"], hp["activation"], settings.get("checkpoint"))
     if SCHEMES.get(hp["init"]).from_checkpoint:
-        configure(model, int(hp.get("freeze_layers", 0)), float(hp.get("head_lr_mult", 1.0)))
-    return model
+        return configure(model, int(hp.get("freeze_layers", 0)),
+                         float(hp.get("head_lr_mult", 1.0)))
+    return {}

@@ -22,8 +22,8 @@ import contextlib
 import functools
 import math
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from tuner.nn.stacked_optim import STACKED_OPTIMIZERS, SoloOptimizer
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating; bounds memory on big validation sets
 AMP_MIN_PARAMS = 250_000  # below this, CUDA autocast costs more in casts than it saves
 CPU_THREADS_ENV = "TUNER_CPU_THREADS"
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (scores, labels) -> mean loss
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class TrainConfig:
     """Optimisation settings of one training run (lr is the raw, not log, value).
 
     ``amp``: mixed precision on CUDA; ``None`` decides by model size (see the module doc).
+    ``lr_scales``: parameter name -> factor; those parameters learn at ``lr × factor``
+    (fine-tuning's faster head: :func:`tuner.nn.finetune.configure` returns them).
     """
 
     lr: float
@@ -52,6 +55,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     amp: bool | None = None
+    lr_scales: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,19 +82,20 @@ class Diverged(Exception):
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, *,
                    solo: bool = True) -> torch.optim.Optimizer | SoloOptimizer:
-    """The optimizer over ``model``'s trainable parameters. Fine-tuning (tuner.nn.finetune) may
-    leave some frozen (``requires_grad`` false: skipped) and give a model ``lr_scales``
-    (parameter name -> factor): those parameters learn at ``cfg.lr × factor``.
+    """The optimizer over ``model``'s trainable parameters (frozen ones, ``requires_grad``
+    false, are left out), each at ``cfg.lr`` times its factor in ``cfg.lr_scales`` (default 1).
 
     On the CPU the built-in optimizers are tuner's :class:`SoloOptimizer` (the same updates,
     without importing ``torch._dynamo``) unless ``solo`` is false (a ``GradScaler`` needs
     ``torch.optim``'s)."""
     factory = OPTIMIZERS.get(cfg.optimizer)
-    scales: dict[str, float] = getattr(model, "lr_scales", {})
+    unknown = sorted(set(cfg.lr_scales) - {name for name, _ in model.named_parameters()})
+    if unknown:
+        raise ValueError(f"lr_scales names parameters the model does not have: {unknown}")
     groups: dict[float, list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            groups.setdefault(scales.get(name, 1.0), []).append(p)
+            groups.setdefault(float(cfg.lr_scales.get(name, 1.0)), []).append(p)
     param_groups = [{"params": ps, "lr": cfg.lr * scale} for scale, ps in groups.items()]
     on_cpu = all(p.device.type == "cpu" for ps in groups.values() for p in ps)
     if solo and on_cpu and groups and cfg.optimizer in STACKED_OPTIMIZERS:
@@ -165,10 +170,12 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 # --------------------------------------------------------------------------- helpers
 @torch.no_grad()
 def evaluate_sums(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None,
+    loss: Loss | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy and number correct of ``model`` on ``x (n, d)``, ``y (n,)``, as
-    0-d device tensors (no synchronisation)."""
+    """Summed loss (``loss``, default cross-entropy, times each chunk's rows) and number of
+    argmax-correct rows of ``model`` on ``x (n, d)``, ``y (n,)``, as 0-d device tensors (no
+    synchronisation)."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
@@ -177,7 +184,10 @@ def evaluate_sums(
         for start in range(0, x.shape[0], EVAL_CHUNK):
             logits = model(x[start : start + EVAL_CHUNK])
             target = y[start : start + EVAL_CHUNK]
-            loss_sum += nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+            if loss is None:
+                loss_sum += nn.functional.cross_entropy(logits.float(), target, reduction="sum")
+            else:
+                loss_sum += loss(logits.float(), target).float() * len(target)
             correct += (logits.argmax(dim=1) == target).sum()
     model.train(was_training)
     return loss_sum, correct
@@ -197,12 +207,20 @@ def train(
     cfg: TrainConfig,
     on_epoch: Callable[[EpochStats], None] | None = None,
     generator: torch.Generator | None = None,
+    *,
+    loss: Loss | None = None,
 ) -> list[EpochStats]:
     """Train ``model`` on ``data`` (both on the same device) and return per-epoch statistics.
 
+    ``model`` is any ``nn.Module`` that maps a batch of rows ``(b, d)`` of ``data.x_*`` to
+    class scores ``(b, n_classes)``. ``loss(scores, labels)`` is the batch's mean loss to
+    minimise (default: cross-entropy; e.g. ``functools.partial(F.cross_entropy,
+    label_smoothing=0.1)`` or a focal loss); the statistics' ``train_loss`` and ``val_loss``
+    are that loss, ``val_accuracy`` the share of argmax-correct validation rows.
     ``on_epoch`` runs after every epoch (a pruner hook may raise there to stop). Raises
     :class:`Diverged` as soon as an epoch's training loss is not finite.
     """
+    criterion = nn.functional.cross_entropy if loss is None else loss
     x, y, n = data.x_train, data.y_train, data.n_train
     device = x.device
     if device.type == "cpu":
@@ -224,25 +242,25 @@ def train(
         try:
             for xb, yb in zip(xs, ys, strict=True):
                 with autocast(device, dtype):
-                    loss = nn.functional.cross_entropy(model(xb), yb)
+                    batch_loss = criterion(model(xb), yb)
                 for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its profiler
                     p.grad = None
                 if step is not None:
                     # no explicit d loss/d loss: passing one makes autograd import
                     # torch.fx.experimental.symbolic_shapes (0.5-1 s per process), for no speed
-                    loss.backward()
+                    batch_loss.backward()
                     step()
                 else:
-                    scaler.scale(loss).backward()
+                    scaler.scale(batch_loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
-                loss_sum.add_(loss.detach().float(), alpha=len(yb))
+                loss_sum.add_(batch_loss.detach().float(), alpha=len(yb))
         except RuntimeError as e:  # "value cannot be converted to type float without overflow"
             if "overflow" not in str(e):
                 raise
             raise Diverged(epoch, math.inf) from None
         # -- evaluate, then read all three numbers in one synchronisation
-        val_loss_sum, correct = evaluate_sums(model, data.x_val, data.y_val, dtype)
+        val_loss_sum, correct = evaluate_sums(model, data.x_val, data.y_val, dtype, loss)
         train_sum, val_sum, n_correct = torch.stack(
             [loss_sum, val_loss_sum, correct.to(loss_sum.dtype)]
         ).tolist()

@@ -64,10 +64,12 @@ def pretrain(
     spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
                      hp["activation"])
     torch.manual_seed(seed)
-    model = init_model(MODELS.get(s["model"])(spec), hp, s).to(device)
+    model = MODELS.get(s["model"])(spec)
+    lr_scales = init_model(model, hp, s)
+    model.to(device)
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
                       optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
-                      momentum=hp["momentum"])
+                      momentum=hp["momentum"], lr_scales=lr_scales)
     try:
         history = train(model, data, cfg,
                         generator=torch.Generator(device=device).manual_seed(seed))

@@ -102,9 +102,10 @@ def test_freezing_keeps_early_layers_and_the_head_learns_faster(tmp_path):
     path = write_ckpt(tmp_path / "c.pt")
     data = load_dataset("digits", seed=0, classes=[5, 6, 7, 8, 9])
     model = load_pretrained(mlp(SPEC), path, "relu")
-    configure(model, freeze_layers=1, head_lr_mult=10.0)
+    lr_scales = configure(model, freeze_layers=1, head_lr_mult=10.0)
+    assert lr_scales == {"4.weight": 10.0, "4.bias": 10.0}
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = TrainConfig(lr=0.01, batch_size=32, epochs=1, optimizer="adam")
+    cfg = TrainConfig(lr=0.01, batch_size=32, epochs=1, optimizer="adam", lr_scales=lr_scales)
     groups = sorted((g["lr"], {id(p) for p in g["params"]})
                     for g in make_optimizer(model, cfg).param_groups)
     assert [lr for lr, _ in groups] == [0.01, pytest.approx(0.1)]

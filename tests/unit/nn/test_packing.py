@@ -71,11 +71,11 @@ def test_solo_optimizer_steps_like_torch_bit_for_bit(optimizer, weight_decay, mo
     def model() -> torch.nn.Module:
         net = _member(3, "kaiming_normal")
         net.scale = torch.nn.Parameter(torch.tensor(0.5))  # a 0-d parameter
-        net.lr_scales = {"scale": 10.0, "0.weight": 10.0}
         return net
 
     cfg = TrainConfig(lr=0.01, batch_size=8, epochs=1, optimizer=optimizer,
-                      weight_decay=weight_decay, momentum=momentum)
+                      weight_decay=weight_decay, momentum=momentum,
+                      lr_scales={"scale": 10.0, "0.weight": 10.0})
     mine, theirs = model(), model()
     ours, torch_opt = make_optimizer(mine, cfg), make_optimizer(theirs, cfg, solo=False)
     assert not isinstance(ours, torch.optim.Optimizer)

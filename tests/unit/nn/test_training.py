@@ -3,6 +3,8 @@ pruner can act on (the steps themselves: tests/unit/search/test_report_steps.py)
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from tests.conftest import unique
 from tuner.nn.data import load_dataset
 from tuner.nn.models import MODELS, ModelSpec
 from tuner.nn.schemes import apply_init
-from tuner.nn.training import TrainConfig, amp_dtype, bare_step, train
+from tuner.nn.training import Diverged, TrainConfig, amp_dtype, bare_step, make_optimizer, train
 from tuner.run.config import load_config
 from tuner.run.study import run
 
@@ -92,3 +94,51 @@ def test_a_step_too_large_for_float32_is_a_divergence_not_a_crash(optimizer):
     with pytest.raises(Diverged, match="diverged in epoch 1"):
         train(model, data, TrainConfig(lr=1e308, batch_size=16, epochs=2, optimizer=optimizer,
                                        momentum=0.9))
+
+
+class _TwoLayer(torch.nn.Module):
+    """A user's own module, not one of tuner's models."""
+
+    def __init__(self, d: int, k: int) -> None:
+        super().__init__()
+        self.body, self.head = torch.nn.Linear(d, 16), torch.nn.Linear(16, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.body(x)))
+
+
+def test_train_takes_any_module_and_the_users_loss():
+    data = load_dataset("iris", seed=0)
+    smoothed = functools.partial(torch.nn.functional.cross_entropy, label_smoothing=0.3)
+    cfg = TrainConfig(lr=0.05, batch_size=16, epochs=3, optimizer="sgd")
+    runs = {}
+    for name, loss in (("default", None), ("smoothed", smoothed)):
+        torch.manual_seed(0)
+        model = _TwoLayer(data.n_features, data.n_classes)
+        runs[name] = (model, train(model, data, cfg, loss=loss,
+                                   generator=torch.Generator().manual_seed(0)))
+    model, history = runs["smoothed"]
+    with torch.no_grad():
+        want = smoothed(model(data.x_val), data.y_val).item()
+    assert history[-1].val_loss == pytest.approx(want, rel=1e-5)
+    assert history[-1].train_loss != runs["default"][1][-1].train_loss
+    assert 0 < history[-1].val_accuracy <= 1
+
+
+def test_a_loss_that_goes_non_finite_is_a_divergence():
+    data = load_dataset("iris", seed=0)
+    with pytest.raises(Diverged, match="epoch 1"):
+        train(_TwoLayer(4, 3), data, TrainConfig(lr=0.01, batch_size=16, epochs=2),
+              loss=lambda scores, labels: scores.sum() * float("nan"))
+
+
+def test_lr_scales_name_the_models_parameters():
+    model = _TwoLayer(4, 3)
+    cfg = TrainConfig(lr=0.1, batch_size=8, epochs=1, optimizer="sgd",
+                      lr_scales={"head.weight": 10.0, "head.bias": 10.0})
+    assert sorted(g["lr"] for g in make_optimizer(model, cfg).param_groups) == [
+        0.1, pytest.approx(1.0)]
+    bad = TrainConfig(lr=0.1, batch_size=8, epochs=1, lr_scales={"4.weight": 10.0})
+    with pytest.raises(ValueError, match=r"lr_scales names parameters the model does not have: "
+                                         r"\['4.weight'\]"):
+        make_optimizer(model, bad)

@@ -150,11 +150,11 @@ def prepare_trial(trial: optuna.Trial, hp: dict[str, Any], ctx: ObjectiveContext
     generator = torch.Generator(device=ctx.device).manual_seed(seed)
     model = MODELS.get(s["model"])(model_spec(data, hp)).to(ctx.device)
     ctx.init(model, hp["init"], hp["activation"])
-    if SCHEMES.get(hp["init"]).from_checkpoint:
-        finetune.configure(model, int(hp["freeze_layers"]), float(hp["head_lr_mult"]))
+    lr_scales = (finetune.configure(model, int(hp["freeze_layers"]), float(hp["head_lr_mult"]))
+                 if SCHEMES.get(hp["init"]).from_checkpoint else {})
     cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=s["epochs"],
                       optimizer=hp["optimizer"], weight_decay=hp["weight_decay"],
-                      momentum=hp["momentum"])
+                      momentum=hp["momentum"], lr_scales=lr_scales)
     if trial.user_attrs.get("batch_size") != cfg.batch_size:  # a searched one is stored already
         trial.set_user_attr("batch_size", cfg.batch_size)
     return TrialSetup(trial, data, model, cfg, generator)
@@ -172,7 +172,7 @@ def check_init(setup: TrialSetup, hp: dict[str, Any], ctx: ObjectiveContext) -> 
 
     lr = steps = None
     # Adaptive optimizers rescale the gradient, fine-tuning scales some layers' rates: no reach.
-    if cfg.optimizer == "sgd" and not getattr(setup.model, "lr_scales", None):
+    if cfg.optimizer == "sgd" and not any(f != 1 for f in cfg.lr_scales.values()):
         lr = cfg.lr / (1 - cfg.momentum) if cfg.momentum < 1 else None
         steps = cfg.epochs * math.ceil(len(data.x_train) / cfg.batch_size) if lr else None
     rows = slice(None, health.HEALTH_ROWS)
