@@ -23,10 +23,17 @@ MEMORY_HEADROOM = 0.8  # share of a GPU's free memory a trial may plan to use
 log = logging.getLogger("tuner")
 
 
-def check_device(name: str, where: str = "device") -> str:
-    """Validate a device name; a CUDA device must exist on this machine."""
+def check_device_name(name: str, where: str = "device") -> str:
+    """Check the spelling of a device name (no probing: a study file is checked this way when
+    it is read; :func:`check_device` asks the machine)."""
     if not isinstance(name, str) or not _PATTERN.match(name):
         raise ConfigError(f"{where}: must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
+
+
+def check_device(name: str, where: str = "device") -> str:
+    """Validate a device name; a CUDA device must exist on this machine."""
+    check_device_name(name, where)
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"{where}: {name!r} asked for, but this machine has no CUDA GPU")

@@ -80,7 +80,12 @@ class ObjectiveSpec:
 
     ``param_rules``: the ``[space]`` names it understands (``None`` accepts any name).
     ``validate``: ``(settings, space, where) -> (settings, space)`` checks and normalises the
-    ``[objective]`` table and the space together; it raises ConfigError naming ``where``.
+    ``[objective]`` table and the space together, reading no file and probing nothing (it runs
+    whenever a study file is read); it raises ConfigError naming ``where``.
+    ``bind``: ``(settings, space, where) -> space``, the checks that need the machine and the
+    files (load the data, probe the device, read a checkpoint), run once per process before a
+    study is written; it returns the space as it runs here (a GPU may lower the largest batch
+    size). ``None``: the toolkit's own (the device exists).
     ``metrics``: the metrics it can return, each with its natural direction.
     ``pack``: how several of its trials train as one population (``--pack``); ``None``: its
     trials run one at a time.
@@ -90,6 +95,7 @@ class ObjectiveSpec:
     fn: ObjectiveFn
     param_rules: Mapping[str, ParamRule] | None = None
     validate: Callable[..., tuple[dict[str, Any], SearchSpace]] | None = None
+    bind: Callable[..., SearchSpace] | None = None
     metrics: Mapping[str, str] | None = None
     pack: PackSpec | None = None
 

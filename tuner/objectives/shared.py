@@ -26,7 +26,7 @@ from typing import Any
 from tuner.core.errors import ConfigError
 from tuner.core.paths import missing_file_hint, resolve_path
 from tuner.nn.data import DATASETS, dataset_options
-from tuner.nn.device import check_device
+from tuner.nn.device import check_device, check_device_name
 from tuner.nn.schemes import SCHEMES
 from tuner.search.space import ParamRule
 
@@ -54,7 +54,8 @@ def validate_toolkit_settings(settings: dict[str, Any], where: str) -> dict[str,
     file) and nothing else added (the toolkit reads its defaults itself, and a stored study's
     table stays as it was written). Loads nothing: ``ctx.load_data()`` reads the dataset."""
     out = dict(settings)
-    check_device(out.get("device", TOOLKIT_DEFAULTS["device"]), f"{where}: [objective] device")
+    check_device_name(out.get("device", TOOLKIT_DEFAULTS["device"]),
+                      f"{where}: [objective] device")
     for key in ("prune_dead_inits", "artifacts"):
         check_bool(out, key, where)
     epochs = out.get("epochs")
@@ -84,6 +85,14 @@ def validate_toolkit_settings(settings: dict[str, Any], where: str) -> dict[str,
             raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
                               f"{missing_file_hint(where)}")
     return out
+
+
+def bind_toolkit_settings(settings: dict[str, Any], where: str) -> None:
+    """The binding phase of the toolkit's settings: the device they name exists here (a CUDA
+    device is probed). The dataset is read by ``ctx.load_data()``, the checkpoint by
+    ``ctx.init``."""
+    check_device(settings.get("device", TOOLKIT_DEFAULTS["device"]),
+                 f"{where}: [objective] device")
 
 
 def dataset_settings(settings: dict[str, Any]) -> dict[str, Any]:

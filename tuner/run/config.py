@@ -8,9 +8,15 @@ A study file is TOML with these tables (only ``[objective]`` and ``[space]`` are
     [objective] name = "classifier" | "pkg.module:function" | entry-point name, plus its settings
     [space]     the search space (see :mod:`tuner.search.space`)
 
-Everything is checked at load time, before any storage is touched; each error names the file,
-the key and the value. The validated config is stored with the study (:meth:`StudyConfig.to_dict`)
-so ``tuner resume NAME`` needs nothing else.
+Validation has two phases, each once per process. **Static** (:func:`config_from_dict`, when
+a file or a stored study is read): every table, key, value and range, the objective resolved,
+sampler and pruner options; pure, it reads no file and probes no device. **Bind**
+(:meth:`StudyConfig.bind`, once, before a study is written): what needs this machine, the
+objective's ``bind`` (the classifier loads its dataset, checks the batch sizes against it and a
+GPU's memory, reads a pretrained init's checkpoint) or the toolkit's (the device exists). Each
+error names the file, the key and the value, and exits 2 with nothing stored. The validated
+config is stored with the study (:meth:`StudyConfig.to_dict`) so ``tuner resume NAME`` needs
+nothing else.
 """
 
 from __future__ import annotations
@@ -21,14 +27,14 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tuner.core.errors import ConfigError, ObjectiveError, did_you_mean
 from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
-from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
+from tuner.objectives.shared import SHARED_RULES, bind_toolkit_settings, validate_toolkit_settings
 from tuner.search.pruners import PRUNERS, build_pruner
 from tuner.search.samplers import SAMPLERS, build_sampler, warn_about_pruning
 from tuner.search.space import SearchSpace
@@ -70,6 +76,7 @@ class StudyConfig:
     source: str = "<memory>"
     spec: ObjectiveSpec | None = field(default=None, repr=False, compare=False)
     pack: int = 1
+    bound: bool = field(default=False, compare=False)  # :meth:`bind` has run
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical TOML-shaped form, stored with the study and reloadable by
@@ -88,10 +95,41 @@ class StudyConfig:
         return fingerprint_of(self.to_dict())
 
     def with_overrides(self, **study_keys: Any) -> StudyConfig:
-        """A re-validated copy with some ``[study]`` keys replaced (``None`` values ignored)."""
-        raw = self.to_dict()
-        raw["study"].update({k: v for k, v in study_keys.items() if v is not None})
-        return config_from_dict(raw, self.source)
+        """A copy with some ``[study]`` keys replaced (``None`` values ignored): the ``[study]``
+        table, the sampler and the pruner checked again; the objective and the space, which do
+        not change, are not parsed again (and a bound config stays bound)."""
+        given = {k: v for k, v in study_keys.items() if v is not None}
+        if not given:
+            return self
+        study = _check_study({**self.to_dict()["study"], **given}, self.source)
+        metric, direction = _metric_and_direction(study, self.spec, self.source)
+        _check_search(study, self.sampler_options, self.pruner_options, self.space,
+                      self.objective_settings, self.source)
+        return replace(self, name=study["name"], direction=direction, metric=metric,
+                       sampler=study["sampler"], pruner=study["pruner"],
+                       n_trials=study["n_trials"], timeout=study["timeout"], seed=study["seed"],
+                       pack=study["pack"])
+
+    def bind(self) -> StudyConfig:
+        """This config bound to this machine (see the module doc): the objective's ``bind``
+        runs once per process for each objective, settings and space; a bound config is
+        returned as it is."""
+        if self.bound:
+            return self
+        key = json.dumps([self.objective, self.objective_settings, self.space_table,
+                          self.source], sort_keys=True, default=str)
+        if key not in _BOUND:
+            assert self.spec is not None
+            where = self.source
+            if self.spec.bind is not None:
+                _BOUND[key] = self.spec.bind(dict(self.objective_settings), self.space, where)
+            else:
+                bind_toolkit_settings(self.objective_settings, where)
+                _BOUND[key] = self.space
+        return replace(self, space=_BOUND[key], bound=True)
+
+
+_BOUND: dict[str, SearchSpace] = {}  # bind's results in this process (see StudyConfig.bind)
 
 
 def fingerprint_of(raw: Mapping[str, Any]) -> str:
@@ -171,10 +209,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
     metric, direction = _metric_and_direction(study, spec, where)
     sampler_options = dict(raw.get("sampler", {}))
     pruner_options = dict(raw.get("pruner", {}))
-    # Building both once is the validation of their options (grid needs a finite space …).
-    build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]")
-    warn_about_pruning(study["sampler"], sampler_options, study["pruner"], where)
-    build_pruner(study["pruner"], pruner_options, objective.get("epochs", 1), f"{where}: [pruner]")
+    _check_search(study, sampler_options, pruner_options, space, objective, where)
 
     return StudyConfig(
         name=study["name"], direction=direction, metric=metric, sampler=study["sampler"],
@@ -183,6 +218,16 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
         sampler_options=sampler_options, pruner_options=pruner_options,
         space_table=space_table, source=source, spec=spec, pack=study["pack"],
     )
+
+
+def _check_search(study: Mapping[str, Any], sampler_options: dict[str, Any],
+                  pruner_options: dict[str, Any], space: SearchSpace,
+                  objective: Mapping[str, Any], where: str) -> None:
+    """Building the sampler and the pruner once is the validation of their options (grid needs
+    a finite space …)."""
+    build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]")
+    warn_about_pruning(study["sampler"], sampler_options, study["pruner"], where)
+    build_pruner(study["pruner"], pruner_options, objective.get("epochs", 1), f"{where}: [pruner]")
 
 
 def _check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
@@ -261,9 +306,10 @@ def with_device(raw: dict[str, Any], device: str | None) -> dict[str, Any]:
 
 def config_on_device(config: StudyConfig, device: str | None,
                      where: str = "--device") -> StudyConfig:
-    """``config`` re-validated to run on ``device`` (``None``: unchanged); ``device`` is
+    """``config`` to run on ``device`` (``None``: unchanged), not yet bound there; ``device`` is
     checked first, so a bad one names ``where``."""
     if device is None:
         return config
     check_device(device, where)
-    return config_from_dict(with_device(config.to_dict(), device), config.source)
+    settings = {**config.objective_settings, "device": device}
+    return replace(config, objective_settings=settings, bound=False)

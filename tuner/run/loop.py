@@ -74,6 +74,7 @@ def run_trials(
     ``lock``: the study's claim lock (default: none, for an in-memory study).
     ``announce(trial_id)`` runs as each of this process's trials begins."""
     started = time.monotonic()
+    config = config.bind()  # a no-op for a config bound already (run, resume)
     lock = lock or NoLock()
     storage = uncached(study._storage)
     result = RunResult(study)

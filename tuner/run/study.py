@@ -123,11 +123,12 @@ def run(
     ``create_only``: create (or update) the stored study and run no trial.
     """
     url = resolve_url(storage_url)
+    bound = config_on_device(config, device).bind()  # bad data, device …: nothing is written
     storage = open_storage(url)
-    study = prepare_study(config, storage)
+    study = prepare_study(config, storage)  # the study keeps the file's own device setting
     if create_only:
         return RunResult(study, stopped_by="created")
-    config = config_on_device(config, device)
+    config = bound
     return run_trials(study, config, budget=config.n_trials, follow_stored_budget=True,
                       lock=claim_lock(url, storage, config.name), timeout=timeout,
                       deadline=None if timeout else Deadline.of(study, config.timeout),
@@ -158,8 +159,9 @@ def resume(
     study = load_existing(name, storage)
     if config is not None:
         config = config.with_overrides(name=name)
+        bound = config_on_device(config, device).bind()  # before the study is written
         study = prepare_study(config, storage)
-        config = config_on_device(config, device)
+        config = bound
     else:
         config = stored_config(study, device)
         if config is None:
@@ -167,6 +169,7 @@ def resume(
                 f"study {name!r} was not created by tuner (it stores no study file); resume it "
                 "with --config STUDY_FILE to say which objective and space to use"
             )
+        config = config.bind()
     if pack is not None:
         config = replace(config, pack=pack)
     budget = config.n_trials

@@ -123,7 +123,7 @@ def test_bad_dataset_paths_in_a_study_file(tmp_path: Path, path, match):
     (tmp_path / "bin.csv").write_bytes(bytes(range(256)))
     raw = merged(TINY, objective={"dataset": "csv", "path": path, "target": "label"})
     with pytest.raises(ConfigError, match=match):
-        config_from_dict(raw, str(tmp_path / "study.toml"))
+        config_from_dict(raw, str(tmp_path / "study.toml")).bind()
 
 
 def test_csv_blank_lines_bom_and_numeric_labels(tmp_path: Path):

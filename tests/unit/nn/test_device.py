@@ -59,7 +59,7 @@ def fake_gpu(monkeypatch):
 
 def test_batch_size_range_is_capped_at_what_fits(study_file, fake_gpu):
     fake_gpu(limit=20)  # 16 fits, 32 does not
-    config = load_config(study_file(space={"batch_size": {"low": 4, "high": 64}}))
+    config = load_config(study_file(space={"batch_size": {"low": 4, "high": 64}})).bind()
     assert config.space["batch_size"].high == 16
     assert config.space_table["batch_size"] == {"low": 4, "high": 64}, "stored as written"
 
@@ -75,11 +75,11 @@ def test_batch_size_range_is_capped_at_what_fits(study_file, fake_gpu):
 def test_batch_size_that_cannot_fit_the_device(study_file, fake_gpu, batch_size, match):
     fake_gpu(limit=20)
     with pytest.raises(ConfigError, match=match):
-        load_config(study_file(space={"batch_size": batch_size}))
+        load_config(study_file(space={"batch_size": batch_size})).bind()
 
 
 def test_cpu_keeps_the_range(study_file):
-    config = load_config(study_file(space={"batch_size": {"low": 4, "high": 64}}))
+    config = load_config(study_file(space={"batch_size": {"low": 4, "high": 64}})).bind()
     assert config.space["batch_size"].high == 64
 
 

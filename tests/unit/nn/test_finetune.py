@@ -82,7 +82,11 @@ def test_validating_a_pretrained_study_builds_its_model_once(study_file, tmp_pat
     write_ckpt(tmp_path / "digits-0-4.pt")
     built: list[ModelSpec] = []
     monkeypatch.setitem(MODELS._items, "mlp", lambda spec: built.append(spec) or mlp(spec))
-    load_config(finetune_study(study_file, "digits-0-4.pt"))
+    config = load_config(finetune_study(study_file, "digits-0-4.pt"))
+    assert built == []  # reading the file builds nothing
+    config.bind()
+    config.bind()  # once per process
+    config.with_overrides(n_trials=3).bind()  # the same objective and space: bound already
     assert len(built) == 1
 
 
@@ -183,11 +187,12 @@ BAD_CHECKPOINTS = [
 
 
 @pytest.mark.parametrize(("make", "space", "match"), BAD_CHECKPOINTS)
-def test_bad_checkpoints_fail_at_load_time(make, space, match, study_file, tmp_path):
+def test_bad_checkpoints_fail_when_the_study_is_bound(make, space, match, study_file, tmp_path):
     if make is not None:
         make(tmp_path / "digits-0-4.pt")
+    config = load_config(finetune_study(study_file, "digits-0-4.pt", **space))  # reads no file
     with pytest.raises(TunerError, match=match):
-        load_config(finetune_study(study_file, "digits-0-4.pt", **space))
+        config.bind()
 
 
 def test_a_stored_study_whose_checkpoint_is_elsewhere_says_where_it_must_be(study_file, tmp_path):
@@ -196,7 +201,7 @@ def test_a_stored_study_whose_checkpoint_is_elsewhere_says_where_it_must_be(stud
     (tmp_path / "digits-0-4.pt").unlink()  # resumed on a machine without it
     with pytest.raises(TunerError, match=r"digits-0-4\.pt does not exist; make one with: tuner "
                                          r"pretrain.*; a stored study reads its files at the abs"):
-        config_from_dict(raw, "<stored study 'ft'>")
+        config_from_dict(raw, "<stored study 'ft'>").bind()
 
 
 def test_pretrained_without_a_checkpoint_setting(study_file):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from tests.conftest import TINY, merged, to_toml
 from tuner.core.errors import ConfigError, TunerError
 from tuner.run.config import config_from_dict, load_config
+from tuner.run.study import run
 
 BAD = [
     # (tables to update in the tiny study, expected message)
@@ -76,7 +80,7 @@ def test_bad_study_file(tmp_path: Path, updates, match):
     path = tmp_path / "bad.toml"
     path.write_text(to_toml(merged(TINY, **updates)))
     with pytest.raises(TunerError, match=match) as e:
-        load_config(path)
+        load_config(path).bind()  # reading the file, or binding it for a run (the data)
     assert "\n" not in str(e.value)
     assert str(path) in str(e.value), "the message names the file"
 
@@ -217,3 +221,33 @@ def test_settings_that_cannot_change_a_trial_are_said(study_file, caplog, space,
     else:
         assert len(warnings) == 1 and warnings[0].startswith(f"{path}: ")
         assert re.search(said, warnings[0]), warnings[0]
+
+
+PHASES = """
+import sys
+from tuner.run.config import load_config
+config = load_config(sys.argv[1])
+print("read:", "sklearn" in sys.modules, config.bound)
+bound = config.bind()
+print("bound:", "sklearn" in sys.modules, bound.bound, bound.bind() is bound)
+"""
+
+
+def test_reading_a_study_file_loads_no_data_binding_it_does(tmp_path: Path) -> None:
+    """The two phases: reading a file is static (no dataset, so no sklearn); binding loads the
+    data, once (a bound config binds to itself)."""
+    (tmp_path / "s.toml").write_text(to_toml(TINY))
+    r = subprocess.run([sys.executable, "-c", PHASES, str(tmp_path / "s.toml")],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "TUNER_CACHE_DIR": "off"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["read: False False", "bound: True True True"]
+
+
+def test_a_study_that_fails_to_bind_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "big.toml"
+    path.write_text(to_toml(merged(TINY, space={"batch_size": {"low": 16, "high": 256}})))
+    config = load_config(path)  # static: fine
+    with pytest.raises(ConfigError, match=r"batch_size: 256 is larger than the training set"):
+        run(config, f"sqlite:///{tmp_path / 'tuner.db'}")
+    assert not (tmp_path / "tuner.db").exists()

@@ -2,7 +2,8 @@
 
 A client of the public toolkit (:mod:`tuner.objectives.context`) and the fast loop
 (:func:`tuner.nn.training.train`), like any user's objective; it adds its study-file validation
-(:func:`validate`) and a packer (``--pack``: :mod:`._pack`) on its spec.
+(:func:`validate`, static; :func:`bind`, which loads the data and reads the checkpoint) and a
+packer (``--pack``: :mod:`._pack`) on its spec.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from tuner.objectives.classifier._objective import (
     PARAM_RULES,
     SETTINGS,
     TrialSetup,
+    bind,
     check_init,
     classifier,
     metric_of,
@@ -25,7 +27,8 @@ from tuner.objectives.classifier._objective import (
 from tuner.objectives.classifier._pack import group_key, train_members
 
 SPEC = ObjectiveSpec(
-    name="classifier", fn=classifier, param_rules=PARAM_RULES, validate=validate, metrics=METRICS,
+    name="classifier", fn=classifier, param_rules=PARAM_RULES, validate=validate, bind=bind,
+    metrics=METRICS,
     pack=PackSpec(key=group_key, train=train_members),
 )
 
@@ -35,6 +38,7 @@ __all__ = [
     "SETTINGS",
     "SPEC",
     "TrialSetup",
+    "bind",
     "check_init",
     "classifier",
     "group_key",

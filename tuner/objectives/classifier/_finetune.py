@@ -33,20 +33,30 @@ PARAM_RULES: dict[str, ParamRule] = {
 SETTINGS: dict[str, Any] = {"checkpoint": None}
 
 
-def check_settings(settings: dict[str, Any], space: SearchSpace, data: Any, where: str) -> None:
-    """Check ``[objective] checkpoint`` and the fine-tuning knobs against the space and data;
-    resolve the checkpoint path (relative to the study file) in ``settings``."""
+def check_settings(settings: dict[str, Any], space: SearchSpace, where: str) -> None:
+    """Check ``[objective] checkpoint`` (reading nothing) and resolve its path, relative to the
+    study file, in ``settings``; a pretrained init needs one."""
     path = settings.get("checkpoint")
     if path is not None:
         if not isinstance(path, str) or not path:
             raise ConfigError(f"{where}: [objective] checkpoint must be a file name, got {path!r}")
         settings["checkpoint"] = resolve_path(path, where)
-    inits = space["init"].values() if "init" in space else []
-    if not any(SCHEMES.get(name).from_checkpoint for name in inits):
-        return
-    if path is None:
+    if _pretrained(space) and path is None:
         raise ConfigError(f"{where}: [space] init 'pretrained' needs [objective] checkpoint = "
                           "\"FILE\" (a file written by 'tuner pretrain')")
+
+
+def _pretrained(space: SearchSpace) -> bool:
+    inits = space["init"].values() if "init" in space else []
+    return any(SCHEMES.get(name).from_checkpoint for name in inits)
+
+
+def check_checkpoint(settings: dict[str, Any], space: SearchSpace, data: Any,
+                     where: str) -> None:
+    """Read the checkpoint of a pretrained init and check it against the model, the space's
+    fine-tuning knobs and ``data`` (the binding phase: it reads the file)."""
+    if not _pretrained(space):
+        return
     try:
         _check_against(read_checkpoint(settings["checkpoint"]), settings, space, data, where)
     except CheckpointError as e:

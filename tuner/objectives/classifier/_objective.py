@@ -24,7 +24,7 @@ from tuner.nn.schemes import SCHEMES
 from tuner.nn.training import Diverged, EpochStats, TrainConfig, evaluate, train
 from tuner.objectives.classifier import _finetune
 from tuner.objectives.context import ObjectiveContext
-from tuner.objectives.shared import SHARED_RULES, validate_toolkit_settings
+from tuner.objectives.shared import SHARED_RULES, bind_toolkit_settings, validate_toolkit_settings
 from tuner.search.space import ParamRule, SearchSpace
 
 PARAM_RULES: dict[str, ParamRule] = {
@@ -51,7 +51,8 @@ SETTINGS.update({"prune_dead_inits": True, **_finetune.SETTINGS})
 def validate(
     settings: dict[str, Any], space: SearchSpace, where: str
 ) -> tuple[dict[str, Any], SearchSpace]:
-    """Check the ``[objective]`` table against the dataset, model and space; fill defaults."""
+    """Check the ``[objective]`` table against the dataset's options, the model and the space;
+    fill defaults. Reads nothing and probes nothing (that is :func:`bind`)."""
     dataset = settings.get("dataset", SETTINGS["dataset"])
     if not isinstance(dataset, str):
         raise ConfigError(f"{where}: [objective] dataset must be a name, got {dataset!r}")
@@ -70,8 +71,20 @@ def validate(
     vf = out["val_fraction"]
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
         raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
+    _finetune.check_settings(out, space, where)
+    for inert in _inert_settings(out, space):
+        warn_once(f"{where}: {inert}")
+    return out, space
+
+
+def bind(settings: dict[str, Any], space: SearchSpace, where: str) -> SearchSpace:
+    """What needs the machine and the files (once per process, before storage is written):
+    the device exists, the dataset loads, the batch sizes fit its rows (and a GPU's memory:
+    the space returned), a CNN has images, a pretrained init's checkpoint fits."""
+    bind_toolkit_settings(settings, where)
+    dataset = settings["dataset"]
     try:
-        data = _load(out, seed=0, device="cpu")
+        data = _load(settings, seed=0, device="cpu")
     except ConfigError as e:
         raise ConfigError(f"{where}: [objective] {e}") from None
     if "batch_size" in space:
@@ -81,15 +94,13 @@ def validate(
                 f"{where}: [space] batch_size: {largest} is larger than the training set "
                 f"({data.n_train} rows of {dataset!r}); lower the upper bound"
             )
-    if out["model"] == "cnn" and data.image_shape is None:
+    if settings["model"] == "cnn" and data.image_shape is None:
         raise ConfigError(
             f"{where}: [objective] model 'cnn' needs image data; {dataset!r} is tabular"
         )
-    space = fit_batch_size(space, out, data, where)  # on a GPU: the largest that fits (2^k)
-    _finetune.check_settings(out, space, data, where)
-    for inert in _inert_settings(out, space):
-        warn_once(f"{where}: {inert}")
-    return out, space
+    space = fit_batch_size(space, settings, data, where)  # on a GPU: the largest that fits
+    _finetune.check_checkpoint(settings, space, data, where)
+    return space
 
 
 def _inert_settings(settings: dict[str, Any], space: SearchSpace) -> list[str]:

@@ -31,7 +31,7 @@ from tuner.core.errors import TunerError
 from tuner.core.keys import stored_budget
 from tuner.nn.device import worker_device
 from tuner.nn.training import CPU_THREADS_ENV
-from tuner.run.config import StudyConfig
+from tuner.run.config import StudyConfig, config_on_device
 from tuner.run.loop import grid_exhausted
 from tuner.run.outcome import Deadline, ProgressHook, RunResult, best_value, fail_running
 from tuner.run.study import prepare_study
@@ -134,6 +134,7 @@ def run_jobs(
     command line's main) lets the workers be forked from this process where that is safe
     (:func:`~tuner.run.workers._fork.fork_is_safe`), rather than started afresh."""
     url = resolve_url(storage_url)
+    config_on_device(config, device).bind()  # bad data, device …: nothing is written
     study = prepare_study(config, open_storage(url))
     result = RunResult(study, deadline=None if timeout else Deadline.of(study, config.timeout))
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
