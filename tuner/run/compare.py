@@ -199,13 +199,16 @@ def compare(
 def check_samplers(samplers: list[str], config: StudyConfig | None = None) -> None:
     """Raise :class:`ConfigError` for an empty list, a name listed twice or an unknown name
     (listing the valid); with ``config``, also for a sampler that cannot search its space (grid
-    over a continuous range), before any run starts."""
+    over a continuous range), and for what binding ``config`` finds (its data, device,
+    checkpoint: named by the study file), before any run starts."""
     if not samplers:
         raise ConfigError("compare needs at least one sampler")
     for name in samplers:
         SAMPLERS.get(name)
         if samplers.count(name) > 1:
             raise ConfigError(f"compare: sampler {name!r} is listed twice")
+    if config is not None:
+        config.bind()
     for name in samplers if config is not None else ():
         where = f"{config.source} (compared with sampler {name})"
         config_from_dict(_run_config(config, name, config.seed, 1, f"{where}: [sampler]"), where)

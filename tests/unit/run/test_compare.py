@@ -98,6 +98,17 @@ def test_compare_cli_bad_input(capsys, study_file, tmp_path, args, message):
     assert not (tmp_path / "out").exists() and not (tmp_path / "no").exists()
 
 
+def test_data_that_does_not_fit_is_one_line_naming_the_file_before_any_run(capsys, study_file,
+                                                                            tmp_path):
+    from tuner.cli import main
+
+    path = study_file(space={"batch_size": {"low": 16, "high": 512}})  # iris: 112 rows
+    assert main(["compare", str(path), "--samplers", "random", "-o", str(tmp_path / "o")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: {path}: [space] batch_size: 512 is larger than the training set "
+                     "(112 rows of 'iris'); lower the upper bound"]
+
+
 def test_an_output_that_is_a_file_fails_before_any_run(capsys, study_file, tmp_path,
                                                        monkeypatch):
     import tuner.run.compare
