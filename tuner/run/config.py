@@ -36,7 +36,7 @@ from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.objectives.shared import SHARED_RULES, bind_toolkit_settings, validate_toolkit_settings
 from tuner.search.pruners import PRUNERS, build_pruner
-from tuner.search.samplers import SAMPLERS, build_sampler, warn_about_pruning
+from tuner.search.samplers import SAMPLERS, build_sampler
 from tuner.search.space import SearchSpace
 from tuner.search.space_table import parse_space
 
@@ -226,7 +226,6 @@ def _check_search(study: Mapping[str, Any], sampler_options: dict[str, Any],
     """Building the sampler and the pruner once is the validation of their options (grid needs
     a finite space …)."""
     build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]")
-    warn_about_pruning(study["sampler"], sampler_options, study["pruner"], where)
     build_pruner(study["pruner"], pruner_options, objective.get("epochs", 1), f"{where}: [pruner]")
 
 

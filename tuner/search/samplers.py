@@ -14,6 +14,7 @@ import optuna
 from tuner.core.errors import ConfigError, warn_once
 from tuner.core.option_rules import OptionRule, build, check_rules
 from tuner.core.registry import Registry
+from tuner.search.gp_pruned import PrunedAwareGPSampler
 from tuner.search.space import SearchSpace
 
 SamplerFactory = Callable[[Mapping[str, Any], int, SearchSpace, str], optuna.samplers.BaseSampler]
@@ -31,8 +32,8 @@ def _tpe(options, seed, space, where):
 
 
 @SAMPLERS.register("gp")
-def _gp(options, seed, space, where):
-    return build(optuna.samplers.GPSampler, options, where, fixed={"seed": seed})
+def _gp(options, seed, space, where):  # pruned trials teach it too: tuner.search.gp_pruned
+    return build(PrunedAwareGPSampler, options, where, fixed={"seed": seed})
 
 
 @SAMPLERS.register("grid")
@@ -61,20 +62,6 @@ def _cmaes(options, seed, space, where):
                   key=f"cmaes: {categorical}")
     options = {"warn_independent_sampling": False, **options}
     return build(optuna.samplers.CmaEsSampler, options, where, fixed={"seed": seed})
-
-
-def warn_about_pruning(sampler: str, options: Mapping[str, Any], pruner: str, where: str) -> None:
-    """Say once when the pruner starves the sampler: Optuna's GPSampler learns only from
-    COMPLETE trials and samples at random until ``n_startup_trials`` of them exist, so with a
-    pruner that ends most trials early it stays random search for most of a study (measured:
-    BENCHMARKS.md, issue 7 (e))."""
-    if sampler != "gp" or pruner == "none":
-        return
-    startup = options.get("n_startup_trials", 10)
-    warn_once(f"{where}: the gp sampler ignores pruned trials and samples at random until "
-              f"{startup} trials have completed; with the {pruner} pruner most trials end "
-              "pruned, so it may stay random search for most of the study: use pruner = "
-              "\"none\" or a smaller [sampler] n_startup_trials", key=f"gp: {pruner}")
 
 
 # Optuna checks few of its samplers' options when built; a bad one failed every trial instead.
