@@ -231,6 +231,8 @@ def _one_run(raw: dict[str, Any], sampler: str, seed: int) -> Run:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # as the command does in its own process (tuner.cli): a spawned worker starts without it
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     config = config_from_dict(raw, f"<compare {sampler} seed {seed}>")
     study = prepare_study(config, optuna.storages.InMemoryStorage())
     started = time.monotonic()
