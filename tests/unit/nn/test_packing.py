@@ -21,7 +21,7 @@ from tuner.nn.schemes import apply_init
 from tuner.nn.stacked_optim import STACKED_OPTIMIZERS
 from tuner.nn.training import TrainConfig, make_optimizer, train
 from tuner.objectives import ObjectiveContext
-from tuner.objectives.classifier import group_key, trial_data
+from tuner.objectives.classifier import group_key
 from tuner.run.config import config_from_dict, load_config
 from tuner.run.loop import run_trials
 from tuner.run.study import prepare_study, run
@@ -324,7 +324,7 @@ def test_the_first_group_key_of_a_process_loads_real_data_not_meta_tensors():
     ctx = ObjectiveContext(settings={"dataset": "digits", "model": "mlp", "device": "cpu"},
                            space=None, seed=913)  # type: ignore[arg-type]
     assert group_key(HP, ctx) is not None
-    data = trial_data(ctx)
+    data = ctx.load_data()
     assert data.x_train.device.type == "cpu"
     assert float(data.x_train.abs().sum()) > 0  # real values: a meta tensor has none
 

@@ -21,7 +21,6 @@ from tuner.objectives.classifier._objective import (
     model_spec,
     prepare_trial,
     report_epoch,
-    trial_data,
     validate,
 )
 from tuner.objectives.classifier._pack import group_key, train_members
@@ -47,6 +46,5 @@ __all__ = [
     "prepare_trial",
     "report_epoch",
     "train_members",
-    "trial_data",
     "validate",
 ]

@@ -24,7 +24,12 @@ from tuner.nn.schemes import SCHEMES
 from tuner.nn.training import Diverged, EpochStats, TrainConfig, evaluate, train
 from tuner.objectives.classifier import _finetune
 from tuner.objectives.context import ObjectiveContext
-from tuner.objectives.shared import SHARED_RULES, bind_toolkit_settings, validate_toolkit_settings
+from tuner.objectives.shared import (
+    SHARED_RULES,
+    bind_toolkit_settings,
+    dataset_settings,
+    validate_toolkit_settings,
+)
 from tuner.search.space import ParamRule, SearchSpace
 
 PARAM_RULES: dict[str, ParamRule] = {
@@ -84,7 +89,7 @@ def bind(settings: dict[str, Any], space: SearchSpace, where: str) -> SearchSpac
     bind_toolkit_settings(settings, where)
     dataset = settings["dataset"]
     try:
-        data = _load(settings, seed=0, device="cpu")
+        data = load_dataset(dataset, seed=0, device="cpu", **dataset_settings(settings))
     except ConfigError as e:
         raise ConfigError(f"{where}: [objective] {e}") from None
     if "batch_size" in space:
@@ -122,11 +127,6 @@ def _inert_settings(settings: dict[str, Any], space: SearchSpace) -> list[str]:
     return out
 
 
-def _load(settings: dict[str, Any], seed: int, device: str | torch.device) -> Dataset:
-    options = {k: v for k, v in settings.items() if k not in SETTINGS}
-    return load_dataset(settings["dataset"], seed=seed, device=str(device), **options)
-
-
 @dataclass
 class TrialSetup:
     """One trial, ready to train: what :func:`prepare_trial` builds for the sequential loop and
@@ -139,11 +139,6 @@ class TrialSetup:
     cfg: TrainConfig
     generator: torch.Generator
     curve: list[EpochStats] = field(default_factory=list)
-
-
-def trial_data(ctx: ObjectiveContext) -> Dataset:
-    """The study's dataset on the training device (``ctx.load_data()``, once per process)."""
-    return ctx.load_data()
 
 
 def model_spec(data: Dataset, hp: dict[str, Any]) -> ModelSpec:
