@@ -68,10 +68,14 @@ it has not ended fail with its error."""
 @dataclass(frozen=True)
 class PackSpec:
     """How an objective packs: ``key(hp, ctx)`` groups trials (``None``: this trial cannot be
-    packed), ``train`` trains one group (:data:`Packer`)."""
+    packed), ``train`` trains one group (:data:`Packer`). ``shared``: the ``[space]`` names every
+    member of one group must agree on (``batch_size``, the architecture …); a packed claim asks
+    the sampler for them once, with its first trial, and gives the others the same values, so
+    that a searched batch size does not split a pack into groups of one or two."""
 
     key: Callable[[dict[str, Any], ObjectiveContext], tuple | None]
     train: Packer
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

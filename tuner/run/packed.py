@@ -7,6 +7,11 @@ or more trains as one population through it, every other trial runs alone throug
 objective itself, exactly as without packing. Every member reports, is pruned and finishes
 as its own trial.
 
+The parameters that members of one group must share (``PackSpec.shared``: the batch size and
+the architecture) are drawn once per claim, with its first trial; its other trials are asked
+with those values fixed (``study.enqueue_trial``) and draw the rest (``lr``, ``init`` …) each on
+their own. Without this a searched batch size split a pack of 8 into groups of 1-3.
+
 Falls back to one-at-a-time for what it cannot stack: objectives without a packer (anything
 but the built-in ``classifier``), checkpoint inits (``pretrained``: frozen layers and a head
 learning rate of their own), optimisers without a stacked twin, models with buffers, and a
@@ -54,13 +59,39 @@ def optimize_claimed(
     trials: list[optuna.Trial] = []
     with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize"
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        for _ in range(k):  # each trial known to begin() at once: Ctrl-C may come any time
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # enqueue_trial
+        fixed: dict[str, Any] = {}
+        for i in range(k):  # each trial known to begin() at once: Ctrl-C may come any time
+            if fixed:
+                study.enqueue_trial(fixed, skip_if_exists=False)
             trials.append(study.ask())
             begin(trials[-1])
+            if i == 0 and k > 1:
+                fixed = _shared_draw(study, trials[0], ctx, pack_spec)
     release()
     with _heartbeats(study, [t._trial_id for t in trials]):
         _run_round(study, trials, fn, ctx, pack_spec)
     return len(trials)
+
+
+def _shared_draw(study: optuna.Study, first: optuna.Trial, ctx: ObjectiveContext,
+                 spec: PackSpec | None) -> dict[str, Any]:
+    """The searched parameters that ``spec.shared`` names, as the sampler drew them for
+    ``first`` (Optuna's stored names: ``batch_size_log2``), for the claim's other trials to
+    share (``study.enqueue_trial``): one draw per pack, the rest per member. ``{}`` (every
+    trial drawn on its own) without a packer, when ``first`` cannot be suggested, or while the
+    study has queued trials of its own (retries of dead trials: ``ask`` would pop those first
+    and leave the copy queued)."""
+    if spec is None or not spec.shared or isinstance(study.sampler, optuna.samplers.GridSampler):
+        return {}  # a grid assigns whole points: a fixed part would take a trial off its grid
+    try:
+        ctx.suggest(first)
+    except Exception:  # the objective fails it with its own message; the others draw freely
+        return {}
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return {}
+    names = [ctx.space[n].optuna_name for n in spec.shared if n in ctx.space]
+    return {n: first.params[n] for n in names if n in first.params}
 
 
 @contextlib.contextmanager

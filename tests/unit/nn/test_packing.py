@@ -208,6 +208,36 @@ def test_a_packed_study_reproduces_the_sequential_one_trial_by_trial(monkeypatch
                 a.user_attrs["curve"]["val_loss"], rel=1e-5)
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_searched_batch_size_is_drawn_once_per_pack(monkeypatch, sampler):
+    """Seen (issue 11): with the batch size searched, a pack of 8 trained groups of 1-3, each
+    member having drawn its own. Now a claim draws the shared parameters once."""
+    import tuner.objectives.classifier._pack as packed_classifier
+
+    sizes: list[int] = []
+
+    def spy(models, *args, **kwargs):
+        sizes.append(len(models))
+        return train_population(models, *args, **kwargs)
+
+    monkeypatch.setattr(packed_classifier, "train_population", spy)
+    raw = {k: dict(v) for k, v in PACKED_STUDY.items()}
+    raw["study"].update(name=unique("shared"), pack=4, sampler=sampler, pruner="none")
+    raw["space"].update(batch_size={"low": 16, "high": 256}, init=["xavier_uniform",
+                                                                      "kaiming_normal"])
+    raw["objective"].update(epochs=1)
+    config = config_from_dict(raw)
+    study = prepare_study(config, optuna.storages.InMemoryStorage())
+    run_trials(study, config, n_trials=12, budget=None)
+    trials = study.trials
+    assert len(trials) == 12 and {t.state for t in trials} == {TrialState.COMPLETE}
+    for claim in (trials[0:4], trials[4:8], trials[8:12]):
+        assert len({t.params["batch_size_log2"] for t in claim}) == 1, claim
+        assert len({t.params["lr"] for t in claim}) == 4, "the rest is drawn per member"
+    assert sizes == [4, 4, 4]
+    assert len({t.params["batch_size_log2"] for t in trials}) > 1, "still searched"
+
+
 @pytest.mark.parametrize(
     ("broken", "states"),
     [("check_init", "CCPF"),  # member 3's setup raises: it alone fails

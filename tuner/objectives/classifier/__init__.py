@@ -23,12 +23,12 @@ from tuner.objectives.classifier._objective import (
     report_epoch,
     validate,
 )
-from tuner.objectives.classifier._pack import group_key, train_members
+from tuner.objectives.classifier._pack import MOMENTUM, SHARED, group_key, train_members
 
 SPEC = ObjectiveSpec(
     name="classifier", fn=classifier, param_rules=PARAM_RULES, validate=validate, bind=bind,
     metrics=METRICS,
-    pack=PackSpec(key=group_key, train=train_members),
+    pack=PackSpec(key=group_key, train=train_members, shared=(*SHARED, MOMENTUM)),
 )
 
 __all__ = [
