@@ -143,6 +143,8 @@ def _run_round(study: optuna.Study, trials: list[optuna.Trial], fn: ObjectiveFn,
             alone.append(members[0][0])
             continue
         outcomes: dict[int, Outcome] = {}
+        log.debug("trials %s train together as one population",
+                  ", ".join(str(t.number) for t, _ in members))
         try:
             spec.train(members, ctx, outcomes)
         except Exception as e:  # fails the members still training, like a failing objective
