@@ -93,6 +93,7 @@ def test_a_worker_keeps_to_a_budget_grown_while_it_runs(tmp_path: Path) -> None:
     assert rc == 0, err
     got = trials(url, name)
     assert _finished(url, name) == 7 and len(got) == 7, [t.state.name for t in got]
+    assert "[7/7] trial" in err, err  # its progress line counts to the grown budget
     assert len({t.user_attrs["pid"] for t in got}) == 1  # all of them the one worker's
 
 

@@ -276,6 +276,9 @@ class _Lines:
     def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
         pass
 
+    def retotal(self, total: int | None) -> None:
+        pass
+
     def trial_finished(self, trial: optuna.trial.FrozenTrial, best: float | None) -> None:
         self.lines.append((trial.number, best))
 

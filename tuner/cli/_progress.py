@@ -63,6 +63,13 @@ class TrialProgress:
         self._bar.start()
         self._task = self._bar.add_task(study.study_name, total=total, best="—")
 
+    def retotal(self, total: int | None) -> None:
+        """This process's trials to run changed (a ``resume --n-trials`` elsewhere grew the
+        study's budget)."""
+        self._total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
     def trial_finished(self, trial: FrozenTrial, best: float | None) -> None:
         finished = trial.state != TrialState.FAIL  # a failed trial is run again: not progress
         self._done += finished

@@ -111,10 +111,15 @@ def run_trials(
             return "grid"
         return None
 
+    done_before = sum(t.state in FINISHED for t in existing)
+
+    def total_for(budget: int | None) -> int | None:
+        """This process's trials to run, for the progress line."""
+        left = None if budget is None else max(budget - done_before, 0)
+        return n_trials if left is None else left if n_trials is None else min(n_trials, left)
+
+    total = total_for(budget)
     if progress is not None:
-        left = None if budget is None else \
-            max(budget - sum(t.state in FINISHED for t in existing), 0)
-        total = n_trials if left is None else left if n_trials is None else min(n_trials, left)
         progress.start(study, total, timeout if deadline is None else deadline.left_s())
     waits = 0  # polls in a row that found the budget covered by others' running trials
     try:
@@ -127,6 +132,10 @@ def run_trials(
                     if follow_stored_budget:
                         budget = stored_budget(
                             study._storage.get_study_user_attrs(study._study_id)) or budget
+                        retotal = getattr(progress, "retotal", None)  # a user's hook may lack it
+                        if retotal is not None and total_for(budget) != total:
+                            total = total_for(budget)
+                            retotal(total)
                     if budget is None:
                         decision, finished, running = Decision.GO, 0, 0
                     else:
