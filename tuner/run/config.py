@@ -77,6 +77,8 @@ class StudyConfig:
     spec: ObjectiveSpec | None = field(default=None, repr=False, compare=False)
     pack: int = 1
     bound: bool = field(default=False, compare=False)  # :meth:`bind` has run
+    # the space as the file says it, before bind fitted it to a device (None: unbound)
+    static_space: SearchSpace | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical TOML-shaped form, stored with the study and reloadable by
@@ -126,7 +128,7 @@ class StudyConfig:
             else:
                 bind_toolkit_settings(self.objective_settings, where)
                 _BOUND[key] = self.space
-        return replace(self, space=_BOUND[key], bound=True)
+        return replace(self, space=_BOUND[key], bound=True, static_space=self.space)
 
 
 _BOUND: dict[str, SearchSpace] = {}  # bind's results in this process (see StudyConfig.bind)
@@ -311,4 +313,5 @@ def config_on_device(config: StudyConfig, device: str | None,
         return config
     check_device(device, where)
     settings = {**config.objective_settings, "device": device}
-    return replace(config, objective_settings=settings, bound=False)
+    return replace(config, objective_settings=settings, bound=False, static_space=None,
+                   space=config.static_space or config.space)  # bound again on ``device``

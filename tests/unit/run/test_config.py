@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import TINY, merged, to_toml
 from tuner.core.errors import ConfigError, TunerError
-from tuner.run.config import config_from_dict, load_config
+from tuner.run.config import config_from_dict, config_on_device, load_config
 from tuner.run.study import run
 
 BAD = [
@@ -251,3 +251,14 @@ def test_a_study_that_fails_to_bind_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"batch_size: 256 is larger than the training set"):
         run(config, f"sqlite:///{tmp_path / 'tuner.db'}")
     assert not (tmp_path / "tuner.db").exists()
+
+
+def test_a_bound_config_moved_to_another_device_is_bound_again_from_the_file(tmp_path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(to_toml(TINY))
+    bound = load_config(path).bind()
+    assert bound.bound and bound.static_space is not None
+    moved = config_on_device(bound, "cpu")
+    assert not moved.bound and moved.objective_settings["device"] == "cpu"
+    assert moved.space is bound.static_space  # not the space fitted to the first device
+    assert moved.bind().bound
