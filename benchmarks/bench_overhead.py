@@ -40,7 +40,7 @@ from tuner.run.loop import run_trials
 from tuner.run.study import prepare_study
 from tuner.search import pruners
 from tuner.store.storage import open_storage
-from tuner.views.summaries import trial_params
+from tuner.views.real_params import real_params
 
 OPTUNA_MEDIAN = "sqlite, Optuna's median"  # before tuner read completed trials once per trial
 
@@ -62,7 +62,7 @@ def study_run(config, n_trials, storage) -> tuple[float, list[tuple[dict, int, i
     started = time.perf_counter()
     run_trials(study, config, n_trials=n_trials, budget=None)
     elapsed = time.perf_counter() - started
-    done = [(trial_params(t), t.number, len(t.user_attrs.get("curve", {}).get("val_loss", [])))
+    done = [(real_params(t), t.number, len(t.user_attrs.get("curve", {}).get("val_loss", [])))
             for t in study.get_trials(deepcopy=False)]
     return elapsed, done
 
