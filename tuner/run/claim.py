@@ -29,7 +29,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.keys import FAIL_REASON
+from tuner.core.keys import FAIL_REASON, PACK_OF
 from tuner.store.rdb import ResilientRDBStorage
 from tuner.store.storage import JOURNAL_PREFIX, normalise_url, sqlite_path
 from tuner.store.studies import FINISHED
@@ -170,10 +170,16 @@ def decide(study: optuna.Study, storage: BaseStorage, budget: int) -> tuple[Deci
 
 def drop_surplus_retries(study: optuna.Study, trials: list[FrozenTrial]) -> None:
     """Fail the WAITING retries of dead trials left in a study that has its budget (queued by
-    an older tuner, or by a process that raced the last trial): nobody would ever run them.
-    Trials a user enqueued (no ``failed_trial`` attribute) stay."""
+    an older tuner, or by a process that raced the last trial), and a packed claim's queued
+    member that a Ctrl-C left behind: nobody would ever run them. Trials a user enqueued (no
+    ``failed_trial`` or ``pack_of`` attribute) stay."""
     storage = study._storage
     for t in trials:
+        if t.state == TrialState.WAITING and PACK_OF in t.user_attrs:
+            storage.set_trial_user_attr(t._trial_id, FAIL_REASON,
+                                        "packed trial not needed: the study had its budget")
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            continue
         if t.state == TrialState.WAITING and "failed_trial" in t.system_attrs:
             storage.set_trial_user_attr(t._trial_id, FAIL_REASON,
                                         "retry not needed: the study had its budget")

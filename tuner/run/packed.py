@@ -32,7 +32,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.core.failures import fail_reason, log_failure
-from tuner.core.keys import FAIL_REASON
+from tuner.core.keys import FAIL_REASON, PACK_OF
 from tuner.objectives import ObjectiveFn, Outcome, PackSpec
 from tuner.objectives.context import ObjectiveContext
 
@@ -62,8 +62,9 @@ def optimize_claimed(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # enqueue_trial
         fixed: dict[str, Any] = {}
         for i in range(k):  # each trial known to begin() at once: Ctrl-C may come any time
-            if fixed:
-                study.enqueue_trial(fixed, skip_if_exists=False)
+            if fixed:  # marked, so that one a Ctrl-C left queued is known (claim.py)
+                study.enqueue_trial(fixed, user_attrs={PACK_OF: trials[0].number},
+                                    skip_if_exists=False)
             trials.append(study.ask())
             begin(trials[-1])
             if i == 0 and k > 1:
