@@ -2,7 +2,10 @@
 
     .venv/bin/python benchmarks/bench_whole_study.py [--seeds 0 1 2] [--trials 60]
         [--variants plain-1-thread plain tuner tuner-jobs-2 tuner-pack-8 tuner-jobs-2-spawn]
-        [--before TREE]
+        [--before TREE] [--study whole|quickstart]
+
+``--study quickstart`` times studies/quickstart.toml instead (25 trials; the plain script's
+``--study quickstart`` is the same study by hand).
 
 Every variant runs the same study (benchmarks/whole_study.toml, written by hand in
 benchmarks/plain_optuna.py) as a fresh process on a fresh SQLite file: the wall time is the
@@ -33,14 +36,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 TUNER = [PY, "-m", "tuner"]
+STUDY_FILES = {"whole": HERE / "whole_study.toml",
+               "quickstart": HERE.parent / "studies" / "quickstart.toml"}
+STUDY = {"name": "whole"}  # the --study of this run (main sets it)
 VARIANTS = {
-    "plain-1-thread": lambda seed, n, url: [PY, str(HERE / "plain_optuna.py"), "--seed",
-                                            str(seed), "--trials", str(n), "--storage", url,
-                                            "--threads", "1"],
-    "plain": lambda seed, n, url: [PY, str(HERE / "plain_optuna.py"), "--seed", str(seed),
-                                   "--trials", str(n), "--storage", url],
-    "tuner": lambda seed, n, url: [*TUNER, "run", str(HERE / "whole_study.toml"), "--seed",
-                                   str(seed), "--n-trials", str(n), "--storage", url],
+    "plain-1-thread": lambda seed, n, url: [PY, str(HERE / "plain_optuna.py"), "--study",
+                                            STUDY["name"], "--seed", str(seed), "--trials",
+                                            str(n), "--storage", url, "--threads", "1"],
+    "plain": lambda seed, n, url: [PY, str(HERE / "plain_optuna.py"), "--study", STUDY["name"],
+                                   "--seed", str(seed), "--trials", str(n), "--storage", url],
+    "tuner": lambda seed, n, url: [*TUNER, "run", str(STUDY_FILES[STUDY["name"]]), "--name",
+                                   "whole", "--seed", str(seed), "--n-trials", str(n),
+                                   "--storage", url],
     "tuner-jobs-2": lambda seed, n, url: [*VARIANTS["tuner"](seed, n, url), "--jobs", "2"],
     "tuner-pack-8": lambda seed, n, url: [*VARIANTS["tuner"](seed, n, url), "--pack", "8"],
     "tuner-jobs-2-spawn": lambda seed, n, url: VARIANTS["tuner-jobs-2"](seed, n, url),
@@ -85,7 +92,9 @@ def run_one(variant: str, seed: int, n_trials: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--trials", type=int, default=60)
+    p.add_argument("--study", choices=list(STUDY_FILES), default="whole")
+    p.add_argument("--trials", type=int, default=None,
+                   help="default: the study's (60 whole, 25 quickstart)")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
                    default=[v for v in VARIANTS if v not in ENV])
     p.add_argument("--before", metavar="TREE", type=Path,
@@ -93,6 +102,8 @@ def main() -> None:
                    "TREE (e.g. a `git worktree add TREE COMMIT`), interleaved with the rest: "
                    "an A/B of two versions in one run")
     args = p.parse_args()
+    STUDY["name"] = args.study
+    args.trials = args.trials or {"whole": 60, "quickstart": 25}[args.study]
     variants = list(dict.fromkeys([BASE, *args.variants]))
     if args.before is not None:
         tree = str(args.before.resolve())
@@ -104,7 +115,8 @@ def main() -> None:
     from _common import machine
 
     print(f"machine: {machine()}")
-    print(f"study: benchmarks/whole_study.toml, {args.trials} trials, SQLite, seeds {args.seeds}")
+    shown = STUDY_FILES[args.study].relative_to(HERE.parent)
+    print(f"study: {shown}, {args.trials} trials, SQLite, seeds {args.seeds}")
     runs: list[dict] = []
     for i, seed in enumerate(args.seeds):
         order = variants[i % len(variants):] + variants[:i % len(variants)]

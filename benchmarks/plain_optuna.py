@@ -3,6 +3,11 @@ the Optuna and PyTorch tutorials show it: what a user would run instead of tuner
 
     python benchmarks/plain_optuna.py --seed 0 --trials 60 --storage sqlite:///plain.db
     python benchmarks/plain_optuna.py --threads 1 ...   # one intra-op thread, as tuner trains
+    python benchmarks/plain_optuna.py --study quickstart ...   # studies/quickstart.toml instead
+
+``--study quickstart`` is studies/quickstart.toml by hand: ``lr`` up to 0.3, five init
+schemes, width 64, 25 trials, and Optuna's patient pruner (patience 2) around its median pruner
+(5 start-up trials, 3 warm-up steps).
 
 digits (scikit-learn, offline), stratified 75/25 split (seeded), standardised; an MLP
 64-128-128-10 with ReLU; SGD with momentum 0.9; 10 epochs; ``lr`` log-uniform in [1e-4, 0.1],
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 
 import optuna
 import torch
@@ -37,15 +43,34 @@ INITS = {
 }
 
 
+STUDIES = {  # what differs between the two study files
+    "whole": {"lr_high": 0.1, "inits": list(INITS), "width": 128, "trials": 60},
+    "quickstart": {"lr_high": 0.3, "width": 64, "trials": 25,
+                   "inits": ["zeros", "small_normal", "xavier_uniform", "kaiming_normal",
+                             "orthogonal"]},
+}
+
+
+def pruner_of(study: str) -> optuna.pruners.BasePruner:
+    if study == "quickstart":
+        return optuna.pruners.PatientPruner(
+            optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3), patience=2)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--study", choices=list(STUDIES), default="whole")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trials", type=int, default=60)
+    p.add_argument("--trials", type=int, default=None,
+                   help="default: the study's (60 whole, 25 quickstart)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--storage", default="sqlite:///plain.db")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's own choice)")
     args = p.parse_args()
+    spec = STUDIES[args.study]
+    trials = args.trials or spec["trials"]
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -58,12 +83,13 @@ def main() -> None:
                             torch.tensor(y_va))
 
     def objective(trial: optuna.Trial) -> float:
-        lr = trial.suggest_float("lr", 1e-4, 0.1, log=True)
+        lr = trial.suggest_float("lr", 1e-4, spec["lr_high"], log=True)
         batch_size = 2 ** trial.suggest_int("batch_size_log2", 4, 8)
-        init = trial.suggest_categorical("init", list(INITS))
+        init = trial.suggest_categorical("init", spec["inits"])
         torch.manual_seed(trial.number)
-        model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
-                              nn.Linear(128, 10))
+        width = spec["width"]
+        model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width),
+                              nn.ReLU(), nn.Linear(width, 10))
         for m in model.modules():
             if isinstance(m, nn.Linear):
                 INITS[init](m.weight)
@@ -92,12 +118,13 @@ def main() -> None:
         return accuracy
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # patient
     study = optuna.create_study(
         study_name="plain", storage=args.storage, direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=args.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        pruner=pruner_of(args.study),
     )
-    study.optimize(objective, n_trials=args.trials)
+    study.optimize(objective, n_trials=trials)
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
