@@ -128,7 +128,8 @@ def run_trials(
             lock.acquire()
             try:
                 with reraise_lost(storage):  # not Optuna's error hiding it
-                    _fail_stale_trials(study, storage)
+                    if config.pack > 1:  # Optuna's ask() checks nothing itself
+                        _fail_stale_trials(study, storage)
                     if follow_stored_budget:
                         budget = stored_budget(
                             study._storage.get_study_user_attrs(study._study_id)) or budget
@@ -139,6 +140,12 @@ def run_trials(
                     if budget is None:
                         decision, finished, running = Decision.GO, 0, 0
                     else:
+                        decision, finished, running = decide(study, storage, budget)
+                    if decision is not Decision.GO and config.pack == 1:
+                        # A dead process's trial counts as running until it is failed. A
+                        # single claim that goes ahead needs no check first: Optuna's trial
+                        # start checks heartbeats itself (and its retry is asked first).
+                        _fail_stale_trials(study, storage)
                         decision, finished, running = decide(study, storage, budget)
                     if decision is Decision.GO and config.pack > 1:  # K per claim
                         left = n_trials - len(result.trial_numbers) if n_trials else config.pack
@@ -218,10 +225,13 @@ def _note_ended(study: optuna.Study, ended: list[int], mine: dict[int, int],
 
 
 def _fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:
-    """Fail (and re-queue) dead processes' trials before :func:`decide` counts the RUNNING
-    ones. Optuna does it again when it starts a trial, but only after a GO: without this, a
-    dead trial would count as running and every process would wait for it forever. A tuner
-    trial whose process died before its first heartbeat is failed too (Optuna never would)."""
+    """Fail (and re-queue) dead processes' trials, so that :func:`decide` does not count them
+    as running: without this, once the running trials cover the budget every process would
+    wait for a dead one forever. Called when a claim would wait or stop, and before every
+    packed claim; a single claim that goes ahead leaves it to Optuna's trial start, which
+    checks heartbeats itself (each check reads the study's running trials: ~5 ms per trial on
+    SQLite). A tuner trial whose process died before its first heartbeat is failed too (Optuna
+    never would); such a trial is found once the study nears its budget."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
