@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -35,24 +33,14 @@ from tuner.core.errors import ConfigError, ObjectiveError, did_you_mean
 from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.objectives.shared import SHARED_RULES, bind_toolkit_settings, validate_toolkit_settings
+from tuner.run.study_table import STUDY_DEFAULTS, check_study, metric_and_direction
 from tuner.search.pruners import PRUNERS, build_pruner
 from tuner.search.samplers import SAMPLERS, build_sampler
 from tuner.search.space import SearchSpace
 from tuner.search.space_table import parse_space
 
 SECTIONS = ("study", "sampler", "pruner", "objective", "space")
-STUDY_DEFAULTS: dict[str, Any] = {
-    "name": None,  # default: the file's stem
-    "direction": None,  # default: the metric's natural direction, else maximize
-    "metric": None,  # default: the objective's first metric, else "value"
-    "sampler": "tpe",
-    "pruner": "median",
-    "n_trials": 20,
-    "timeout": None,
-    "seed": 0,
-    "pack": 1,  # trials trained together as one vectorised population (tuner.nn.population)
-}
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
 
 
 @dataclass
@@ -103,8 +91,8 @@ class StudyConfig:
         given = {k: v for k, v in study_keys.items() if v is not None}
         if not given:
             return self
-        study = _check_study({**self.to_dict()["study"], **given}, self.source)
-        metric, direction = _metric_and_direction(study, self.spec, self.source)
+        study = check_study({**self.to_dict()["study"], **given}, self.source)
+        metric, direction = metric_and_direction(study, self.spec, self.source)
         _check_search(study, self.sampler_options, self.pruner_options, self.space,
                       self.objective_settings, self.source)
         return replace(self, name=study["name"], direction=direction, metric=metric,
@@ -189,7 +177,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
         if section not in raw:
             raise ConfigError(f"{where}: missing table [{section}]")
 
-    study = _check_study(dict(raw.get("study", {})), where)
+    study = check_study(dict(raw.get("study", {})), where)
     objective = dict(raw["objective"])
     name = objective.pop("name", None)
     if not isinstance(name, str) or not name:
@@ -208,7 +196,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
     if not space.searched():
         raise ConfigError(f"{where}: [space] searches nothing; give at least one list or range")
 
-    metric, direction = _metric_and_direction(study, spec, where)
+    metric, direction = metric_and_direction(study, spec, where)
     sampler_options = dict(raw.get("sampler", {}))
     pruner_options = dict(raw.get("pruner", {}))
     _check_search(study, sampler_options, pruner_options, space, objective, where)
@@ -229,71 +217,6 @@ def _check_search(study: Mapping[str, Any], sampler_options: dict[str, Any],
     a finite space …)."""
     build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]")
     build_pruner(study["pruner"], pruner_options, objective.get("epochs", 1), f"{where}: [pruner]")
-
-
-def _check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = sorted(set(study) - set(STUDY_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"{where}: [study] unknown key(s) {', '.join(unknown)}"
-            f"{did_you_mean(unknown, STUDY_DEFAULTS)}; valid: {', '.join(STUDY_DEFAULTS)}"
-        )
-    out = {**STUDY_DEFAULTS, **study}
-
-    def bad(key: str, rule: str) -> ConfigError:
-        return ConfigError(f"{where}: [study] {key} must be {rule}, got {out[key]!r}")
-
-    if not isinstance(out["name"], str) or not NAME_RE.match(out["name"]):
-        raise bad("name", "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
-    if out["direction"] not in (None, "maximize", "minimize"):
-        raise bad("direction", "'maximize' or 'minimize'")
-    if out["metric"] is not None and not isinstance(out["metric"], str):
-        raise bad("metric", "a name")
-    for key, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
-        if not isinstance(out[key], str):
-            raise bad(key, "a name")
-        registry.get(out[key], f"{where}: [study] {key}")  # unknown names list the valid ones
-    if not _is_int(out["n_trials"]) or out["n_trials"] < 1:
-        raise bad("n_trials", "a whole number >= 1")
-    if out["timeout"] is not None and (
-        not _is_number(out["timeout"]) or out["timeout"] <= 0
-    ):
-        raise bad("timeout", "a positive number of seconds")
-    if not _is_int(out["seed"]) or not 0 <= out["seed"] < 2**32:
-        raise bad("seed", "a whole number from 0 to 2**32 - 1")
-    if not _is_int(out["pack"]) or out["pack"] < 1:
-        raise bad("pack", "a whole number >= 1 (trials trained together; 1: no packing)")
-    return out
-
-
-def _metric_and_direction(
-    study: dict[str, Any], spec: ObjectiveSpec, where: str
-) -> tuple[str, str]:
-    metric, direction = study["metric"], study["direction"]
-    if spec.metrics:
-        metric = metric or next(iter(spec.metrics))
-        if metric not in spec.metrics:
-            raise ConfigError(
-                f"{where}: [study] metric {metric!r} is not one objective {spec.name!r} returns; "
-                f"valid: {', '.join(spec.metrics)}"
-            )
-        natural = spec.metrics[metric]
-        if direction is not None and direction != natural:
-            raise ConfigError(
-                f"{where}: [study] direction {direction!r} contradicts metric {metric!r}, "
-                f"which is to {natural}"
-            )
-        return metric, natural
-    return metric or "value", direction or "maximize"
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    """A finite int or float (TOML's nan and inf are not)."""
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # --------------------------------------------------------------------------- device

@@ -1,0 +1,91 @@
+"""The ``[study]`` table of a study file: its keys and defaults, their checks, and the metric and
+direction that follow from them and the objective (:mod:`tuner.run.config` reads the rest)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from tuner.core.errors import ConfigError, did_you_mean
+from tuner.objectives import ObjectiveSpec
+from tuner.search.pruners import PRUNERS
+from tuner.search.samplers import SAMPLERS
+
+STUDY_DEFAULTS: dict[str, Any] = {
+    "name": None,  # default: the file's stem
+    "direction": None,  # default: the metric's natural direction, else maximize
+    "metric": None,  # default: the objective's first metric, else "value"
+    "sampler": "tpe",
+    "pruner": "median",
+    "n_trials": 20,
+    "timeout": None,
+    "seed": 0,
+    "pack": 1,  # trials trained together as one vectorised population (tuner.nn.population)
+}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
+    unknown = sorted(set(study) - set(STUDY_DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: [study] unknown key(s) {', '.join(unknown)}"
+            f"{did_you_mean(unknown, STUDY_DEFAULTS)}; valid: {', '.join(STUDY_DEFAULTS)}"
+        )
+    out = {**STUDY_DEFAULTS, **study}
+
+    def bad(key: str, rule: str) -> ConfigError:
+        return ConfigError(f"{where}: [study] {key} must be {rule}, got {out[key]!r}")
+
+    if not isinstance(out["name"], str) or not NAME_RE.match(out["name"]):
+        raise bad("name", "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
+    if out["direction"] not in (None, "maximize", "minimize"):
+        raise bad("direction", "'maximize' or 'minimize'")
+    if out["metric"] is not None and not isinstance(out["metric"], str):
+        raise bad("metric", "a name")
+    for key, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        if not isinstance(out[key], str):
+            raise bad(key, "a name")
+        registry.get(out[key], f"{where}: [study] {key}")  # unknown names list the valid ones
+    if not _is_int(out["n_trials"]) or out["n_trials"] < 1:
+        raise bad("n_trials", "a whole number >= 1")
+    if out["timeout"] is not None and (
+        not _is_number(out["timeout"]) or out["timeout"] <= 0
+    ):
+        raise bad("timeout", "a positive number of seconds")
+    if not _is_int(out["seed"]) or not 0 <= out["seed"] < 2**32:
+        raise bad("seed", "a whole number from 0 to 2**32 - 1")
+    if not _is_int(out["pack"]) or out["pack"] < 1:
+        raise bad("pack", "a whole number >= 1 (trials trained together; 1: no packing)")
+    return out
+
+
+def metric_and_direction(
+    study: dict[str, Any], spec: ObjectiveSpec, where: str
+) -> tuple[str, str]:
+    metric, direction = study["metric"], study["direction"]
+    if spec.metrics:
+        metric = metric or next(iter(spec.metrics))
+        if metric not in spec.metrics:
+            raise ConfigError(
+                f"{where}: [study] metric {metric!r} is not one objective {spec.name!r} returns; "
+                f"valid: {', '.join(spec.metrics)}"
+            )
+        natural = spec.metrics[metric]
+        if direction is not None and direction != natural:
+            raise ConfigError(
+                f"{where}: [study] direction {direction!r} contradicts metric {metric!r}, "
+                f"which is to {natural}"
+            )
+        return metric, natural
+    return metric or "value", direction or "maximize"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    """A finite int or float (TOML's nan and inf are not)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
