@@ -1,10 +1,9 @@
 """core: the pieces every layer speaks — the stored budget, "did you mean", a failure's one-line
-reason with the user's frame, the TOML writer, and how an output file is written."""
+reason with the user's frame, the TOML writer. (How an output file is written, core.paths, is
+tests/integration/test_outputs.py's.)"""
 
 from __future__ import annotations
 
-import os
-import socket
 import tomllib
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 from tuner.core.errors import did_you_mean
 from tuner.core.failures import fail_reason, one_line
 from tuner.core.keys import CONFIG_ATTR, stored_budget
-from tuner.core.paths import replaced_on_write
 from tuner.core.toml_text import dump_toml
 
 
@@ -56,15 +54,3 @@ def test_the_toml_writer_round_trips_and_leaves_out_none() -> None:
     assert tomllib.loads(text) == {"study": {"name": 'q"s', "n_trials": 3, "log": True},
                                    "space": config["space"]}
     assert "[empty]" not in text
-
-
-def test_outputs_replace_files_but_write_into_fifos_and_refuse_sockets(tmp_path: Path) -> None:
-    assert replaced_on_write(tmp_path / "new.html")
-    (tmp_path / "old.html").write_text("x")
-    assert replaced_on_write(tmp_path / "old.html")
-    os.mkfifo(tmp_path / "fifo")
-    assert not replaced_on_write(tmp_path / "fifo")
-    with socket.socket(socket.AF_UNIX) as s:
-        s.bind(str(tmp_path / "sock"))
-        with pytest.raises(OSError):
-            replaced_on_write(tmp_path / "sock")
