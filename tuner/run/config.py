@@ -86,15 +86,17 @@ class StudyConfig:
 
     def with_overrides(self, **study_keys: Any) -> StudyConfig:
         """A copy with some ``[study]`` keys replaced (``None`` values ignored): the ``[study]``
-        table, the sampler and the pruner checked again; the objective and the space, which do
-        not change, are not parsed again (and a bound config stays bound)."""
+        table checked again, and the sampler and pruner built again when one of them is
+        replaced; the objective and the space, which do not change, are not parsed again (and a
+        bound config stays bound)."""
         given = {k: v for k, v in study_keys.items() if v is not None}
         if not given:
             return self
         study = check_study({**self.to_dict()["study"], **given}, self.source)
         metric, direction = metric_and_direction(study, self.spec, self.source)
-        _check_search(study, self.sampler_options, self.pruner_options, self.space,
-                      self.objective_settings, self.source)
+        if given.keys() & {"sampler", "pruner"}:  # a new one must take the file's options
+            _check_search(study, self.sampler_options, self.pruner_options, self.space,
+                          self.objective_settings, self.source)
         return replace(self, name=study["name"], direction=direction, metric=metric,
                        sampler=study["sampler"], pruner=study["pruner"],
                        n_trials=study["n_trials"], timeout=study["timeout"], seed=study["seed"],
