@@ -35,8 +35,8 @@ from tuner.run.config import StudyConfig, load_config
 from tuner.run.outcome import RunResult
 from tuner.run.study import prepare_study
 from tuner.run.workers import _jobs, run_jobs, threads_per_worker, work
-from tuner.store.heartbeats import heartbeat_settings
 from tuner.store.rdb import ResilientRDBStorage, reraise_lost
+from tuner.store.settings import heartbeat_settings
 from tuner.store.storage import open_storage
 
 

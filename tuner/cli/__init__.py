@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-import warnings
 
 import typer
 from typer._click.exceptions import NoArgsIsHelpError
@@ -42,16 +41,19 @@ def _root(
 
 
 HELP_ONLY = {"--help", "-h", "--version"}  # answered without Optuna (0.25 s of imports)
+# Commands that read a plain SQLite file without Optuna (tuner.store.snapshot); where they fall
+# back to Optuna, they quiet it first (_app.quiet_optuna).
+READERS = {"list", "show", "export"}
+
+
+def _needs_optuna(argv: list[str]) -> bool:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command is not None and command not in READERS and not HELP_ONLY & set(argv)
 
 
 def _setup_logging(debug: bool = False, optuna_too: bool = True) -> None:
     if optuna_too:
-        import optuna
-
-        # tuner prints its own progress; Optuna's per-trial INFO/WARNING lines would repeat it.
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        optuna.logging.disable_propagation()
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        _app.quiet_optuna()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     log = logging.getLogger("tuner")
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     _app.main_entry = main
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        _setup_logging(debug, optuna_too=bool(argv) and not HELP_ONLY & set(argv))
+        _setup_logging(debug, optuna_too=_needs_optuna(argv))
         _check_environment()
         rv = app(args=argv, prog_name="tuner", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

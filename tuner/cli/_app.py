@@ -22,6 +22,18 @@ app = typer.Typer(
 # it (tuner.run.workers._fork), and a command cannot import the module that registers it.
 main_entry: Callable[[list[str]], int] | None = None
 
+def quiet_optuna() -> None:
+    """tuner prints its own progress; Optuna's per-trial INFO/WARNING lines would repeat it.
+    Imports Optuna (0.1-0.25 s): called by every command that uses it, before it does."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    optuna.logging.disable_propagation()
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -6,11 +6,33 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from tuner.cli._app import app, artifact_dir_option, err, out, storage_option
+from tuner.cli._app import app, artifact_dir_option, err, out, quiet_optuna, storage_option
 from tuner.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuner.store.snapshot import StudySnapshot
+
+
+def _stored(storage: str | None, name: str | None = None, *,
+            details: bool = True) -> list[StudySnapshot]:
+    """The stored studies (only ``name``, when given), read without Optuna where the storage is
+    a plain SQLite file at the installed Optuna's schema, else through Optuna."""
+    from tuner.store.snapshot import read_sqlite
+    from tuner.store.urls import resolve_url
+
+    url = resolve_url(storage)
+    found = read_sqlite(url, name, details=details)
+    if found is not None:
+        return found
+    from tuner.store.storage import open_storage
+    from tuner.store.studies import snapshots
+
+    quiet_optuna()
+    return snapshots(open_storage(url, must_exist=True), name)
 
 
 @app.command("list")
@@ -21,15 +43,14 @@ def list_(
     """List the studies in a storage with their trial counts and best values."""
     from tuner.cli._render import render_list
     from tuner.store.credentials import mask_url
-    from tuner.store.storage import open_storage, resolve_url
+    from tuner.store.urls import resolve_url
     from tuner.views.summaries import list_studies
 
-    url = resolve_url(storage)
-    rows = list_studies(open_storage(url, must_exist=True))
+    rows = list_studies(_stored(storage, details=False))
     if as_json:
         out.print_json(json.dumps(rows))
     else:
-        render_list(rows, mask_url(url))
+        render_list(rows, mask_url(resolve_url(storage)))
 
 
 @app.command()
@@ -41,10 +62,9 @@ def show(
 ) -> None:
     """Show a study: settings, counts per state, the best trial and the top trials."""
     from tuner.cli._render import render_show
-    from tuner.store.studies import open_study
     from tuner.views.summaries import study_summary
 
-    summary = study_summary(open_study(name, storage), top=top)
+    summary = study_summary(_stored(storage, name)[0], top=top)
     if as_json:
         out.print_json(json.dumps(summary))
     else:
@@ -65,15 +85,14 @@ def export(
                                        help="File; '-' or none: standard output."),
 ) -> None:
     """Export every trial of a study (params with real batch sizes, values, states, times)."""
-    from tuner.store.storage import check_not_storage
-    from tuner.store.studies import open_study
+    from tuner.store.urls import check_not_storage
     from tuner.views.summaries import export_trials
 
     if output is not None and str(output) == "-":  # the shell convention for stdout
         output = None
     if output is not None:
         check_not_storage(output, storage)
-    text = export_trials(open_study(name, storage), fmt.value)
+    text = export_trials(_stored(storage, name)[0], fmt.value)
     if output is None:
         sys.stdout.write(text)
         return

@@ -3,59 +3,28 @@
 Optuna's mechanism does the beating: every process running a trial records a heartbeat every
 ``TUNER_HEARTBEAT_INTERVAL`` seconds (default 10), and a RUNNING trial whose heartbeat is older
 than ``TUNER_HEARTBEAT_GRACE`` seconds (default 60) is failed by the next process that checks.
-Here: the two settings, :class:`RetryStaleTrial` (what happens to such a trial), and the checks
-Optuna lacks (:class:`HeartbeatChecks`, mixed into :class:`tuner.store.rdb.ResilientRDBStorage`):
-trials that never sent a heartbeat, and each running trial's heartbeat age for ``tuner show``.
+Here: :class:`RetryStaleTrial` (what happens to such a trial), and the checks Optuna lacks
+(:class:`HeartbeatChecks`, mixed into :class:`tuner.store.rdb.ResilientRDBStorage`): trials that
+never sent a heartbeat, and each running trial's heartbeat age for ``tuner show``. The two
+settings are read in :mod:`tuner.store.settings`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.errors import ConfigError
 from tuner.core.keys import CREATE_TOKEN, stored_budget
+from tuner.store.snapshot import started_before
 
-HEARTBEAT_INTERVAL_ENV = "TUNER_HEARTBEAT_INTERVAL"
-HEARTBEAT_GRACE_ENV = "TUNER_HEARTBEAT_GRACE"
-DEFAULT_HEARTBEAT_INTERVAL_S = 10
-DEFAULT_GRACE_S = 60
 STALE_TRIAL_RETRIES = 2  # a trial that kills its worker every time is not retried forever
 
 log = logging.getLogger("tuner")
-
-
-def env_seconds(name: str, default: float, *, integer: bool = True) -> Any:
-    """``$name`` as seconds (``default`` when unset or empty); a bad value is a ConfigError
-    naming the variable."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = None
-    if value is None or value <= 0:
-        kind = "a whole number of seconds >= 1" if integer else "a number of seconds > 0"
-        raise ConfigError(f"${name} must be {kind}, got {raw!r}")
-    return value
-
-
-def heartbeat_settings() -> tuple[int, int]:
-    """``(interval, grace)`` in seconds, from the environment or the defaults."""
-    interval = env_seconds(HEARTBEAT_INTERVAL_ENV, DEFAULT_HEARTBEAT_INTERVAL_S)
-    grace = env_seconds(HEARTBEAT_GRACE_ENV, max(DEFAULT_GRACE_S, 2 * interval))
-    if grace <= interval:
-        raise ConfigError(f"${HEARTBEAT_GRACE_ENV} ({grace}) must be longer than "
-                          f"${HEARTBEAT_INTERVAL_ENV} ({interval})")
-    return interval, grace
 
 
 class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
@@ -110,9 +79,7 @@ class HeartbeatChecks:
 
     def started_before_grace(self, trial: FrozenTrial) -> bool:
         """Whether ``trial`` started more than a grace period ago (or has no start time)."""
-        now = datetime.now()  # FrozenTrial times are naive local times
-        return trial.datetime_start is None or \
-            now - trial.datetime_start > timedelta(seconds=self.grace_s)
+        return started_before(trial.datetime_start, self.grace_s)
 
     def unmonitored(self, running: list[FrozenTrial]) -> set[int]:
         """Ids of the ``running`` trials that never sent a heartbeat and started more than a

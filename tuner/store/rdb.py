@@ -35,8 +35,9 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.core.errors import StorageError
 from tuner.core.keys import CREATE_TOKEN
 from tuner.store.credentials import scrub
-from tuner.store.heartbeats import HeartbeatChecks, RetryStaleTrial, env_seconds, heartbeat_settings
+from tuner.store.heartbeats import HeartbeatChecks, RetryStaleTrial
 from tuner.store.schema import without_alembic_at_head
+from tuner.store.settings import env_seconds, heartbeat_settings
 
 RETRY_ENV = "TUNER_STORAGE_RETRY_S"
 DEFAULT_RETRY_S = 60.0

@@ -14,40 +14,15 @@ checks and words its errors exactly as it always does.
 from __future__ import annotations
 
 import contextlib
-import functools
-import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from optuna.storages._rdb import storage as optuna_rdb
 
-_SCRIPT_LINE = re.compile(r"""^(down_revision|revision)\s*=\s*(?:["']([^"']+)["']|None)\s*$""",
-                          re.MULTILINE)
+from tuner.store.snapshot import head_revision
+
 _swap = threading.RLock()
-
-
-@functools.cache
-def head_revision() -> str | None:
-    """The installed Optuna's newest schema revision (see :func:`head_in`)."""
-    return head_in(Path(optuna_rdb.__file__).parent / "alembic" / "versions")
-
-
-def head_in(folder: Path) -> str | None:
-    """The newest revision of the migration scripts in ``folder``: the one revision no script
-    names as its ``down_revision``; ``None`` when that is not clear."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for script in folder.glob("*.py"):
-        found = dict((k, v) for k, v in _SCRIPT_LINE.findall(script.read_text()))
-        if "revision" not in found or "down_revision" not in found:
-            return None  # a script of a shape this reader does not know
-        revisions.add(found["revision"])
-        if found["down_revision"]:
-            parents.add(found["down_revision"])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def database_revision(engine: Any) -> str | None:

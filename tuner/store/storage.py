@@ -1,6 +1,6 @@
-"""Storage URLs: resolve, mask, open.
+"""Opening a storage URL (resolved by :mod:`tuner.store.urls`: ``--storage`` >
+``$TUNER_STORAGE`` > ``sqlite:///tuner.db``).
 
-Resolution order: ``--storage`` > ``$TUNER_STORAGE`` > ``sqlite:///tuner.db`` (working dir).
 Any SQLAlchemy URL works (``postgresql://`` uses psycopg 3); ``journal:PATH`` is an Optuna
 journal file. Passwords never appear in messages: :func:`tuner.store.credentials.mask_url` masks
 anything printed.
@@ -8,7 +8,6 @@ anything printed.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -20,66 +19,23 @@ from tuner.core.errors import StorageError
 from tuner.store.buffered import BufferedRDBStorage
 from tuner.store.credentials import mask_url, scrub, with_password
 from tuner.store.rdb import storage_settings
+from tuner.store.urls import (  # noqa: F401  (re-exported: where callers open a storage)
+    DEFAULT_URL,
+    ENV_VAR,
+    JOURNAL_PREFIX,
+    SQLITE_TIMEOUT_S,
+    check_not_storage,
+    normalise_url,
+    resolve_url,
+    sqlite_path,
+    storage_file,
+)
 
-DEFAULT_URL = "sqlite:///tuner.db"
-ENV_VAR = "TUNER_STORAGE"
-JOURNAL_PREFIX = "journal:"
-SQLITE_TIMEOUT_S = 60  # how long a writer waits on a lock before "database is locked"
 SCHEMA_RACE_ATTEMPTS = 5  # opens of a new database that lose the race to create its tables
 # An unreachable host fails in 10 s instead of minutes; keepalives notice a silently dead
 # server (cut network) so the reconnection logic in tuner.store.rdb can take over.
 PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
                    "keepalives_interval": 10, "keepalives_count": 3}
-
-
-def resolve_url(url: str | None = None) -> str:
-    """The storage URL to use: the argument, else ``$TUNER_STORAGE`` (an empty one counts as
-    unset), else the SQLite default. An empty argument (``--storage ""``) is an error, not a
-    silent fall-back to a database the user did not name."""
-    if url is not None and not url.strip():
-        raise StorageError("--storage is empty; give a storage URL such as sqlite:///tuner.db, "
-                           "postgresql://USER@HOST/DB or journal:FILE (or leave it out)")
-    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
-
-
-def normalise_url(url: str) -> str:
-    """Map ``postgresql://`` / ``postgres://`` to the installed psycopg 3 driver."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL (``None`` for other URLs or ``:memory:``)."""
-    if not url.startswith("sqlite:"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    database = make_url(url).database
-    return Path(database) if database and database != ":memory:" else None
-
-
-def storage_file(url: str) -> Path | None:
-    """The file a ``journal:`` or ``sqlite:///`` URL keeps its studies in (``None`` for a
-    database server or an in-memory database)."""
-    if url.startswith(JOURNAL_PREFIX):
-        return Path(url[len(JOURNAL_PREFIX):]).expanduser()
-    return sqlite_path(url)
-
-
-def check_not_storage(output: str | Path, url: str | None = None) -> None:
-    """Raise :class:`StorageError` when ``output`` (a file a command is about to write) is the
-    storage's own file at ``url`` (resolved as above), or one of its companions (``-wal``,
-    ``-shm``, lock files): writing it would destroy the studies."""
-    url = resolve_url(url)
-    path = storage_file(url)
-    if path is None:
-        return
-    out, db = Path(output).expanduser().resolve(), path.expanduser().resolve()
-    if out.parent == db.parent and out.name.startswith(db.name):
-        raise StorageError(f"refusing to write {output}: it is the storage {mask_url(url)} (or "
-                           "one of its files); choose another output file")
 
 
 def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseStorage:

@@ -1,20 +1,27 @@
-"""Stored studies as tuner reads them: find one by name, count its trials, its best trial and
-metric. Nothing here runs a trial or binds an objective, so every view can use it.
+"""Stored studies as tuner reads them through Optuna: find one by name, its best trial, its
+running trials, a :class:`~tuner.store.snapshot.StudySnapshot` of it. Nothing here runs a trial
+or binds an objective, so every view can use it. The rules that need no Optuna (counting states,
+the metric's name, what a running trial's heartbeat means) live in :mod:`tuner.store.snapshot`,
+which reads a plain SQLite file without Optuna.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import datetime
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.errors import ConfigError, StudyNotFoundError
-from tuner.core.keys import CONFIG_ATTR
 from tuner.store.rdb import ResilientRDBStorage, uncached
+from tuner.store.snapshot import (  # noqa: F401  (count_states, study_metric: re-exported)
+    StudySnapshot,
+    count_states,
+    not_found,
+    running_entries,
+    study_metric,
+)
+from tuner.store.snapshot import check_single_objective as _check_objectives
 from tuner.store.storage import open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what a study's budget counts
@@ -26,10 +33,6 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
         return study.best_trial
     except ValueError:
         return None
-
-
-def count_states(trials: list[FrozenTrial]) -> dict[str, int]:
-    return dict(Counter(t.state.name for t in trials))
 
 
 def n_finished(study: optuna.Study) -> int:
@@ -50,25 +53,14 @@ def load_existing(name: str, storage: BaseStorage, *, any_objectives: bool = Fal
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = study_names(storage)
-        hint = f"stored studies: {', '.join(names)}" if names else "the storage has no studies"
-        raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
+        raise not_found(name, study_names(storage)) from None
     if not any_objectives:
         check_single_objective(study)
     return study
 
 
 def check_single_objective(study: optuna.Study) -> None:
-    if len(study.directions) > 1:
-        raise ConfigError(
-            f"study {study.study_name!r} has {len(study.directions)} objectives; tuner works "
-            "with single-objective studies"
-        )
-
-
-def study_metric(study: optuna.Study) -> str:
-    """The name of what the study optimises (``value`` for a study tuner did not create)."""
-    return study.user_attrs.get(CONFIG_ATTR, {}).get("study", {}).get("metric", "value")
+    _check_objectives(study.study_name, len(study.directions))
 
 
 def open_study(name: str, storage_url: str | None = None) -> optuna.Study:
@@ -78,29 +70,29 @@ def open_study(name: str, storage_url: str | None = None) -> optuna.Study:
 
 def running_trials(storage: BaseStorage, study_id: int,
                    trials: list[FrozenTrial]) -> list[dict[str, Any]]:
-    """The RUNNING ``trials`` of a study: ``number``, ``heartbeat_age_s`` (seconds since the
-    last heartbeat; ``None`` without heartbeats) and ``stale``. A stale trial's process is gone
-    (killed, machine lost): its heartbeat is older than the grace period (the next run or
-    worker fails it and queues a retry), or it never sent one and started longer ago than that
-    (a process without heartbeats: nothing will ever retry it, ``retried`` is False)."""
+    """:func:`~tuner.store.snapshot.running_entries` of the RUNNING ``trials`` of a study, by
+    the heartbeats in ``storage`` (a storage without heartbeats: nothing is stale)."""
     running = [t for t in trials if t.state == TrialState.RUNNING]
     if not running:
         return []
     backend = uncached(storage)
-    monitored = isinstance(backend, ResilientRDBStorage) and backend.heartbeat_interval
-    ages = backend.heartbeat_ages(study_id) if monitored else {}
-    now = datetime.now()  # FrozenTrial times are naive local times
-    out = []
-    for t in running:
-        age = ages.get(t._trial_id)
-        started = (now - t.datetime_start).total_seconds() if t.datetime_start else None
-        if not monitored:
-            stale = False
-        elif age is not None:
-            stale = age > backend.grace_s
-        else:  # the rule nobody waits for in a claim (ResilientRDBStorage.unmonitored)
-            stale = backend.started_before_grace(t)
-        out.append({"number": t.number, "heartbeat_age_s": age, "started_s_ago": started,
-                    "stale": bool(stale), "retried": bool(stale and age is not None)})
-    return out
+    if not (isinstance(backend, ResilientRDBStorage) and backend.heartbeat_interval):
+        return running_entries(running, None, 0.0)
+    return running_entries(running, backend.heartbeat_ages(study_id), backend.grace_s)
 
+
+def snapshot_of(study: optuna.Study) -> StudySnapshot:
+    """``study`` as :mod:`tuner.store.snapshot` gives it, read through Optuna (its trials are
+    Optuna's FrozenTrials)."""
+    trials = study.get_trials(deepcopy=False)
+    return StudySnapshot(study.study_name, [d.name for d in study.directions],
+                         study.user_attrs, trials,
+                         running_trials(study._storage, study._study_id, trials))
+
+
+def snapshots(storage: BaseStorage, name: str | None = None) -> list[StudySnapshot]:
+    """Every study in ``storage`` (or only ``name``: see :func:`load_existing`), by name."""
+    if name is not None:
+        return [snapshot_of(load_existing(name, storage))]
+    return [snapshot_of(optuna.load_study(study_name=n, storage=storage))
+            for n in study_names(storage)]

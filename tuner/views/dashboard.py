@@ -21,7 +21,7 @@ from tuner.core.errors import ConfigError
 from tuner.store import artifacts
 from tuner.store.credentials import mask_url
 from tuner.store.storage import open_storage, resolve_url
-from tuner.views.real_params import RealParamsStorage
+from tuner.views.real_storage import RealParamsStorage
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 log = logging.getLogger("tuner")

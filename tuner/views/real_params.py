@@ -4,37 +4,29 @@ The samplers search a power-of-two parameter such as ``batch_size`` as its expon
 ``batch_size_log2`` (2..8), and the objective stores the real value as the trial's ``batch_size``
 user attribute (32). Everything tuner shows a person uses the real value: ``show``, ``export`` and
 the report through :func:`real_params`, and optuna-dashboard's own views (trial table, parameter
-plots, importance) through :class:`RealParamsStorage`, a storage that hands the dashboard trials
-whose ``batch_size_log2: 5`` reads ``batch_size: 32`` on an integer log-scale distribution
-(16..256). The stored study keeps the exponent: the samplers go on learning it.
+plots, importance) through :class:`tuner.views.real_storage.RealParamsStorage`. The stored study
+keeps the exponent: the samplers go on learning it.
+
+:func:`real_params` reads Optuna's FrozenTrial and :mod:`tuner.store.snapshot`'s trials alike,
+and this module imports no Optuna.
 """
 
 from __future__ import annotations
 
-import abc
-import copy
-from collections.abc import Callable
 from typing import Any
-
-from optuna.distributions import BaseDistribution, IntDistribution
-from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
 
 from tuner.core.keys import LOG2_SUFFIX
 
-# a system attribute on a trial handed out with real values (never stored: see create_new_trial)
-SHOWN_AS_REAL = "tuner:shown_as_real"
 
-
-def _pow2_names(trial: FrozenTrial) -> list[str]:
+def pow2_names(trial: Any) -> list[str]:
     """The searched exponents of this trial whose real value it stores and whose real name is
     free: ``batch_size_log2`` (integer steps) with a ``batch_size`` user attribute that is 2 to
     that power, and no parameter called ``batch_size``."""
     names = []
     for name, dist in trial.distributions.items():
         real = name.removesuffix(LOG2_SUFFIX)
-        if (real == name or real in trial.params or not isinstance(dist, IntDistribution)
-                or dist.log or dist.step != 1):
+        if (real == name or real in trial.params or not _integer_steps(dist)
+                or not isinstance(trial.params[name], int)):
             continue
         value = trial.user_attrs.get(real)
         if isinstance(value, int) and not isinstance(value, bool) and (
@@ -43,93 +35,16 @@ def _pow2_names(trial: FrozenTrial) -> list[str]:
     return names
 
 
-def real_params(trial: FrozenTrial) -> dict[str, Any]:
+def _integer_steps(dist: Any) -> bool:
+    """An integer distribution in steps of 1, not on a log scale (Optuna's or a snapshot's)."""
+    return getattr(dist, "step", None) == 1 and getattr(dist, "log", None) is False and \
+        isinstance(getattr(dist, "low", None), int)
+
+
+def real_params(trial: Any) -> dict[str, Any]:
     """A trial's hyperparameters as the user thinks of them: ``batch_size: 32`` instead of its
     searched exponent ``batch_size_log2: 5``, in the order they were suggested."""
-    pow2 = set(_pow2_names(trial))
+    pow2 = set(pow2_names(trial))
     return {(k.removesuffix(LOG2_SUFFIX) if k in pow2 else k):
             (trial.user_attrs[k.removesuffix(LOG2_SUFFIX)] if k in pow2 else v)
             for k, v in trial.params.items()}
-
-
-def real_trial(trial: FrozenTrial) -> FrozenTrial:
-    """A copy of ``trial`` with real names and values (see :func:`real_params`); each exponent's
-    distribution ``low..high`` becomes the integer log-scale ``2**low..2**high``. ``trial``
-    itself is unchanged; one without such a parameter is returned as it is."""
-    pow2 = _pow2_names(trial)
-    if not pow2:
-        return trial
-    dists: dict[str, BaseDistribution] = {}
-    for k, d in trial.distributions.items():
-        if k in pow2:
-            assert isinstance(d, IntDistribution)
-            dists[k.removesuffix(LOG2_SUFFIX)] = IntDistribution(2 ** d.low, 2 ** d.high, log=True)
-        else:
-            dists[k] = d
-    shown = copy.copy(trial)
-    shown._params = real_params(trial)
-    shown._distributions = dists
-    shown._system_attrs = {**trial.system_attrs, SHOWN_AS_REAL: pow2}
-    return shown
-
-
-def stored_trial(trial: FrozenTrial) -> FrozenTrial:
-    """The inverse of :func:`real_trial`, for a trial the dashboard writes back (renaming a
-    study copies its trials): the exponents as the samplers stored them."""
-    pow2 = trial.system_attrs.get(SHOWN_AS_REAL)
-    if not pow2:
-        return trial
-    params: dict[str, Any] = {}
-    dists: dict[str, BaseDistribution] = {}
-    for k, v in trial.params.items():
-        d = trial.distributions[k]
-        if k + LOG2_SUFFIX in pow2:
-            assert isinstance(d, IntDistribution)
-            k, v = k + LOG2_SUFFIX, int(v).bit_length() - 1
-            d = IntDistribution(d.low.bit_length() - 1, d.high.bit_length() - 1)
-        params[k], dists[k] = v, d
-    stored = copy.copy(trial)
-    stored._params, stored._distributions = params, dists
-    stored._system_attrs = {k: v for k, v in trial.system_attrs.items() if k != SHOWN_AS_REAL}
-    return stored
-
-
-def _delegate(name: str) -> Callable[..., Any]:
-    def method(self: RealParamsStorage, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self._inner, name)(*args, **kwargs)
-
-    method.__name__ = name
-    return method
-
-
-def _delegating(cls: type[RealParamsStorage]) -> type[RealParamsStorage]:
-    """Give ``cls`` every abstract storage method it does not define, passed to ``_inner``."""
-    for name in BaseStorage.__abstractmethods__:
-        if name not in vars(cls):
-            setattr(cls, name, _delegate(name))
-    return abc.update_abstractmethods(cls)
-
-
-@_delegating
-class RealParamsStorage(BaseStorage):
-    """``inner`` with its trials read through :func:`real_trial`. Every write goes to ``inner``
-    unchanged, except a trial copied from one handed out here, which is stored with its
-    exponents again."""
-
-    def __init__(self, inner: BaseStorage) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:  # RDBStorage's extras (remove_session, ...)
-        return getattr(self._inner, name)
-
-    def get_trial(self, trial_id: int) -> FrozenTrial:
-        return real_trial(self._inner.get_trial(trial_id))
-
-    def get_all_trials(self, study_id: int, deepcopy: bool = True,
-                       states: Any = None) -> list[FrozenTrial]:
-        return [real_trial(t) for t in self._inner.get_all_trials(study_id, deepcopy, states)]
-
-    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        if template_trial is not None:
-            template_trial = stored_trial(template_trial)
-        return self._inner.create_new_trial(study_id, template_trial)

@@ -1,9 +1,10 @@
 """Summaries of stored studies as plain data (dicts/lists): what ``list``, ``show`` and
-``export`` print, in a form scripts can use too."""
+``export`` print, in a form scripts can use too. They read
+:class:`~tuner.store.snapshot.StudySnapshot` objects, from either of its two readers; a trial is
+Optuna's FrozenTrial or a :class:`~tuner.store.snapshot.TrialSnapshot`."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -11,20 +12,19 @@ import math
 import statistics
 from typing import Any
 
-import optuna
-from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
-
 from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, UNTRAINED_VALUE
-from tuner.store.studies import best_trial, count_states, running_trials, study_metric
+from tuner.store.snapshot import StudySnapshot, count_states, study_metric
 from tuner.views.real_params import real_params
+
+# No Optuna here (``list``, ``show`` and ``export`` stay light): a trial (``Any``) is Optuna's
+# FrozenTrial or a TrialSnapshot, a study an optuna.Study or a StudySnapshot.
 
 
 def _number(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else v
 
 
-def trial_record(trial: FrozenTrial) -> dict[str, Any]:
+def trial_record(trial: Any) -> dict[str, Any]:
     """One trial as JSON-ready data."""
     duration = trial.duration.total_seconds() if trial.duration else None
     return {
@@ -42,16 +42,16 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
-def study_summary(study: optuna.Study, top: int = 5) -> dict[str, Any]:
+def study_summary(study: StudySnapshot, top: int = 5) -> dict[str, Any]:
     """Name, direction, counts per state, best trial and the ``top`` best complete trials."""
-    trials = study.get_trials(deepcopy=False)
+    trials = study.trials
     config = study.user_attrs.get(CONFIG_ATTR)
-    best = best_trial(study)
+    best = study.best()
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-    complete.sort(key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
+    complete.sort(key=lambda t: t.value, reverse=study.maximize)
     return {
         "name": study.study_name,
-        "direction": study.direction.name.lower(),
+        "direction": study.directions[0].lower(),
         "metric": study_metric(study),
         "objective": (config or {}).get("objective", {}).get("name"),
         "sampler": (config or {}).get("study", {}).get("sampler"),
@@ -63,39 +63,33 @@ def study_summary(study: optuna.Study, top: int = 5) -> dict[str, Any]:
         "top": [trial_record(t) for t in complete[:top]],
         "failed": [{"number": t.number, "reason": t.user_attrs.get(FAIL_REASON)}
                    for t in trials if t.state.name == "FAIL"],
-        "running": running_trials(study._storage, study._study_id, trials),
+        "running": study.running,
         "created_by_tuner": config is not None,
     }
 
 
-def list_studies(storage: BaseStorage) -> list[dict[str, Any]]:
+def list_studies(studies: list[StudySnapshot]) -> list[dict[str, Any]]:
     """One row per stored study: name, direction, trial counts and best value."""
     rows = []
-    for frozen in storage.get_all_studies():
-        trials = storage.get_all_trials(frozen._study_id, deepcopy=False)
-        states = count_states(trials)
-        best = None
-        multi = len(frozen.directions) > 1  # another Optuna user's multi-objective study
-        if not multi:
-            with contextlib.suppress(ValueError):  # no complete trial yet
-                best = _number(storage.get_best_trial(frozen._study_id).value)
-        starts = [t.datetime_start for t in trials if t.datetime_start]
-        running = running_trials(storage, frozen._study_id, trials)
+    for study in studies:
+        multi = len(study.directions) > 1  # another Optuna user's multi-objective study
+        best = study.best()
+        starts = [t.datetime_start for t in study.trials if t.datetime_start]
         rows.append({
-            "name": frozen.study_name,
-            "direction": "multi" if multi else frozen.direction.name.lower(),
-            "n_trials": len(trials),
-            "states": states,
-            "stale": sum(r["stale"] for r in running),
-            "best_value": best,
+            "name": study.study_name,
+            "direction": "multi" if multi else study.directions[0].lower(),
+            "n_trials": len(study.trials),
+            "states": count_states(study.trials),
+            "stale": sum(r["stale"] for r in study.running),
+            "best_value": _number(best.value) if best else None,
             "started": min(starts).isoformat(timespec="seconds") if starts else None,
         })
     return sorted(rows, key=lambda r: r["name"])
 
 
-def export_trials(study: optuna.Study, fmt: str) -> str:
+def export_trials(study: StudySnapshot, fmt: str) -> str:
     """All trials as ``csv`` (one row per trial, ``param_*`` columns) or ``json``."""
-    records = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+    records = [trial_record(t) for t in study.trials]
     if fmt == "json":
         return json.dumps({"study": study.study_name, "trials": records}, indent=2) + "\n"
     param_names = sorted({k for r in records for k in r["params"]})
@@ -116,7 +110,7 @@ def export_trials(study: optuna.Study, fmt: str) -> str:
 
 
 def scheme_table(
-    trials: list[FrozenTrial], maximize: bool = True
+    trials: list[Any], maximize: bool = True
 ) -> list[dict[str, Any]]:
     """Per init scheme: trials, states, verdicts, best and mean value (of trials with a value),
     best scheme first.
@@ -158,7 +152,7 @@ def noise_of(untrained: list[float]) -> float:
     return max(0.02, 0.02 * abs(middle), 2 * statistics.pstdev(untrained))
 
 
-def nothing_learned(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
+def nothing_learned(study: Any, trials: list[Any]) -> str | None:
     """A warning when every complete trial among ``trials`` (at least
     :data:`CHANCE_MIN_TRIALS`, each knowing its untrained network's value) ended within noise
     (:func:`noise_of`) of the untrained networks' value: training changed nothing, whatever

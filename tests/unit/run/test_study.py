@@ -170,14 +170,19 @@ def test_resume_overrides_belong_to_that_run_only(study_file, sqlite_url):
 
 
 def test_a_multi_objective_study_in_the_storage_is_listed_and_refused_by_name(sqlite_url):
+    from tuner.store.snapshot import read_sqlite
+    from tuner.store.studies import snapshots
     from tuner.views.summaries import list_studies
 
     storage = open_storage(sqlite_url)
     multi = optuna.create_study(study_name="pareto", storage=storage,
                                 directions=["maximize", "minimize"])
     multi.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=2)
-    [row] = list_studies(storage)
-    assert (row["name"], row["direction"], row["best_value"]) == ("pareto", "multi", None)
+    for studies in (snapshots(storage), read_sqlite(sqlite_url)):  # through Optuna, and not
+        [row] = list_studies(studies)
+        assert (row["name"], row["direction"], row["best_value"]) == ("pareto", "multi", None)
+    with pytest.raises(ConfigError, match="'pareto' has 2 objectives"):
+        read_sqlite(sqlite_url, "pareto")
     with pytest.raises(ConfigError, match="'pareto' has 2 objectives"):
         resume("pareto", sqlite_url, n_trials=1)
     with pytest.raises(ConfigError, match="has 2 objectives"):

@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from tuner.core.errors import StorageError
-from tuner.store import schema
+from tuner.store import schema, snapshot
 from tuner.store.storage import open_storage
 
 
@@ -68,11 +68,11 @@ def _scripts(folder: Path, *scripts: str) -> Path:
 def test_the_head_of_a_chain_and_of_unclear_scripts(tmp_path: Path) -> None:
     chain = ('revision = "a"\ndown_revision = None', "revision = 'b'\ndown_revision = 'a'",
              'revision = "c"\ndown_revision = "b"')
-    assert schema.head_in(_scripts(tmp_path / "chain", *chain)) == "c"
-    assert schema.head_in(_scripts(tmp_path / "fork", *chain, 'revision = "d"\n'
+    assert snapshot.head_in(_scripts(tmp_path / "chain", *chain)) == "c"
+    assert snapshot.head_in(_scripts(tmp_path / "fork", *chain, 'revision = "d"\n'
                                    'down_revision = "b"')) is None
-    assert schema.head_in(_scripts(tmp_path / "odd", *chain, "rev = 'e'")) is None
-    assert schema.head_in(_scripts(tmp_path / "none")) is None
+    assert snapshot.head_in(_scripts(tmp_path / "odd", *chain, "rev = 'e'")) is None
+    assert snapshot.head_in(_scripts(tmp_path / "none")) is None
 
 
 def test_when_the_head_is_unclear_optunas_manager_does_the_check(tmp_path, monkeypatch) -> None:

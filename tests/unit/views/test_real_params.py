@@ -9,7 +9,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.importance import PedAnovaImportanceEvaluator, get_param_importances
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from tuner.views.real_params import RealParamsStorage, real_params, real_trial, stored_trial
+from tuner.views.real_params import real_params
+from tuner.views.real_storage import RealParamsStorage, real_trial, stored_trial
 
 DISTS = {"lr": FloatDistribution(1e-4, 0.1, log=True), "batch_size_log2": IntDistribution(4, 8),
          "init": CategoricalDistribution(["xavier_uniform", "zeros"])}
