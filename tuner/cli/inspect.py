@@ -21,7 +21,7 @@ def _stored(storage: str | None, name: str | None = None, *,
             details: bool = True) -> list[StudySnapshot]:
     """The stored studies (only ``name``, when given), read without Optuna where the storage is
     a plain SQLite file at the installed Optuna's schema, else through Optuna."""
-    from tuner.store.snapshot import read_sqlite
+    from tuner.store.sqlite_reader import read_sqlite
     from tuner.store.urls import resolve_url
 
     url = resolve_url(storage)

@@ -3,15 +3,15 @@
 A :class:`StudySnapshot` is one study's name, directions, user attributes, trials and running
 trials. It comes from one of two readers:
 
-* :func:`read_sqlite` reads a plain ``sqlite:///FILE`` whose schema is the one written by the
-  installed Optuna, with the standard library's ``sqlite3``, read-only, in one transaction.
-  It imports neither Optuna nor SQLAlchemy, which were 0.27 s of the 0.5 s ``tuner list`` took.
-  Its trials are :class:`TrialSnapshot` objects, with the attributes of Optuna's ``FrozenTrial``
-  that the views read.
+* :func:`tuner.store.sqlite_reader.read_sqlite` reads a plain ``sqlite:///FILE`` whose schema
+  is the one written by the installed Optuna, with the standard library's ``sqlite3``,
+  read-only, in one transaction. It imports neither Optuna nor SQLAlchemy, which were 0.27 s of
+  the 0.5 s ``tuner list`` took. Its trials are :class:`TrialSnapshot` objects, with the
+  attributes of Optuna's ``FrozenTrial`` that the views read.
 * :func:`tuner.store.studies.snapshot_of` reads any storage through Optuna (PostgreSQL, a
   journal file, an older or newer schema). Its trials are Optuna's own FrozenTrials.
 
-When :func:`read_sqlite` cannot be sure it reads what Optuna would (another URL, a missing file,
+When ``read_sqlite`` cannot be sure it reads what Optuna would (another URL, a missing file,
 another schema revision, a distribution it does not know, any SQLite error), it returns
 ``None`` and the caller opens the storage through Optuna, which gives today's answer or error.
 ``tests/unit/store/test_snapshot.py`` checks that the two readers give the same data.
@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
-import json
-import math
 import re
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,11 +31,6 @@ from typing import Any
 
 from tuner.core.errors import ConfigError, StudyNotFoundError
 from tuner.core.keys import CONFIG_ATTR
-from tuner.store.settings import heartbeat_settings
-from tuner.store.urls import SQLITE_TIMEOUT_S, plain_sqlite_path
-
-# The schema revision this reader was written for (Optuna's alembic revision since Optuna 3.2).
-READ_REVISION = "v3.2.0.a"
 
 
 class State(enum.Enum):
@@ -203,140 +195,3 @@ def head_in(folder: Path) -> str | None:
             parents.add(found["down_revision"])
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
-
-
-# ------------------------------------------------------------------------ the sqlite3 reader
-class _Unreadable(Exception):
-    """Something :func:`read_sqlite` does not know how Optuna would read."""
-
-
-def read_sqlite(url: str, name: str | None = None, *,
-                details: bool = True) -> list[StudySnapshot] | None:
-    """The studies stored at ``url`` (only study ``name`` when given: a missing one raises
-    :class:`StudyNotFoundError`, a multi-objective one ``ConfigError``), read without Optuna;
-    ``None`` when this reader cannot stand in for Optuna's (see the module's text).
-
-    ``details=False`` leaves out what ``list`` does not show: trials then carry their number,
-    state, values and times, not their params, user attributes or last step."""
-    path = plain_sqlite_path(url)
-    if path is None or not path.is_file() or head_revision() != READ_REVISION:
-        return None
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                               timeout=SQLITE_TIMEOUT_S)
-    except sqlite3.Error:
-        return None
-    try:
-        conn.execute("BEGIN")  # one consistent view of the file, as a writer goes on
-        return _read(conn, name, details)
-    except (sqlite3.Error, _Unreadable, ValueError, KeyError, IndexError, TypeError):
-        return None  # Optuna's reader gives today's answer, or its error
-    finally:
-        conn.close()
-
-
-def _read(conn: sqlite3.Connection, name: str | None,
-          details: bool) -> list[StudySnapshot]:
-    (revision,), = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    if revision != READ_REVISION:
-        raise _Unreadable(revision)
-    studies = conn.execute("SELECT study_id, study_name FROM studies ORDER BY study_name")
-    ids = {study_name: study_id for study_id, study_name in studies.fetchall()}
-    if name is not None:
-        if name not in ids:
-            raise not_found(name, list(ids))
-        ids = {name: ids[name]}
-    grace = heartbeat_settings()[1]
-    now = _time(conn.execute("SELECT CURRENT_TIMESTAMP").fetchone()[0])
-    out = []
-    for study_name, study_id in ids.items():
-        directions = [d for (d,) in conn.execute(
-            "SELECT direction FROM study_directions WHERE study_id = ? ORDER BY objective",
-            (study_id,))]
-        if name is not None:
-            check_single_objective(study_name, len(directions))
-        attrs = _attrs(conn, "study_user_attributes", "study_id", study_id)
-        trials = _trials(conn, study_id, details)
-        running = [t for t in trials if t.state is State.RUNNING]
-        ages = _heartbeat_ages(conn, study_id, now) if running else {}
-        out.append(StudySnapshot(study_name, directions, attrs, trials,
-                                 running_entries(running, ages, grace)))
-    return out
-
-
-def _attrs(conn: sqlite3.Connection, table: str, column: str, key: int) -> dict[str, Any]:
-    rows = conn.execute(f'SELECT "key", value_json FROM {table} WHERE {column} = ?', (key,))
-    return {k: json.loads(v) for k, v in rows}
-
-
-_INF = {"FINITE": None, "INF_POS": math.inf, "INF_NEG": -math.inf}
-
-
-def _trials(conn: sqlite3.Connection, study_id: int, details: bool) -> list[TrialSnapshot]:
-    trials: dict[int, TrialSnapshot] = {}
-    for trial_id, number, state, start, complete in conn.execute(
-            "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
-            "WHERE study_id = ? ORDER BY number", (study_id,)):
-        trials[trial_id] = TrialSnapshot(trial_id, number, State[state], None, _time(start),
-                                         _time(complete))
-    where = "trial_id IN (SELECT trial_id FROM trials WHERE study_id = ?)"
-    for trial_id, value, kind in conn.execute(
-            f"SELECT trial_id, value, value_type FROM trial_values WHERE {where} "
-            "ORDER BY trial_id, objective", (study_id,)):
-        special = _INF[kind]
-        trial = trials[trial_id]
-        trial.values = [*(trial.values or []), float(value) if special is None else special]
-    if not details:
-        return list(trials.values())
-    for trial_id, pname, internal, dist_json in conn.execute(
-            f"SELECT trial_id, param_name, param_value, distribution_json FROM trial_params "
-            f"WHERE {where} ORDER BY param_id", (study_id,)):
-        dist = _distribution(dist_json)
-        trials[trial_id].params[pname] = dist.external(internal)
-        trials[trial_id].distributions[pname] = dist
-    for trial_id, key, value in conn.execute(
-            f'SELECT trial_id, "key", value_json FROM trial_user_attributes WHERE {where} '
-            "ORDER BY trial_user_attribute_id", (study_id,)):
-        trials[trial_id].user_attrs[key] = json.loads(value)
-    for trial_id, step in conn.execute(
-            f"SELECT trial_id, MAX(step) FROM trial_intermediate_values WHERE {where} "
-            "GROUP BY trial_id", (study_id,)):
-        trials[trial_id].last_step = step
-    return list(trials.values())
-
-
-# Optuna's distribution names (its json_to_distribution), the legacy ones included
-_KINDS = {"IntDistribution": "int", "IntUniformDistribution": "int",
-          "IntLogUniformDistribution": "int", "FloatDistribution": "float",
-          "UniformDistribution": "float", "LogUniformDistribution": "float",
-          "DiscreteUniformDistribution": "float", "CategoricalDistribution": "categorical"}
-
-
-def _distribution(text: str) -> Distribution:
-    stored = json.loads(text)
-    kind = _KINDS.get(stored["name"])
-    if kind is None:
-        raise _Unreadable(stored["name"])
-    a = stored["attributes"]
-    if kind == "categorical":
-        return Distribution(kind, choices=tuple(a["choices"]))
-    log = a.get("log", stored["name"].endswith("LogUniformDistribution"))
-    step = a.get("step", a.get("q", 1 if kind == "int" else None))
-    return Distribution(kind, a["low"], a["high"], bool(log), step)
-
-
-def _time(text: str | None) -> datetime | None:
-    """A DATETIME as SQLAlchemy stores it in SQLite, naive: a trial's local start or end time,
-    or a heartbeat's UTC time (``CURRENT_TIMESTAMP``)."""
-    return datetime.fromisoformat(text) if text else None
-
-
-def _heartbeat_ages(conn: sqlite3.Connection, study_id: int,
-                    now: datetime | None) -> dict[int, float | None]:
-    """Seconds since each RUNNING trial's last heartbeat, by the database's clock (as
-    ``HeartbeatChecks.heartbeat_ages``); ``None``: never sent one."""
-    rows = conn.execute(
-        "SELECT t.trial_id, h.heartbeat FROM trials t LEFT JOIN trial_heartbeats h "
-        "ON h.trial_id = t.trial_id WHERE t.study_id = ? AND t.state = 'RUNNING'", (study_id,))
-    return {trial_id: None if beat is None else max(0.0, (now - _time(beat)).total_seconds())
-            for trial_id, beat in rows}

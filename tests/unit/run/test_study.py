@@ -170,7 +170,7 @@ def test_resume_overrides_belong_to_that_run_only(study_file, sqlite_url):
 
 
 def test_a_multi_objective_study_in_the_storage_is_listed_and_refused_by_name(sqlite_url):
-    from tuner.store.snapshot import read_sqlite
+    from tuner.store.sqlite_reader import read_sqlite
     from tuner.store.studies import snapshots
     from tuner.views.summaries import list_studies
 

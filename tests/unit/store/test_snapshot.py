@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from tuner.core.errors import ConfigError, StudyNotFoundError
 from tuner.core.keys import CONFIG_ATTR, FAIL_REASON
-from tuner.store.snapshot import read_sqlite
+from tuner.store.sqlite_reader import read_sqlite
 from tuner.store.storage import open_storage
 from tuner.store.studies import snapshots
 from tuner.store.urls import plain_sqlite_path
