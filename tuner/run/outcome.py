@@ -9,6 +9,7 @@ here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -200,13 +201,12 @@ def fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> N
     """Mark this process's still-RUNNING trials FAIL, so nothing stays RUNNING after Ctrl-C."""
     storage = study._storage
     for trial_id in running.values():
-        try:
-            state = storage.get_trial(trial_id).state
-        except UpdateFinishedTrialError:  # another process failed it already (no heartbeat)
-            continue
-        if state == TrialState.RUNNING:
-            storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        # another process may have failed it already (no heartbeat): the read or the write
+        # says so (the read may be this process's own copy of the trial)
+        with contextlib.suppress(UpdateFinishedTrialError):
+            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+                storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def raise_if_hopeless(study: optuna.Study, result: RunResult, failures: list) -> None:

@@ -142,3 +142,52 @@ def test_ctrl_c_after_another_process_failed_the_trial_still_stops_cleanly(url: 
     assert "fail_reason" not in after[gone.number].user_attrs
     assert after[alive.number].state == TrialState.FAIL
     assert after[alive.number].user_attrs == {"fail_reason": "interrupted"}
+
+
+def test_a_running_trial_reads_itself_from_this_processs_copy(url: str):
+    """Optuna reads a running trial at its start, at each pruning check and at its tell; this
+    process's copy answers, with every write it made, and the database is not asked."""
+    name = unique("buf")
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=name, storage=storage)
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    trial.suggest_categorical("init", ["zeros", "orthogonal"])
+    trial.set_user_attr("batch_size", 32)
+    trial.report(0.5, 1)
+    storage.set_trial_system_attr(trial._trial_id, "grid_id", 3)  # written at once
+    statements: list[str] = []
+
+    def seen(conn, cursor, text, *args) -> None:
+        statements.append(text)
+
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", seen)
+    try:
+        mine = study._storage.get_trial(trial._trial_id)  # what should_prune and tell read
+    finally:
+        sqlalchemy.event.remove(storage.engine, "before_cursor_execute", seen)
+    assert statements == []
+    storage.flush(trial._trial_id)
+    stored = _elsewhere(url, name).trials[0]  # the same trial as the database holds it
+    for attr in ("params", "distributions", "user_attrs", "system_attrs",
+                 "intermediate_values", "state", "number", "datetime_start"):
+        assert getattr(mine, attr) == getattr(stored, attr), attr
+    mine.user_attrs["changed"] = True  # a caller's change does not reach the copy
+    assert "changed" not in study._storage.get_trial(trial._trial_id).user_attrs
+
+
+def test_a_trial_failed_elsewhere_learns_it_at_its_tell_or_a_read_after_flush_s(
+        url: str, monkeypatch):
+    name = unique("buf")
+    study = optuna.create_study(study_name=name, storage=open_storage(url))
+    late, early = study.ask(), study.ask()
+    other = _elsewhere(url, name)
+    for t in (late, early):
+        other._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # declared dead
+    assert study._storage.get_trial(late._trial_id).state == TrialState.RUNNING  # the copy
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        study.tell(late, 1.0)  # its end is a write: refused
+    monkeypatch.setattr(buffered, "FLUSH_S", 0.0)  # the copy is always due a real read
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        study._storage.get_trial(early._trial_id)
+    assert study._storage._backend._copies == {}
