@@ -14,6 +14,8 @@ alternate within each seed (the order rotates from seed to seed), so a change in
 load hits all of them; the load average is printed beside every run. The table gives per
 variant the median wall time, the median best value, and the ratio of the plain 1-thread
 script's wall time to the variant's (per seed, then the median): above 1 is faster than plain.
+*First trial at* is the seconds from the launch to the first trial's stored start: the start-up
+that no number of workers shortens (``--jobs 2`` can at best halve the rest).
 
 ``plain`` runs with torch's default thread count; ``plain-1-thread`` and tuner (which trains
 with one intra-op thread per process, ``TUNER_CPU_THREADS``) with one. tuner reads the digits
@@ -74,19 +76,32 @@ def best_of(variant: str, out: str, url: str) -> tuple[float, int | None]:
     return study.best_value, epochs
 
 
+def first_trial_after(url: str, launched: float) -> float:
+    """Seconds from the command's launch to its first trial's start (the study's stored start
+    times are the machine's local clock, as ``launched`` is): the start-up the user waits
+    through before any training."""
+    import optuna
+
+    [name] = optuna.get_all_study_names(url)
+    starts = [t.datetime_start.timestamp() for t in
+              optuna.load_study(study_name=name, storage=url).trials if t.datetime_start]
+    return min(starts) - launched
+
+
 def run_one(variant: str, seed: int, n_trials: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'study.db'}"
         before = load()
-        started = time.perf_counter()
+        launched, started = time.time(), time.perf_counter()
         r = subprocess.run(VARIANTS[variant](seed, n_trials, url), capture_output=True,
                            text=True, cwd=tmp, env={**os.environ, **ENV.get(variant, {})})
         wall = time.perf_counter() - started
         if r.returncode != 0:
             sys.exit(f"{variant} seed {seed} failed ({r.returncode}):\n{r.stderr[-2000:]}")
         best, epochs = best_of(variant, r.stdout, url)
+        first = first_trial_after(url, launched)
     return {"variant": variant, "seed": seed, "wall": wall, "best": best, "epochs": epochs,
-            "load": before}
+            "first": first, "load": before}
 
 
 def main() -> None:
@@ -124,17 +139,19 @@ def main() -> None:
             row = run_one(variant, seed, args.trials)
             runs.append(row)
             print(f"  seed {seed} {variant:<25} {row['wall']:6.1f} s  best {row['best']:.4f}  "
-                  f"epochs {row['epochs']}  (load before: {row['load']})", flush=True)
+                  f"epochs {row['epochs']}  first trial at {row['first']:.1f} s  "
+                  f"(load before: {row['load']})", flush=True)
     base = {r["seed"]: r["wall"] for r in runs if r["variant"] == BASE}
-    print(f"\n| variant | median wall | median best | epochs | {BASE} wall / variant wall "
-          "(per seed) |")
-    print("|---|---|---|---|---|")
+    print(f"\n| variant | median wall | median best | epochs | first trial at | {BASE} wall / "
+          "variant wall (per seed) |")
+    print("|---|---|---|---|---|---|")
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant]
         ratios = [base[r["seed"]] / r["wall"] for r in mine]
         print(f"| {variant} | {statistics.median(r['wall'] for r in mine):.1f} s | "
               f"{statistics.median(r['best'] for r in mine):.4f} | "
               f"{statistics.median(r['epochs'] for r in mine):.0f} | "
+              f"{statistics.median(r['first'] for r in mine):.1f} s | "
               f"**{statistics.median(ratios):.2f}x** ({' '.join(f'{x:.2f}' for x in ratios)}) |")
     print(f"load average at the end: {load()}")
 
