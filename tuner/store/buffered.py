@@ -6,7 +6,8 @@ in Optuna's RDB storage: on SQLite each commit is a synced write, and together t
 quickstart trial's time. :class:`BufferedRDBStorage` keeps those writes for the RUNNING trials
 this process created (or took from the queue) in memory and writes them in one transaction:
 
-* when the trial finishes (just before its state: a trial shown as finished has all of them),
+* when the trial finishes, in the same transaction as its state (a trial shown as finished
+  has all of them),
 * and at most :data:`FLUSH_S` seconds after the first unwritten one, so that other processes
   (a dashboard, ``tuner show``) follow a long trial's curve as it goes.
 
@@ -94,9 +95,15 @@ class BufferedRDBStorage(ResilientRDBStorage):
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Any = None) -> bool:
         try:
-            if trial_id in self._owned:
-                self.flush(trial_id)
-            done = super().set_trial_state_values(trial_id, state, values)
+            pending = self._pending.get(trial_id) if state.is_finished() else None
+            if trial_id in self._owned and pending is not None:
+                with self._buffer_lock:  # its values and its end: one transaction
+                    done = self._call_with_retry(_finish_with_pending, trial_id, pending,
+                                                 state, values)
+            else:
+                if trial_id in self._owned:
+                    self.flush(trial_id)
+                done = super().set_trial_state_values(trial_id, state, values)
         except Exception:
             if trial_id in self._owned:
                 self._forget(trial_id)  # e.g. failed by another process as stale: not ours now
@@ -228,40 +235,62 @@ class BufferedRDBStorage(ResilientRDBStorage):
 
 
 def _write_pending(storage: BufferedRDBStorage, trial_id: int, pending: _Pending) -> None:
-    """One transaction: every unwritten value of one trial. On SQLite and PostgreSQL one
-    multi-row upsert per table (the statements Optuna makes per value, made once); elsewhere
-    Optuna's per-value writes, committed once."""
-    from optuna.storages._rdb import models
+    """One transaction: every unwritten value of one trial."""
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    values = models.TrialIntermediateValueModel
     with _create_scoped_session(storage.scoped_session, True) as session:
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        storage.check_trial_is_updatable(trial_id, trial.state)
-        insert = _upsert_dialect(storage)
-        if insert is None:
-            _write_one_by_one(storage, session, trial_id, pending)
-            return
-        for model, attrs in ((models.TrialUserAttributeModel, pending.user),
-                             (models.TrialSystemAttributeModel, pending.system)):
-            if attrs:
-                stmt = insert(model).values([{"trial_id": trial_id, "key": k,
-                                              "value_json": json.dumps(v)}
-                                             for k, v in attrs.items()])
-                session.execute(stmt.on_conflict_do_update(
-                    index_elements=[model.trial_id, model.key],
-                    set_={"value_json": stmt.excluded.value_json}))
-        if pending.intermediate:
-            rows = []
-            for step, value in sorted(pending.intermediate.items()):
-                stored, kind = values.intermediate_value_to_stored_repr(value)
-                rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored,
-                             "intermediate_value_type": kind})
-            stmt = insert(values).values(rows)
+        _pending_without_commit(storage, session, trial_id, pending)
+
+
+def _finish_with_pending(storage: BufferedRDBStorage, trial_id: int, pending: _Pending,
+                         state: TrialState, values: Any) -> bool:
+    """One transaction: every unwritten value of one trial, then its final state and values
+    (Optuna's own ``set_trial_state_values``, which runs in the same thread's session and so
+    commits, or rolls back, both). One commit less per trial than a flush and then the state."""
+    session = storage.scoped_session()
+    try:
+        _pending_without_commit(storage, session, trial_id, pending)
+    except BaseException:
+        session.rollback()
+        session.close()
+        raise
+    return RDBStorage.set_trial_state_values(storage, trial_id, state, values)
+
+
+def _pending_without_commit(storage: BufferedRDBStorage, session: Any, trial_id: int,
+                            pending: _Pending) -> None:
+    """Every unwritten value of one trial, in ``session``'s transaction. On SQLite and
+    PostgreSQL one multi-row upsert per table (the statements Optuna makes per value, made
+    once); elsewhere Optuna's per-value writes."""
+    from optuna.storages._rdb import models
+
+    values = models.TrialIntermediateValueModel
+    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+    storage.check_trial_is_updatable(trial_id, trial.state)
+    insert = _upsert_dialect(storage)
+    if insert is None:
+        _write_one_by_one(storage, session, trial_id, pending)
+        return
+    for model, attrs in ((models.TrialUserAttributeModel, pending.user),
+                         (models.TrialSystemAttributeModel, pending.system)):
+        if attrs:
+            stmt = insert(model).values([{"trial_id": trial_id, "key": k,
+                                          "value_json": json.dumps(v)}
+                                         for k, v in attrs.items()])
             session.execute(stmt.on_conflict_do_update(
-                index_elements=[values.trial_id, values.step],
-                set_={"intermediate_value": stmt.excluded.intermediate_value,
-                      "intermediate_value_type": stmt.excluded.intermediate_value_type}))
+                index_elements=[model.trial_id, model.key],
+                set_={"value_json": stmt.excluded.value_json}))
+    if pending.intermediate:
+        rows = []
+        for step, value in sorted(pending.intermediate.items()):
+            stored, kind = values.intermediate_value_to_stored_repr(value)
+            rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored,
+                         "intermediate_value_type": kind})
+        stmt = insert(values).values(rows)
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[values.trial_id, values.step],
+            set_={"intermediate_value": stmt.excluded.intermediate_value,
+                  "intermediate_value_type": stmt.excluded.intermediate_value_type}))
 
 
 def _upsert_dialect(storage: RDBStorage) -> Any:
