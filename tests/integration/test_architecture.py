@@ -96,7 +96,8 @@ def test_the_checker_sees_a_function_local_import(tmp_path: Path) -> None:
 
 
 HEAVY = ("torch", "sklearn", "plotly", "matplotlib", "alembic")  # alembic: tuner.store.schema
-# list, show and export read a plain SQLite file with the standard library (tuner.store.snapshot)
+# list, show, export and delete read (and delete from) a plain SQLite file with the standard
+# library (tuner.store.sqlite_reader, sqlite_delete)
 READERS_NEVER = (*HEAVY, "optuna", "sqlalchemy")
 PROBE = """
 import sys
@@ -114,7 +115,8 @@ sys.exit(code or 0)
     (["--help"], READERS_NEVER), (["list"], READERS_NEVER), (["show", "light"], READERS_NEVER),
     (["show", "light", "--json"], READERS_NEVER), (["export", "light", "-o", "-"], READERS_NEVER),
     (["list", "--storage", "sqlite:///tuner.db?timeout=9"], HEAVY),  # through Optuna
-    (["delete", "light", "--yes"], HEAVY),
+    (["delete", "light", "--yes"], READERS_NEVER),
+    (["delete", "light", "--yes", "--storage", "sqlite:///tuner.db?timeout=9"], HEAVY),
 ])
 def test_commands_that_do_not_train_never_import_torch(args: list[str], never: tuple[str, ...],
                                                        tmp_path: Path) -> None:

@@ -41,9 +41,9 @@ def _root(
 
 
 HELP_ONLY = {"--help", "-h", "--version"}  # answered without Optuna (0.25 s of imports)
-# Commands that read a plain SQLite file without Optuna (tuner.store.snapshot); where they fall
-# back to Optuna, they quiet it first (_app.quiet_optuna).
-READERS = {"list", "show", "export"}
+# Commands that read (or delete from) a plain SQLite file without Optuna (store.sqlite_reader,
+# store.sqlite_delete); where they fall back to Optuna, they quiet it first (_app.quiet_optuna).
+READERS = {"list", "show", "export", "delete"}
 
 
 def _needs_optuna(argv: list[str]) -> bool:

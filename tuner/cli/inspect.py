@@ -111,25 +111,54 @@ def delete(
     artifact_dir: Path | None = artifact_dir_option(),
 ) -> None:
     """Delete a study, all its trials, and its trials' pictures."""
+    from tuner.store import sqlite_delete
+    from tuner.store.artifact_files import artifact_dir as pictures_dir
+    from tuner.store.artifact_files import remove_artifacts
+    from tuner.store.urls import resolve_url
+
+    url = resolve_url(storage)
+    n = sqlite_delete.count_trials(url, name)  # a plain SQLite file: no Optuna needed
+    if n is None:
+        return _delete_through_optuna(name, url, yes, artifact_dir)
+    _confirm(name, n, yes)
+    pictures = sqlite_delete.delete_study(url, name)
+    if pictures is None:  # the file changed under us (its schema): Optuna decides
+        return _delete_through_optuna(name, url, True, artifact_dir)
+    folder = pictures_dir(url, artifact_dir)
+    removed = remove_artifacts(folder, pictures) if folder is not None else 0
+    _deleted(name, n, removed, folder)
+
+
+def _confirm(name: str, n: int, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError(f"refusing to delete study {name!r} ({n} trials) without "
+                          "confirmation; pass --yes")
+    if not typer.confirm(f"delete study {name!r} and its {n} trials?"):
+        err.print("not deleted")
+        raise typer.Exit(1)  # a "no", not an interrupt (130)
+
+
+def _deleted(name: str, n: int, removed: int, folder: Path | None) -> None:
+    also = f" and {removed} trial pictures from {folder}" if removed else ""
+    out.print(f"deleted study {name!r} ({n} trials){also}")
+
+
+def _delete_through_optuna(name: str, url: str, yes: bool, artifact_dir: Path | None) -> None:
     import optuna
 
     from tuner.store import artifacts
     from tuner.store.storage import open_storage
     from tuner.store.studies import load_existing
 
-    store = open_storage(storage, must_exist=True)
+    quiet_optuna()
+    store = open_storage(url, must_exist=True)
     study = load_existing(name, store, any_objectives=True)
     n = len(study.get_trials(deepcopy=False))
-    if not yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(f"refusing to delete study {name!r} ({n} trials) without "
-                              "confirmation; pass --yes")
-        if not typer.confirm(f"delete study {name!r} and its {n} trials?"):
-            err.print("not deleted")
-            raise typer.Exit(1)  # a "no", not an interrupt (130)
+    _confirm(name, n, yes)
     pictures = artifacts.study_artifact_ids(study)
     optuna.delete_study(study_name=name, storage=store)
     folder = artifacts.artifact_dir(artifacts.storage_url(store), artifact_dir)
     removed = artifacts.remove_artifacts(folder, pictures) if folder is not None else 0
-    also = f" and {removed} trial pictures from {folder}" if removed else ""
-    out.print(f"deleted study {name!r} ({n} trials){also}")
+    _deleted(name, n, removed, folder)

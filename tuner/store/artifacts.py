@@ -30,31 +30,18 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.storages import BaseStorage
 
 from tuner.core.errors import StorageError
+from tuner.store.artifact_files import (  # noqa: F401  (re-exported: the views' one import)
+    artifact_dir,
+    remove_artifacts,
+)
 from tuner.store.rdb import uncached
-from tuner.store.storage import JOURNAL_PREFIX, resolve_url, storage_file
+from tuner.store.urls import JOURNAL_PREFIX
 
-ENV_VAR = "TUNER_ARTIFACT_DIR"
-SERVER_DEFAULT = "tuner-artifacts"  # for database servers: in the working directory
 LEARNING_CURVE = "learning-curve.svg"
 INIT_ACTIVATIONS = "init-activations.svg"
 VAL_ROWS = 256  # validation rows pushed through the initial network for its histograms
 _CACHE_KEY = "artifacts:store"
 log = logging.getLogger("tuner")
-
-
-def artifact_dir(url: str | None = None, explicit: str | Path | None = None) -> Path | None:
-    """Where the artifacts of storage ``url`` live (see the module doc); ``None`` for a storage
-    without a place on disk (in-memory) unless ``explicit`` or ``$TUNER_ARTIFACT_DIR`` says."""
-    chosen = explicit or os.environ.get(ENV_VAR)
-    if chosen:
-        return Path(chosen).expanduser().resolve()
-    if url is None:
-        return None
-    url = resolve_url(url)
-    path = storage_file(url)
-    if path is None:  # a database server (sqlite:// in memory: nowhere)
-        return None if url.startswith("sqlite:") else (Path.cwd() / SERVER_DEFAULT).resolve()
-    return (path.parent / f"{path.stem}-artifacts").resolve()
 
 
 def storage_url(storage: BaseStorage) -> str | None:
@@ -136,20 +123,6 @@ def study_artifact_ids(study: optuna.Study) -> list[str]:
     """The artifact ids of every trial of ``study`` (read before the study is deleted)."""
     return [m.artifact_id for t in study.get_trials(deepcopy=False)
             for m in get_all_artifact_meta(t, storage=study._storage)]
-
-
-def remove_artifacts(directory: Path, artifact_ids: list[str]) -> int:
-    """Remove these artifacts' files from the store in ``directory``; returns how many were
-    there (missing ones are skipped: a copied database, a folder cleaned by hand)."""
-    if not artifact_ids or not directory.is_dir():
-        return 0
-    store = FileSystemArtifactStore(directory)
-    removed = 0
-    for artifact_id in artifact_ids:
-        if (directory / artifact_id).is_file():
-            store.remove(artifact_id)
-            removed += 1
-    return removed
 
 
 def read_artifact(store: FileSystemArtifactStore, artifact_id: str) -> bytes | None:

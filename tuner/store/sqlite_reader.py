@@ -30,6 +30,40 @@ class _Unreadable(Exception):
     """Something :func:`read_sqlite` does not know how Optuna would read."""
 
 
+# Optuna's tables at READ_REVISION: a file with any other set is left to Optuna
+KNOWN_TABLES = frozenset({
+    "studies", "version_info", "study_directions", "study_user_attributes",
+    "study_system_attributes", "trials", "trial_user_attributes", "trial_system_attributes",
+    "trial_params", "trial_values", "trial_intermediate_values", "trial_heartbeats",
+    "alembic_version"})
+# what may go wrong in reading a file this module is not sure of: Optuna's reader then answers
+UNSURE = (sqlite3.Error, _Unreadable, ValueError, KeyError, IndexError, TypeError)
+
+
+def connect(url: str, *, write: bool = False) -> sqlite3.Connection | None:
+    """A connection to the plain ``sqlite:///FILE`` at ``url`` (read-only unless ``write``)
+    when this module can stand in for Optuna there, else ``None``."""
+    path = plain_sqlite_path(url)
+    if path is None or not path.is_file() or head_revision() != READ_REVISION:
+        return None
+    mode = "rw" if write else "ro"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True,
+                               timeout=SQLITE_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    return conn
+
+
+def check_schema(conn: sqlite3.Connection) -> None:
+    """Raise :class:`_Unreadable` unless the open transaction sees Optuna's tables at
+    :data:`READ_REVISION`."""
+    (revision,), = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    tables = {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if revision != READ_REVISION or tables != KNOWN_TABLES:
+        raise _Unreadable(revision)
+
+
 def read_sqlite(url: str, name: str | None = None, *,
                 details: bool = True) -> list[StudySnapshot] | None:
     """The studies stored at ``url`` (only study ``name`` when given: a missing one raises
@@ -38,18 +72,14 @@ def read_sqlite(url: str, name: str | None = None, *,
 
     ``details=False`` leaves out what ``list`` does not show: trials then carry their number,
     state, values and times, not their params, user attributes or last step."""
-    path = plain_sqlite_path(url)
-    if path is None or not path.is_file() or head_revision() != READ_REVISION:
-        return None
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                               timeout=SQLITE_TIMEOUT_S)
-    except sqlite3.Error:
+    conn = connect(url)
+    if conn is None:
         return None
     try:
         conn.execute("BEGIN")  # one consistent view of the file, as a writer goes on
+        check_schema(conn)
         return _read(conn, name, details)
-    except (sqlite3.Error, _Unreadable, ValueError, KeyError, IndexError, TypeError):
+    except UNSURE:
         return None  # Optuna's reader gives today's answer, or its error
     finally:
         conn.close()
@@ -57,9 +87,6 @@ def read_sqlite(url: str, name: str | None = None, *,
 
 def _read(conn: sqlite3.Connection, name: str | None,
           details: bool) -> list[StudySnapshot]:
-    (revision,), = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    if revision != READ_REVISION:
-        raise _Unreadable(revision)
     studies = conn.execute("SELECT study_id, study_name FROM studies ORDER BY study_name")
     ids = {study_name: study_id for study_id, study_name in studies.fetchall()}
     if name is not None:
