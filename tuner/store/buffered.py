@@ -31,30 +31,16 @@ import copy
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.store.pending import Pending, finish_with_pending, write_pending
 from tuner.store.rdb import ResilientRDBStorage
 
 FLUSH_S = 5.0  # a running trial's writes reach other processes at least this often
 _BUFFERED_SYSTEM_PREFIX = "artifacts:"  # Optuna's key for an uploaded artifact's id
-
-
-@dataclass
-class _Pending:
-    since: float = field(default_factory=time.monotonic)
-    user: dict[str, Any] = field(default_factory=dict)
-    system: dict[str, Any] = field(default_factory=dict)
-    intermediate: dict[int, float] = field(default_factory=dict)
-
-    def overlay(self, trial: FrozenTrial) -> None:
-        trial._user_attrs.update(self.user)
-        trial._system_attrs.update(self.system)
-        trial.intermediate_values.update(self.intermediate)
 
 
 class BufferedRDBStorage(ResilientRDBStorage):
@@ -67,7 +53,7 @@ class BufferedRDBStorage(ResilientRDBStorage):
 
     def _init_buffer(self) -> None:
         self._owned: set[int] = set()
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
         # an owned trial as last read or written, and when the database was last read for it
         self._copies: dict[int, tuple[FrozenTrial, float]] = {}
         self._buffer_lock = threading.RLock()
@@ -98,7 +84,7 @@ class BufferedRDBStorage(ResilientRDBStorage):
             pending = self._pending.get(trial_id) if state.is_finished() else None
             if trial_id in self._owned and pending is not None:
                 with self._buffer_lock:  # its values and its end: one transaction
-                    done = self._call_with_retry(_finish_with_pending, trial_id, pending,
+                    done = self._call_with_retry(finish_with_pending, trial_id, pending,
                                                  state, values)
             else:
                 if trial_id in self._owned:
@@ -129,10 +115,10 @@ class BufferedRDBStorage(ResilientRDBStorage):
         return held[0]
 
     # -- the buffered writes
-    def _buffer(self, trial_id: int) -> _Pending:
+    def _buffer(self, trial_id: int) -> Pending:
         pending = self._pending.get(trial_id)
         if pending is None:
-            pending = self._pending[trial_id] = _Pending()
+            pending = self._pending[trial_id] = Pending()
         return pending
 
     def _due(self, trial_id: int) -> None:
@@ -189,7 +175,7 @@ class BufferedRDBStorage(ResilientRDBStorage):
                 pending = self._pending.get(tid)
                 if pending is None:
                     continue
-                self._call_with_retry(_write_pending, tid, pending)
+                self._call_with_retry(write_pending, tid, pending)
                 del self._pending[tid]
                 held = self._copies.get(tid)
                 if held is not None:
@@ -232,90 +218,3 @@ class BufferedRDBStorage(ResilientRDBStorage):
 
     def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
         return self.get_trial(trial_id).system_attrs
-
-
-def _write_pending(storage: BufferedRDBStorage, trial_id: int, pending: _Pending) -> None:
-    """One transaction: every unwritten value of one trial."""
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(storage.scoped_session, True) as session:
-        _pending_without_commit(storage, session, trial_id, pending)
-
-
-def _finish_with_pending(storage: BufferedRDBStorage, trial_id: int, pending: _Pending,
-                         state: TrialState, values: Any) -> bool:
-    """One transaction: every unwritten value of one trial, then its final state and values
-    (Optuna's own ``set_trial_state_values``, which runs in the same thread's session and so
-    commits, or rolls back, both). One commit less per trial than a flush and then the state."""
-    session = storage.scoped_session()
-    try:
-        _pending_without_commit(storage, session, trial_id, pending)
-    except BaseException:
-        session.rollback()
-        session.close()
-        raise
-    return RDBStorage.set_trial_state_values(storage, trial_id, state, values)
-
-
-def _pending_without_commit(storage: BufferedRDBStorage, session: Any, trial_id: int,
-                            pending: _Pending) -> None:
-    """Every unwritten value of one trial, in ``session``'s transaction. On SQLite and
-    PostgreSQL one multi-row upsert per table (the statements Optuna makes per value, made
-    once); elsewhere Optuna's per-value writes."""
-    from optuna.storages._rdb import models
-
-    values = models.TrialIntermediateValueModel
-    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-    storage.check_trial_is_updatable(trial_id, trial.state)
-    insert = _upsert_dialect(storage)
-    if insert is None:
-        _write_one_by_one(storage, session, trial_id, pending)
-        return
-    for model, attrs in ((models.TrialUserAttributeModel, pending.user),
-                         (models.TrialSystemAttributeModel, pending.system)):
-        if attrs:
-            stmt = insert(model).values([{"trial_id": trial_id, "key": k,
-                                          "value_json": json.dumps(v)}
-                                         for k, v in attrs.items()])
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=[model.trial_id, model.key],
-                set_={"value_json": stmt.excluded.value_json}))
-    if pending.intermediate:
-        rows = []
-        for step, value in sorted(pending.intermediate.items()):
-            stored, kind = values.intermediate_value_to_stored_repr(value)
-            rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored,
-                         "intermediate_value_type": kind})
-        stmt = insert(values).values(rows)
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=[values.trial_id, values.step],
-            set_={"intermediate_value": stmt.excluded.intermediate_value,
-                  "intermediate_value_type": stmt.excluded.intermediate_value_type}))
-
-
-def _upsert_dialect(storage: RDBStorage) -> Any:
-    """The ``insert`` that has ``on_conflict_do_update`` for this database, or ``None``."""
-    import sqlite3
-
-    if storage.engine.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-        return insert
-    if storage.engine.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert
-        return insert
-    return None
-
-
-def _write_one_by_one(storage: RDBStorage, session: Any, trial_id: int,
-                      pending: _Pending) -> None:
-    from optuna.storages._rdb import models
-
-    for key, value in pending.user.items():
-        RDBStorage._set_trial_attr_without_commit(
-            storage, session, models.TrialUserAttributeModel, trial_id, key, value)
-    for key, value in pending.system.items():
-        RDBStorage._set_trial_attr_without_commit(
-            storage, session, models.TrialSystemAttributeModel, trial_id, key, value)
-    for step, value in sorted(pending.intermediate.items()):
-        RDBStorage._set_trial_intermediate_value_without_commit(
-            storage, session, trial_id, step, value)
