@@ -15,7 +15,7 @@ import json
 import sqlite3
 
 from tuner.store.snapshot import not_found
-from tuner.store.sqlite_reader import UNSURE, check_schema, connect
+from tuner.store.sqlite_reader import stand_in
 
 _TRIAL_TABLES = ("trial_params", "trial_values", "trial_intermediate_values",
                  "trial_user_attributes", "trial_system_attributes", "trial_heartbeats")
@@ -26,53 +26,34 @@ _ARTIFACT_PREFIX = "artifacts:"  # Optuna's system-attribute key of an uploaded 
 def count_trials(url: str, name: str) -> int | None:
     """How many trials study ``name`` has (``StudyNotFoundError`` when it has none such), or
     ``None`` where this module does not stand in for Optuna."""
-    conn = connect(url)
-    if conn is None:
-        return None
-    try:
-        conn.execute("BEGIN")
-        check_schema(conn)
-        study_id = _study_id(conn, name)
+    def count(conn: sqlite3.Connection) -> int:
         return conn.execute("SELECT COUNT(*) FROM trials WHERE study_id = ?",
-                            (study_id,)).fetchone()[0]
-    except UNSURE:
-        return None
-    finally:
-        conn.close()
+                            (_study_id(conn, name),)).fetchone()[0]
+
+    return stand_in(url, count)
 
 
 def delete_study(url: str, name: str) -> list[str] | None:
     """Delete study ``name`` and all its trials in one transaction; return the artifact ids
     its trials had (their files are the caller's to remove). ``None``: not done here, where
     this module does not stand in for Optuna."""
-    conn = connect(url, write=True)
-    if conn is None:
-        return None
-    try:
-        conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody adds a trial meanwhile
-        check_schema(conn)
-        study_id = _study_id(conn, name)
-        trials = "trial_id IN (SELECT trial_id FROM trials WHERE study_id = ?)"
-        # the attribute is Optuna's ArtifactMeta as JSON text (get_all_artifact_meta)
-        ids = [json.loads(json.loads(v))["artifact_id"] for (v,) in conn.execute(
-            f'SELECT value_json FROM trial_system_attributes WHERE {trials} AND "key" LIKE ?',
-            (study_id, _ARTIFACT_PREFIX + "%"))]
-        for table in _TRIAL_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE {trials}", (study_id,))
-        conn.execute("DELETE FROM trials WHERE study_id = ?", (study_id,))
-        for table in _STUDY_TABLES:
-            conn.execute(f"DELETE FROM {table} WHERE study_id = ?", (study_id,))
-        conn.execute("DELETE FROM studies WHERE study_id = ?", (study_id,))
-        conn.execute("COMMIT")
-        return ids
-    except BaseException as e:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(e, UNSURE):
-            return None
-        raise
-    finally:
-        conn.close()
+    return stand_in(url, lambda conn: _delete(conn, name), write=True)
+
+
+def _delete(conn: sqlite3.Connection, name: str) -> list[str]:
+    study_id = _study_id(conn, name)
+    trials = "trial_id IN (SELECT trial_id FROM trials WHERE study_id = ?)"
+    # the attribute is Optuna's ArtifactMeta as JSON text (get_all_artifact_meta)
+    ids = [json.loads(json.loads(v))["artifact_id"] for (v,) in conn.execute(
+        f'SELECT value_json FROM trial_system_attributes WHERE {trials} AND "key" LIKE ?',
+        (study_id, _ARTIFACT_PREFIX + "%"))]
+    for table in _TRIAL_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE {trials}", (study_id,))
+    conn.execute("DELETE FROM trials WHERE study_id = ?", (study_id,))
+    for table in _STUDY_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE study_id = ?", (study_id,))
+    conn.execute("DELETE FROM studies WHERE study_id = ?", (study_id,))
+    return ids
 
 
 def _study_id(conn: sqlite3.Connection, name: str) -> int:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from tuner.store.settings import heartbeat_settings
 from tuner.store.snapshot import (
@@ -24,6 +25,7 @@ from tuner.store.urls import SQLITE_TIMEOUT_S, plain_sqlite_path
 
 # The schema revision this reader was written for (Optuna's alembic revision since Optuna 3.2).
 READ_REVISION = "v3.2.0.a"
+T = TypeVar("T")
 
 
 class _Unreadable(Exception):
@@ -37,10 +39,10 @@ KNOWN_TABLES = frozenset({
     "trial_params", "trial_values", "trial_intermediate_values", "trial_heartbeats",
     "alembic_version"})
 # what may go wrong in reading a file this module is not sure of: Optuna's reader then answers
-UNSURE = (sqlite3.Error, _Unreadable, ValueError, KeyError, IndexError, TypeError)
+_UNSURE = (sqlite3.Error, _Unreadable, ValueError, KeyError, IndexError, TypeError)
 
 
-def connect(url: str, *, write: bool = False) -> sqlite3.Connection | None:
+def _connect(url: str, *, write: bool = False) -> sqlite3.Connection | None:
     """A connection to the plain ``sqlite:///FILE`` at ``url`` (read-only unless ``write``)
     when this module can stand in for Optuna there, else ``None``."""
     path = plain_sqlite_path(url)
@@ -55,13 +57,42 @@ def connect(url: str, *, write: bool = False) -> sqlite3.Connection | None:
     return conn
 
 
-def check_schema(conn: sqlite3.Connection) -> None:
+def _check_schema(conn: sqlite3.Connection) -> None:
     """Raise :class:`_Unreadable` unless the open transaction sees Optuna's tables at
     :data:`READ_REVISION`."""
     (revision,), = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     tables = {t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if revision != READ_REVISION or tables != KNOWN_TABLES:
         raise _Unreadable(revision)
+
+
+def stand_in(url: str, work: Callable[[sqlite3.Connection], T], *,
+             write: bool = False) -> T | None:
+    """``work(conn)`` in one transaction on the file at ``url`` (read-only unless ``write``:
+    then it takes the write lock first and commits), where this module can stand in for Optuna;
+    ``None`` where it cannot, or where ``work`` met something it is not sure of (:data:`_UNSURE`):
+    nothing is written then, and Optuna gives today's answer, or its error. Any other error
+    (a missing study …) rolls back and is raised."""
+    conn = _connect(url, write=write)
+    if conn is None:
+        return None
+    try:
+        # one consistent view of the file, as a writer goes on; a writer locks first, so
+        # that nobody adds a trial meanwhile
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        _check_schema(conn)
+        result = work(conn)
+        if write:
+            conn.execute("COMMIT")
+        return result
+    except BaseException as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(e, _UNSURE):
+            return None
+        raise
+    finally:
+        conn.close()
 
 
 def read_sqlite(url: str, name: str | None = None, *,
@@ -72,17 +103,7 @@ def read_sqlite(url: str, name: str | None = None, *,
 
     ``details=False`` leaves out what ``list`` does not show: trials then carry their number,
     state, values and times, not their params, user attributes or last step."""
-    conn = connect(url)
-    if conn is None:
-        return None
-    try:
-        conn.execute("BEGIN")  # one consistent view of the file, as a writer goes on
-        check_schema(conn)
-        return _read(conn, name, details)
-    except UNSURE:
-        return None  # Optuna's reader gives today's answer, or its error
-    finally:
-        conn.close()
+    return stand_in(url, lambda conn: _read(conn, name, details))
 
 
 def _read(conn: sqlite3.Connection, name: str | None,
