@@ -219,19 +219,28 @@ def test_a_surplus_retry_left_waiting_is_dropped_when_the_budget_is_met(budget_t
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-def test_a_trial_whose_process_died_before_its_first_heartbeat_is_failed_and_retried(
-        budget_two, sqlite_url: str) -> None:
+@pytest.mark.parametrize("beat", ["at creation", "never (an older tuner)"])
+def test_a_trial_whose_process_died_right_after_creating_it_is_failed_and_retried(
+        budget_two, sqlite_url: str, beat: str) -> None:
     """The soak's other leftover: a worker killed between creating its trial and its first
-    heartbeat left the trial RUNNING forever (Optuna's stale check reads heartbeats only)."""
+    heartbeat left the trial RUNNING forever (Optuna's stale check reads heartbeats only).
+    Now a trial's first heartbeat is written with it, so Optuna's check finds it once that
+    beat is old; a trial an older tuner created (a creation token, no beat) is failed too."""
     from optuna.storages import RDBStorage
 
     from tuner.run.loop import _fail_stale_trials
 
     storage, study = budget_two
-    ours = study.ask()  # tuner's storage: the trial carries a creation token
+    ours = study.ask()  # tuner's storage: the trial carries a creation token and a beat
     ours.suggest_float("x", 0, 1)
     plain = optuna.load_study(study_name="two", storage=RDBStorage(sqlite_url)).ask()
-    with storage.engine.begin() as conn:  # both started long ago; neither ever sent a beat
+    with storage.engine.begin() as conn:
+        beats = conn.exec_driver_sql("SELECT trial_id FROM trial_heartbeats").fetchall()
+        assert beats == [(ours._trial_id,)], "written with the trial, not by a thread"
+        if beat == "at creation":  # its process died then; the beat has aged past grace
+            conn.exec_driver_sql("UPDATE trial_heartbeats SET heartbeat = '2000-01-01'")
+        else:
+            conn.exec_driver_sql("DELETE FROM trial_heartbeats")
         conn.exec_driver_sql("UPDATE trials SET datetime_start = '2000-01-01 00:00:00'")
     _fail_stale_trials(study, storage)
     by_id = {t._trial_id: t for t in study.get_trials()}

@@ -230,8 +230,10 @@ def _fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:
     wait for a dead one forever. Called when a claim would wait or stop, and before every
     packed claim; a single claim that goes ahead leaves it to Optuna's trial start, which
     checks heartbeats itself (each check reads the study's running trials: ~5 ms per trial on
-    SQLite). A tuner trial whose process died before its first heartbeat is failed too (Optuna
-    never would); such a trial is found once the study nears its budget."""
+    SQLite). A trial's first heartbeat is written with it (:mod:`tuner.store.rdb`), so one
+    whose process died at once goes stale like any other; a trial an older tuner created and
+    that never sent a heartbeat is failed too (Optuna never would), once the study nears its
+    budget."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

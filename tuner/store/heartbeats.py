@@ -94,9 +94,10 @@ class HeartbeatChecks:
     def fail_unstarted_heartbeats(self, study: optuna.Study) -> None:
         """Fail (and retry, as a stale trial) each RUNNING trial that tuner created (it has a
         creation token) but that never sent a heartbeat and started more than a grace period
-        ago: its process died between creating the trial and its first heartbeat, and Optuna's
-        stale check, which only reads heartbeats, would leave it RUNNING forever. Trials of
-        processes without heartbeats (plain Optuna) are left alone."""
+        ago: an older tuner's process died between creating the trial and its first heartbeat,
+        and Optuna's stale check, which only reads heartbeats, would leave it RUNNING forever.
+        (Today's tuner writes a trial's first heartbeat with it.) Trials of processes without
+        heartbeats (plain Optuna) are left alone."""
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         silent = self.unmonitored(running)
         for t in running:

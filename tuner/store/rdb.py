@@ -11,6 +11,8 @@
   before the answer arrived. Each creation carries a token (a system attribute written in the
   same transaction); a retry first looks the token up, so a lost answer never leaves a second,
   orphaned RUNNING trial that nobody runs.
+* **A new trial's first heartbeat** is written in its creation's transaction (one commit less
+  per trial); the heartbeat thread, which Optuna starts right after, skips its first beat.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
         self.retry_s = retry_s
         self._local = threading.local()
         self.lost: StorageError | None = None  # set once the retries ran out
+        self._beat_at_creation: set[int] = set()  # their thread's first beat is already written
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             with without_alembic_at_head():  # alembic is imported only when it has work
@@ -116,12 +119,14 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.pop("_local", None)
+        state.pop("_beat_at_creation", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         with without_alembic_at_head():
             super().__setstate__(state)
         self._local = threading.local()
+        self._beat_at_creation = set()
 
     def _call_with_retry(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if getattr(self._local, "depth", 0) > 0:  # an inner call: the outermost one retries
@@ -179,7 +184,10 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
                     return RDBStorage.get_trial(storage, made)
             return storage._create_trial_once(study_id, template)
 
-        return self._call_with_retry(once)
+        made = self._call_with_retry(once)
+        if made.state == TrialState.RUNNING and self.heartbeat_interval:
+            self._beat_at_creation.add(made._trial_id)
+        return made
 
     def _create_trial_once(self, study_id: int, template: FrozenTrial) -> FrozenTrial:
         """Optuna's trial creation in one transaction, without its own blind retries (which
@@ -191,6 +199,8 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
             row = self._get_prepared_new_trial(study_id, template, session)
             number, trial_id, started = row.number, row.trial_id, row.datetime_start
+            if template.state == TrialState.RUNNING and self.heartbeat_interval:
+                session.add(models.TrialHeartbeatModel(trial_id=trial_id))  # its first beat
         frozen = template
         frozen.number, frozen._trial_id, frozen.datetime_start = number, trial_id, started
         return frozen
@@ -208,6 +218,9 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
     def record_heartbeat(self, trial_id: int) -> None:
         # Runs in Optuna's heartbeat thread: an error there would only print a traceback. The
         # main thread meets the same lost connection and reports it.
+        if trial_id in self._beat_at_creation:  # written with the trial, moments ago
+            self._beat_at_creation.discard(trial_id)
+            return
         with contextlib.suppress(StorageError):
             self._call_with_retry(RDBStorage.record_heartbeat, trial_id)
 
