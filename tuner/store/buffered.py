@@ -18,7 +18,12 @@ of a quickstart trial on SQLite) are answered from this process's copy of it, wh
 write of the trial updates; the database is read again when :data:`FLUSH_S` seconds have
 passed since the last read. So a trial another process declared dead learns it, with Optuna's
 ``UpdateFinishedTrialError``, at its next write (its buffered values, its end) or at its first
-read of itself :data:`FLUSH_S` seconds after the last one. Another process sees
+read of itself :data:`FLUSH_S` seconds after the last one. Optuna's trial cache reads the
+study's unfinished and new trials several times per trial (its ask, the sampler, tuner's
+budget count): one light query of their ids and states comes first, and this process's own
+running trials, and those it has just finished (kept as written, with the stored end time read
+back, until the cache has them), are answered from here; only other processes' trials are read
+in full. Another process sees
 them only once written, which changes no pruning decision: pruners compare with *finished*
 trials. System attributes stay immediate, except artifact ids: samplers and the grid use
 them across processes. A process killed mid-trial loses only its running trials' unwritten
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import threading
 import time
 from typing import Any
@@ -36,11 +42,21 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.store.pending import Pending, finish_with_pending, write_pending
+from tuner.store.pending import (
+    Pending,
+    completed_at,
+    finish_with_pending,
+    stored_value,
+    trial_states,
+    write_pending,
+)
 from tuner.store.rdb import ResilientRDBStorage
 
 FLUSH_S = 5.0  # a running trial's writes reach other processes at least this often
+KEEP_FINISHED = 64  # trials just finished, kept until Optuna's cache reads them (a bound)
 _BUFFERED_SYSTEM_PREFIX = "artifacts:"  # Optuna's key for an uploaded artifact's id
+
+log = logging.getLogger("tuner")
 
 
 class BufferedRDBStorage(ResilientRDBStorage):
@@ -56,11 +72,13 @@ class BufferedRDBStorage(ResilientRDBStorage):
         self._pending: dict[int, Pending] = {}
         # an owned trial as last read or written, and when the database was last read for it
         self._copies: dict[int, tuple[FrozenTrial, float]] = {}
+        # trials this process just finished, as stored: until Optuna's trial cache has read them
+        self._finished: dict[int, FrozenTrial] = {}
         self._buffer_lock = threading.RLock()
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_owned", "_pending", "_copies", "_buffer_lock"):
+        for key in ("_owned", "_pending", "_copies", "_finished", "_buffer_lock"):
             state.pop(key, None)
         return state
 
@@ -82,6 +100,11 @@ class BufferedRDBStorage(ResilientRDBStorage):
                                values: Any = None) -> bool:
         try:
             pending = self._pending.get(trial_id) if state.is_finished() else None
+            held = self._copy_of(trial_id) if state.is_finished() else None
+            if held is not None:
+                held = copy.deepcopy(held)
+                if pending is not None:
+                    pending.overlay(held)
             if trial_id in self._owned and pending is not None:
                 with self._buffer_lock:  # its values and its end: one transaction
                     done = self._call_with_retry(finish_with_pending, trial_id, pending,
@@ -99,7 +122,25 @@ class BufferedRDBStorage(ResilientRDBStorage):
                 self._owned.add(trial_id)
             elif state.is_finished():
                 self._forget(trial_id)
+        if done and held is not None:
+            try:
+                self._keep_finished(held, state, values)
+            except Exception:  # the trial has ended all the same; it is read back when asked
+                log.debug("trial %d: not kept after its end", held.number, exc_info=True)
         return done
+
+    def _keep_finished(self, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+        """Keep ``trial`` (the copy of a trial this process just finished, with its buffered
+        values) as the database now holds it: Optuna reads it back at its tell and its trial
+        cache once more; both are answered from here. A finished trial cannot change, and its
+        end time is the one thing read back."""
+        trial.state = state
+        trial.values = None if values is None else [stored_value(v) for v in values]
+        trial.datetime_complete = self._call_with_retry(completed_at, trial._trial_id)
+        with self._buffer_lock:
+            self._finished[trial._trial_id] = trial
+            while len(self._finished) > KEEP_FINISHED:
+                del self._finished[next(iter(self._finished))]
 
     def _forget(self, trial_id: int) -> None:
         with self._buffer_lock:
@@ -184,7 +225,9 @@ class BufferedRDBStorage(ResilientRDBStorage):
     # -- reads see the unwritten values
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._buffer_lock:
-            held = self._copy_of(trial_id)
+            held = self._finished.get(trial_id)
+            if held is None:
+                held = self._copy_of(trial_id)
             trial = copy.deepcopy(held) if held is not None else None
         if trial is None:
             trial = super().get_trial(trial_id)
@@ -203,14 +246,47 @@ class BufferedRDBStorage(ResilientRDBStorage):
                 pending.overlay(trial)
         return trial
 
-    def _get_trials(self, study_id: int, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        trials = super()._get_trials(study_id, *args, **kwargs)
+    def _get_trials(self, study_id: int, states: Any, included_trial_ids: set[int],
+                    trial_id_greater_than: int) -> list[FrozenTrial]:
+        if states is None and trial_id_greater_than > -1 and (self._copies or self._finished):
+            trials = self._read_with_copies(study_id, included_trial_ids, trial_id_greater_than)
+        else:
+            trials = super()._get_trials(study_id, states, included_trial_ids,
+                                         trial_id_greater_than)
+            if self._finished:  # read in full: no longer needed
+                with self._buffer_lock:
+                    for trial in trials:
+                        self._finished.pop(trial._trial_id, None)
         if self._pending:
             with self._buffer_lock:
                 for trial in trials:
                     pending = self._pending.get(trial._trial_id)
                     if pending is not None:
                         pending.overlay(trial)
+        return trials
+
+    def _read_with_copies(self, study_id: int, included: set[int],
+                          greater: int) -> list[FrozenTrial]:
+        """Optuna's incremental read of a study's trials (its trial cache asks for the
+        unfinished ones it holds and the newer ones), with this process's running trials
+        taken from its copies, and those it just finished too: one light query (ids and states)
+        first, then the full read only of the others. A trial of ours that another process
+        failed meanwhile is not RUNNING there, and so is read in full."""
+        rows = self._call_with_retry(trial_states, study_id, included, greater)
+        served: dict[int, FrozenTrial] = {}
+        with self._buffer_lock:
+            for trial_id, state in rows:
+                held = None
+                if state == TrialState.RUNNING and trial_id in self._owned:
+                    held = self._copy_of(trial_id)
+                elif trial_id in self._finished and self._finished[trial_id].state == state:
+                    held = self._finished.pop(trial_id)  # the cache keeps it from now on
+                if held is not None:
+                    served[trial_id] = copy.deepcopy(held)
+        others = {trial_id for trial_id, _ in rows if trial_id not in served}
+        read = (super()._get_trials(study_id, None, others, max(others)) if others else [])
+        trials = [*read, *served.values()]
+        trials.sort(key=lambda t: t._trial_id)
         return trials
 
     def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:

@@ -1,0 +1,138 @@
+"""How little a running study reads back (tuner.store.buffered, tuner.store.rdb): Optuna's trial
+cache takes this process's running trials from its copies and the trials it just finished
+from what it wrote, and a new trial's first heartbeat goes with its creation. Each answer is
+checked against what a fresh storage reads from the real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tests.conftest import unique
+from tuner.store.storage import open_storage
+
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tuner.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@contextmanager
+def statements(storage) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(conn, cursor, text, *args) -> None:
+        seen.append(text)
+
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sqlalchemy.event.remove(storage.engine, "before_cursor_execute", record)
+
+
+def stored(url: str, study_id: int) -> dict[int, FrozenTrial]:
+    """Every trial of the study as a fresh storage (another process) reads it."""
+    fresh = open_storage(url)
+    return {t._trial_id: t for t in RDBStorage._get_trials(fresh, study_id, None, set(), -1)}
+
+
+def started(study: optuna.Study) -> optuna.Trial:
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    trial.suggest_categorical("init", ["zeros", "orthogonal"])
+    trial.set_user_attr("batch_size", 32)
+    trial.report(0.25, 1)
+    return trial
+
+
+def test_the_trial_cache_reads_this_processs_trials_without_reading_them(url: str):
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=unique("reads"), storage=storage)
+    study.tell(started(study), 0.5)
+    study.get_trials()  # the cache now holds trial 0, finished
+    pruned, failed, running = started(study), started(study), started(study)
+    storage.set_trial_system_attr(running._trial_id, "grid_id", 3)  # written at once
+    study.tell(pruned, state=TrialState.PRUNED)
+    study.tell(failed, state=TrialState.FAIL)
+    unfinished = {pruned._trial_id, failed._trial_id, running._trial_id}
+    cached = study._storage._studies[study._study_id]
+    assert cached.unfinished_trial_ids == unfinished
+    with statements(storage) as seen:  # what the cache's next read asks
+        got = storage._get_trials(study._study_id, None, unfinished,
+                                  cached.last_finished_trial_id)
+    assert len(seen) == 1, seen  # ids and states only: each answer is this process's own
+    assert [t.number for t in got] == [1, 2, 3]
+    storage.flush()  # the running trial's buffered values, so that the database has them too
+    truth = stored(url, study._study_id)
+    for trial in got:
+        assert trial == truth[trial._trial_id], trial.number  # every field, end times included
+    assert [t.state for t in got] == [TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING]
+    assert storage._finished == {}, "kept only until the cache has read them"
+
+
+def test_a_finished_trial_is_read_back_as_stored_without_a_query(url: str):
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=unique("reads"), storage=storage,
+                                direction="maximize")
+    trial = started(study)
+    trial.report(float("inf"), 2)
+    study.tell(trial, 0.75)
+    with statements(storage) as seen:
+        mine = storage.get_trial(trial._trial_id)  # what Optuna's tell reads back
+    assert seen == []
+    assert mine == stored(url, study._study_id)[trial._trial_id]
+    assert mine.value == 0.75 and mine.intermediate_values == {1: 0.25, 2: float("inf")}
+    mine.user_attrs["changed"] = True  # a caller's change does not reach the kept trial
+    assert "changed" not in storage.get_trial(trial._trial_id).user_attrs
+    assert [t.value for t in study.trials] == [0.75]
+
+
+def test_a_trial_failed_elsewhere_is_read_in_full(url: str):
+    storage = open_storage(url)
+    name = unique("reads")
+    study = optuna.create_study(study_name=name, storage=storage)
+    trial = started(study)
+    study.get_trials()
+    other = optuna.load_study(study_name=name, storage=open_storage(url))
+    other._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # declared dead
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
+    other_running = other.ask()  # another process's running trial: read as it is stored
+    got = {t.number: t for t in study.get_trials()}
+    assert got[other_running.number].state == TrialState.RUNNING
+    assert got[other_running.number] == stored(url, study._study_id)[other_running._trial_id]
+
+
+def test_a_new_trials_first_heartbeat_is_written_with_it(url: str):
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=unique("beat"), storage=storage)
+
+    def beats() -> dict[int, object]:
+        with storage.engine.connect() as conn:
+            return dict(conn.exec_driver_sql(
+                "SELECT trial_id, heartbeat FROM trial_heartbeats").fetchall())
+
+    trial = study.ask()
+    first = beats()[trial._trial_id]
+    with statements(storage) as seen:
+        storage.record_heartbeat(trial._trial_id)  # the thread's first beat: already written
+    assert seen == []
+    with statements(storage) as seen:
+        storage.record_heartbeat(trial._trial_id)  # the next one, an interval later
+    assert any("trial_heartbeats" in s for s in seen), seen
+    assert beats()[trial._trial_id] >= first
+    queued = storage.create_new_trial(study._study_id, FrozenTrial(
+        number=-1, state=TrialState.WAITING, value=None, datetime_start=None,
+        datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+        intermediate_values={}, trial_id=-1))
+    assert queued not in beats()  # a queued trial is not running: no beat until it runs
