@@ -76,19 +76,32 @@ def storage_settings() -> dict[str, Any]:
             "retry_s": env_seconds(RETRY_ENV, DEFAULT_RETRY_S, integer=False)}
 
 
-def _transient(e: BaseException) -> bool:
-    """Whether ``e`` (or what caused it) is a dropped or busy connection, worth a retry."""
+def _db_errors(e: BaseException) -> Iterator[Any]:
+    """The database errors among ``e`` and what caused it."""
     from sqlalchemy import exc
 
     seen: BaseException | None = e
     for _ in range(5):
         if seen is None:
-            return False
-        dropped = isinstance(seen, exc.OperationalError | exc.InterfaceError)
-        if isinstance(seen, exc.DBAPIError) and (seen.connection_invalidated or dropped):
-            return True
+            return
+        if isinstance(seen, exc.DBAPIError):
+            yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
+
+
+def _transient(e: BaseException) -> bool:
+    """Whether ``e`` (or what caused it) is a dropped or busy connection, worth a retry."""
+    from sqlalchemy import exc
+
+    return any(seen.connection_invalidated
+               or isinstance(seen, exc.OperationalError | exc.InterfaceError)
+               for seen in _db_errors(e))
+
+
+def _dropped(e: BaseException) -> bool:
+    """Whether ``e`` came from a connection the server had closed (SQLAlchemy then drops the
+    pool's connections): a pooled connection idle through a server restart or timeout."""
+    return any(seen.connection_invalidated for seen in _db_errors(e))
 
 
 def _first_line(e: BaseException) -> str:
@@ -140,13 +153,16 @@ class ResilientRDBStorage(HeartbeatChecks, RDBStorage):
     def _retry_loop(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
         delay = 0.25
-        warned = False
+        warned = quick = False
         while True:
             try:
                 result = fn(self, *args, **kwargs)
             except Exception as e:
                 if not _transient(e):
                     raise
+                if _dropped(e) and not quick:  # at once and silently, on a new connection:
+                    quick = True  # what a ping before each use would have done (no pings:
+                    continue  # one round trip less per transaction, ~0.2 ms on PostgreSQL)
                 waited = time.monotonic() - started
                 if self.lost is not None or waited + delay > self.retry_s:
                     self.lost = self.lost or StorageError(

@@ -33,7 +33,9 @@ from tuner.store.urls import (  # noqa: F401  (re-exported: where callers open a
 
 SCHEMA_RACE_ATTEMPTS = 5  # opens of a new database that lose the race to create its tables
 # An unreachable host fails in 10 s instead of minutes; keepalives notice a silently dead
-# server (cut network) so the reconnection logic in tuner.store.rdb can take over.
+# server (cut network) so the reconnection logic in tuner.store.rdb can take over. Pooled
+# connections are not pinged before each use (a round trip per transaction): one the server
+# closed fails its call, which tuner.store.rdb repeats at once on a new connection.
 PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
                    "keepalives_interval": 10, "keepalives_count": 3}
 
@@ -77,9 +79,7 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
         if not path.parent.is_dir():
             raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-        if parsed.get_backend_name() == "postgresql":
+    elif parsed.get_backend_name() == "postgresql":
             engine_kwargs["connect_args"] = dict(PG_CONNECT_ARGS)
     settings = storage_settings()  # heartbeats, retry window (bad $TUNER_* values fail here)
     for attempt in range(SCHEMA_RACE_ATTEMPTS):

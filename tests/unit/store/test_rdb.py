@@ -126,3 +126,32 @@ def test_a_commit_that_lost_a_race_on_open_is_retried_and_a_real_one_names_its_c
     other = _commit_failed("permission denied for table studies")
     assert not _lost_schema_race(other)
     assert _reason(other, "postgresql://u@h/db") == "permission denied for table studies"
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_silently(
+        pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Pooled connections are not pinged before each use (a round trip per transaction): one
+    that the server closed while idle (a restart, an idle timeout) fails its call, which is
+    repeated at once on a new connection, with no warning, as a ping would have done."""
+    import sqlalchemy
+
+    from tuner.store.storage import normalise_url
+
+    storage = open_storage(pg_url)
+    name = unique("idle")
+    storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], name)
+    pooled = [storage.engine.connect() for _ in range(storage.engine.pool.checkedin())]
+    pids = {conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() for conn in pooled}
+    for conn in pooled:
+        conn.close()  # back to the pool, still open
+    admin = sqlalchemy.create_engine(normalise_url(pg_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for pid in pids:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+    admin.dispose()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tuner"):
+        assert storage.get_study_id_from_name(name) >= 0
+    assert caplog.records == []
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() not in pids
