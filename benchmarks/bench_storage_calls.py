@@ -28,7 +28,7 @@ from optuna.storages import RDBStorage
 from tuner.cli._app import quiet_optuna
 from tuner.run.config import load_config
 from tuner.run.study import run
-from tuner.store import buffered, heartbeats, rdb
+from tuner.store import buffered, drawn, heartbeats, rdb
 
 STATS: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
 _DEPTH = threading.local()
@@ -58,6 +58,9 @@ def instrument() -> None:
             if (callable(fn) and not name.startswith("__") and name not in SKIP
                     and not isinstance(fn, staticmethod | classmethod | type)):
                 setattr(cls, name, _counted(f"{cls.__name__}.{name}", fn))
+    # a trial's parameters drawn together are written when ctx.suggest's block ends, outside
+    # any storage method
+    drawn._write_params = _counted("drawn._write_params", drawn._write_params)
 
 
 def main() -> None:

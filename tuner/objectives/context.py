@@ -47,6 +47,7 @@ from tuner.objectives.shared import dataset_settings
 from tuner.search.report_steps import report_steps
 from tuner.search.space import SearchSpace
 from tuner.store import artifacts
+from tuner.store.drawn import drawn_together
 
 
 @dataclass
@@ -92,7 +93,8 @@ class ObjectiveContext:
         """Draw every ``[space]`` parameter for ``trial`` (fixed ones included) as
         ``{name: value}``; ``batch_size`` is the real power of two, ``lr`` drawn on a log scale
         (see :mod:`tuner.objectives.shared`). Asking again returns the same values."""
-        hp = self.space.suggest(trial)
+        with drawn_together(trial):  # one transaction for all of them
+            hp = self.space.suggest(trial)
         self._record(trial).hp = dict(hp)
         return hp
 

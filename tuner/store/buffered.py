@@ -42,11 +42,11 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.store.drawn import ParamsTogether
 from tuner.store.pending import (
     Pending,
-    completed_at,
+    as_ended,
     finish_with_pending,
-    stored_value,
     trial_states,
     write_pending,
 )
@@ -59,15 +59,17 @@ _BUFFERED_SYSTEM_PREFIX = "artifacts:"  # Optuna's key for an uploaded artifact'
 log = logging.getLogger("tuner")
 
 
-class BufferedRDBStorage(ResilientRDBStorage):
+class BufferedRDBStorage(ParamsTogether, ResilientRDBStorage):
     """:class:`ResilientRDBStorage` that writes its own running trials' attributes and
-    intermediate values in one transaction (see the module doc)."""
+    intermediate values in one transaction (see the module doc), and the parameters drawn
+    together in one (:mod:`tuner.store.drawn`)."""
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self._init_buffer()
 
     def _init_buffer(self) -> None:
+        self._init_drawn()
         self._owned: set[int] = set()
         self._pending: dict[int, Pending] = {}
         # an owned trial as last read or written, and when the database was last read for it
@@ -78,7 +80,7 @@ class BufferedRDBStorage(ResilientRDBStorage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_owned", "_pending", "_copies", "_finished", "_buffer_lock"):
+        for key in ("_owned", "_pending", "_copies", "_finished", "_drawn", "_buffer_lock"):
             state.pop(key, None)
         return state
 
@@ -134,9 +136,7 @@ class BufferedRDBStorage(ResilientRDBStorage):
         values) as the database now holds it: Optuna reads it back at its tell and its trial
         cache once more; both are answered from here. A finished trial cannot change, and its
         end time is the one thing read back."""
-        trial.state = state
-        trial.values = None if values is None else [stored_value(v) for v in values]
-        trial.datetime_complete = self._call_with_retry(completed_at, trial._trial_id)
+        as_ended(self, trial, state, values)
         with self._buffer_lock:
             self._finished[trial._trial_id] = trial
             while len(self._finished) > KEEP_FINISHED:
@@ -231,6 +231,7 @@ class BufferedRDBStorage(ResilientRDBStorage):
             trial = copy.deepcopy(held) if held is not None else None
         if trial is None:
             trial = super().get_trial(trial_id)
+            self.overlay_drawn(trial)
             if trial_id in self._owned and trial.state.is_finished():
                 # Another process declared this process's trial dead (no heartbeat in time).
                 # Its unwritten values are void; the trial learns it here or at its next write.
@@ -257,6 +258,9 @@ class BufferedRDBStorage(ResilientRDBStorage):
                 with self._buffer_lock:
                     for trial in trials:
                         self._finished.pop(trial._trial_id, None)
+        if self._drawn:
+            for trial in trials:
+                self.overlay_drawn(trial)
         if self._pending:
             with self._buffer_lock:
                 for trial in trials:

@@ -115,12 +115,16 @@ def completed_at(storage: RDBStorage, trial_id: int) -> Any:
         return models.TrialModel.find_or_raise_by_id(trial_id, session).datetime_complete
 
 
-def stored_value(value: float) -> float:
-    """An objective value as Optuna reads it back from the database."""
+def as_ended(storage: Any, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+    """Make ``trial`` what Optuna reads back after its end: ``state``, ``values`` as stored,
+    and the stored end time, read back from ``storage`` (a ``ResilientRDBStorage``)."""
     from optuna.storages._rdb import models
 
     kind = models.TrialValueModel
-    return kind.stored_repr_to_value(*kind.value_to_stored_repr(float(value)))
+    trial.state = state
+    trial.values = None if values is None else [
+        kind.stored_repr_to_value(*kind.value_to_stored_repr(float(v))) for v in values]
+    trial.datetime_complete = storage._call_with_retry(completed_at, trial._trial_id)
 
 
 def _upsert_dialect(storage: RDBStorage) -> Any:

@@ -1,0 +1,96 @@
+"""A trial's parameters drawn together, written in one transaction (mixed into
+:class:`tuner.store.buffered.BufferedRDBStorage`).
+
+Optuna writes each parameter the moment it is drawn, in a transaction of its own: three or
+more commits at the start of every trial, ~0.6 ms each on SQLite and ~1.8 ms on PostgreSQL.
+Inside :func:`drawn_together` (``ctx.suggest`` draws the whole ``[space]`` in it) they are
+kept and written in one transaction when the block ends, before the trial trains. A process
+killed inside the block (while the sampler draws) loses its trial's parameters, as it would
+have lost those not yet drawn; the trial is failed and retried as any other. A distribution
+that conflicts with the study's is refused when drawn if Optuna's trial cache knows the
+study's, else when the block ends, still before any training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
+from optuna.storages import RDBStorage
+
+from tuner.store.rdb import uncached
+
+Drawn = tuple[str, float, BaseDistribution, BaseDistribution | None]
+
+
+class ParamsTogether:
+    """The parameters of this process's running trials (``_owned``, from the storage it is
+    mixed into), drawn inside :meth:`params_together`, written together at its end."""
+
+    _owned: set[int]
+    _copies: dict[int, Any]  # the storage's copies of its running trials
+    _call_with_retry: Any
+
+    def _init_drawn(self) -> None:
+        self._drawn: dict[int, list[Drawn]] = {}
+
+    @contextlib.contextmanager
+    def params_together(self, trial_id: int) -> Iterator[None]:
+        if trial_id not in self._owned or trial_id in self._drawn:  # not ours, or nested
+            yield
+            return
+        self._drawn[trial_id] = []
+        try:
+            yield
+        finally:
+            drawn = self._drawn.pop(trial_id)
+            if drawn:
+                try:
+                    self._call_with_retry(_write_params, trial_id, drawn)
+                except BaseException:  # none written: the copy, which has them, is wrong now
+                    self._copies.pop(trial_id, None)
+                    raise
+
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: BaseDistribution,
+                         previous_distribution: BaseDistribution | None) -> None:
+        drawn = self._drawn.get(trial_id)
+        if drawn is None:
+            super()._set_trial_param(trial_id, param_name,  # type: ignore[misc]
+                                     param_value_internal, distribution, previous_distribution)
+            return
+        if previous_distribution is not None:
+            check_distribution_compatibility(previous_distribution, distribution)
+        drawn.append((param_name, param_value_internal, distribution, previous_distribution))
+
+    def overlay_drawn(self, trial: Any) -> None:
+        """Add to ``trial`` (as read from the database) the parameters it has drawn and not
+        yet written."""
+        for name, value, distribution, _ in self._drawn.get(trial._trial_id, ()):
+            trial._params[name] = distribution.to_external_repr(value)
+            trial._distributions[name] = distribution
+
+
+def _write_params(storage: RDBStorage, trial_id: int, drawn: list[Drawn]) -> None:
+    """One transaction: Optuna's own write of each parameter (its checks included)."""
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        for name, value, distribution, previous in drawn:
+            storage._set_trial_param_without_commit(session, trial_id, name, value,
+                                                    distribution, previous)
+
+
+@contextlib.contextmanager
+def drawn_together(trial: Any) -> Iterator[None]:
+    """Inside this block, the parameters ``trial`` draws are written in one transaction at its
+    end, when its storage is tuner's RDB storage; elsewhere (in memory, a journal, a
+    ``FixedTrial``) it changes nothing."""
+    storage = uncached(getattr(trial, "storage", None))
+    if isinstance(storage, ParamsTogether):
+        with storage.params_together(trial._trial_id):
+            yield
+    else:
+        yield
