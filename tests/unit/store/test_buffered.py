@@ -8,18 +8,12 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from tests._storages import sqlite_and_postgres, writing_commits  # noqa: F401 (the url fixture)
 from tests.conftest import TINY, merged, unique
 from tuner.run.config import config_from_dict
 from tuner.run.study import run
 from tuner.store import buffered
 from tuner.store.storage import open_storage
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tuner.db'}"
-    return request.getfixturevalue("pg_url")
 
 
 def _elsewhere(url: str, name: str) -> optuna.Study:
@@ -95,26 +89,11 @@ def test_a_study_writes_a_few_times_per_trial_not_per_value(tmp_path):
     url = f"sqlite:///{tmp_path / 'tuner.db'}"
     config = config_from_dict(merged(TINY, study={"n_trials": 4, "pruner": "median"},
                                      objective={"epochs": 4}))
-    wrote: set[int] = set()  # connections that wrote since their last commit
-    transactions: list[int] = []  # one entry per commit that wrote
-
-    def statement(conn, cursor, text, *args) -> None:
-        if text.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            wrote.add(id(conn))
-
-    def commit(conn) -> None:
-        if id(conn) in wrote:
-            wrote.discard(id(conn))
-            transactions.append(1)
-
-    engine = sqlalchemy.engine.Engine
-    sqlalchemy.event.listen(engine, "before_cursor_execute", statement)
-    sqlalchemy.event.listen(engine, "commit", commit)
+    transactions, stop = writing_commits(sqlalchemy.engine.Engine)  # every engine's
     try:
         result = run(config, url)
     finally:
-        sqlalchemy.event.remove(engine, "before_cursor_execute", statement)
-        sqlalchemy.event.remove(engine, "commit", commit)
+        stop()
     trials = result.study.trials
     assert len(trials) == 4 and all(t.state.is_finished() for t in trials)
     assert all(len(t.user_attrs["curve"]["val_loss"]) == 4 for t in trials)

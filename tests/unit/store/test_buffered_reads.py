@@ -14,17 +14,11 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from tests._storages import sqlite_and_postgres  # noqa: F401 (the url fixture)
 from tests.conftest import unique
 from tuner.store.storage import open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tuner.db'}"
-    return request.getfixturevalue("pg_url")
 
 
 @contextmanager

@@ -5,40 +5,14 @@ from __future__ import annotations
 
 import optuna
 import pytest
-import sqlalchemy
 from optuna.trial import TrialState
 
+from tests._storages import sqlite_and_postgres, writing_commits  # noqa: F401 (the url fixture)
 from tests.conftest import unique
 from tuner.store.drawn import drawn_together
 from tuner.store.storage import open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request: pytest.FixtureRequest, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tuner.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-def commits(storage) -> list[int]:
-    """A list that gets an entry for each commit of ``storage`` that wrote something."""
-    wrote: set[int] = set()
-    done: list[int] = []
-
-    def statement(conn, cursor, text, *args) -> None:
-        if text.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            wrote.add(id(conn))
-
-    def commit(conn) -> None:
-        if id(conn) in wrote:
-            wrote.discard(id(conn))
-            done.append(1)
-
-    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", statement)
-    sqlalchemy.event.listen(storage.engine, "commit", commit)
-    return done
 
 
 def draw(trial: optuna.Trial) -> dict:
@@ -52,7 +26,7 @@ def test_parameters_drawn_together_are_written_once_at_the_end_of_the_block(url:
     name = unique("drawn")
     study = optuna.create_study(study_name=name, storage=storage)
     trial = study.ask()
-    done = commits(storage)
+    done, _ = writing_commits(storage.engine)
     other = optuna.load_study(study_name=name, storage=open_storage(url))
     with drawn_together(trial):
         hp = draw(trial)
