@@ -80,7 +80,7 @@ def open_storage(url: str | None = None, *, must_exist: bool = False) -> BaseSto
             raise StorageError(f"storage {shown}: folder {path.parent} does not exist")
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     elif parsed.get_backend_name() == "postgresql":
-            engine_kwargs["connect_args"] = dict(PG_CONNECT_ARGS)
+        engine_kwargs["connect_args"] = dict(PG_CONNECT_ARGS)
     settings = storage_settings()  # heartbeats, retry window (bad $TUNER_* values fail here)
     for attempt in range(SCHEMA_RACE_ATTEMPTS):
         try:
