@@ -10,7 +10,10 @@ interquartile band per sampler), ``table.md`` and ``results.json`` (every run's 
 Target: ``target`` if given, else the value that a share ``target_share`` of all runs reach by
 their last trial (0.5: the median final best). "Trials to target" counts finished trials
 (complete and pruned) until the best value first reaches it; a run that never does counts as
-not reached (the median is then reported as ``> n_trials``).
+not reached (the median is then reported as ``> n_trials``). "Expected trials to target" is
+COCO's expected running time: all trials spent, to the target or to the end, over the runs that
+reached it (:func:`tuner.search.best_so_far.expected_trials`); with ``random`` among the
+samplers, each sampler's is also given as a ratio to random's.
 """
 
 from __future__ import annotations
@@ -30,10 +33,16 @@ from typing import Any
 
 from tuner.core.errors import ConfigError
 from tuner.core.option_rules import accepted_options
+from tuner.run.compare_plot import plot
 from tuner.run.config import StudyConfig, config_from_dict
 from tuner.run.loop import run_trials
 from tuner.run.study import prepare_study
-from tuner.search.best_so_far import best_so_far
+from tuner.search.best_so_far import (
+    best_so_far,
+    expected_trials,
+    ratio_of_expected,
+    trials_to_target,
+)
 from tuner.search.samplers import SAMPLERS, build_sampler
 
 
@@ -64,17 +73,20 @@ class Comparison:
     target_share: float
     files: dict[str, Path] = field(default_factory=dict)  # what write() wrote
 
-    def better(self, a: float, b: float) -> bool:
-        """Whether ``a`` is at least as good as ``b`` for this direction."""
-        return a >= b if self.direction == "maximize" else a <= b
-
     def summary(self) -> list[dict[str, Any]]:
-        """Per sampler: runs, how many reached the target, median trials to it, final best
-        (median and quartiles) and mean seconds per run."""
+        """Per sampler: runs, how many reached the target, median and expected trials to it
+        (and the latter's ratio to random's, ``vs_random``: with ``vs_random_bound`` ``"<"`` or
+        ``">"`` when it is a bound), final best (median and quartiles), mean seconds per run."""
+        spent = {s: [(r.to_target, len(r.best)) for r in self.runs if r.sampler == s]
+                 for s in self.samplers}
+        ert = {s: expected_trials(spent[s]) for s in self.samplers}
         rows = []
         for sampler in self.samplers:
             runs = [r for r in self.runs if r.sampler == sampler]
             steps = sorted(r.to_target if r.to_target is not None else math.inf for r in runs)
+            ratio, bound = (None, "") if "random" not in ert else ratio_of_expected(
+                ert[sampler], ert["random"], sum(n for _, n in spent["random"]),
+                sum(n for _, n in spent[sampler]))
             finals = [r.best[-1] for r in runs if r.best and r.best[-1] is not None]
             q = statistics.quantiles(finals, n=4, method="inclusive") if len(finals) > 1 \
                 else finals * 3
@@ -82,6 +94,8 @@ class Comparison:
                 "sampler": sampler, "runs": len(runs),
                 "reached": sum(r.to_target is not None for r in runs),
                 "median_trials_to_target": statistics.median(steps) if steps else math.inf,
+                "expected_trials_to_target": ert[sampler],
+                "vs_random": ratio, "vs_random_bound": bound,
                 "final_best_median": statistics.median(finals) if finals else None,
                 "final_best_q25": q[0] if finals else None,
                 "final_best_q75": q[2] if finals else None,
@@ -95,18 +109,22 @@ class Comparison:
             f"{self.study}: {self.metric} ({self.direction}), {self.n_trials} trials per run, "
             f"target {self.target:.4g}",
             "",
-            "| sampler | runs | reached target | median trials to target | final best: median "
-            "[q25, q75] | s/run |",
-            "|---|---|---|---|---|---|",
+            "| sampler | runs | reached target | median trials to target | expected trials to "
+            "target | vs random | final best: median [q25, q75] | s/run |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in self.summary():
             med = row["median_trials_to_target"]
             med_s = f"> {self.n_trials}" if math.isinf(med) else f"{med:g}"
+            ert = row["expected_trials_to_target"]
+            ert_s = "never reached" if math.isinf(ert) else f"{ert:.1f}"
+            vs = "—" if row["vs_random"] is None else \
+                f"{row['vs_random_bound']} {row['vs_random']:.2f}x".lstrip()
             best = "—" if row["final_best_median"] is None else (
                 f"{row['final_best_median']:.4g} [{row['final_best_q25']:.4g}, "
                 f"{row['final_best_q75']:.4g}]")
             lines.append(f"| {row['sampler']} | {row['runs']} | {row['reached']}/{row['runs']} "
-                         f"| {med_s} | {best} | {row['mean_seconds']:.1f} |")
+                         f"| {med_s} | {ert_s} | {vs} | {best} | {row['mean_seconds']:.1f} |")
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
@@ -189,8 +207,7 @@ def compare(
                         runs, math.nan, target_share)
     result.target = target if target is not None else _default_target(result)
     for r in runs:
-        r.to_target = next((i + 1 for i, b in enumerate(r.best)
-                            if b is not None and result.better(b, result.target)), None)
+        r.to_target = trials_to_target(r.best, result.target, config.direction == "maximize")
     if out_dir is not None:
         result.write(out_dir)
     return result
@@ -252,44 +269,3 @@ def _default_target(c: Comparison) -> float:
         raise ConfigError(f"no run of study {c.study!r} completed a trial: nothing to compare")
     must_reach = max(math.ceil(c.target_share * len(c.runs)), 1)  # runs, of all
     return finals[min(must_reach, len(finals)) - 1]
-
-
-def plot(c: Comparison, path: Path) -> None:
-    """Best-so-far vs trials: the median over seeds per sampler, the quartiles as a band.
-    Drawn on a bare ``Figure``: the caller's matplotlib backend and pyplot state stay as
-    they are."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.2), dpi=120)
-    ax = fig.subplots()
-    x = np.arange(1, c.n_trials + 1)
-    shown: list[np.ndarray] = []
-    for i, sampler in enumerate(c.samplers):
-        rows = [[math.nan if b is None else b for b in r.best] +
-                [math.nan] * (c.n_trials - len(r.best)) for r in c.runs if r.sampler == sampler]
-        curves = np.array(rows, dtype=float)
-        with warnings.catch_warnings():  # all-NaN columns before a first complete trial
-            warnings.simplefilter("ignore", RuntimeWarning)
-            median = np.nanmedian(curves, axis=0)
-            low, high = np.nanpercentile(curves, [25, 75], axis=0)
-        # Samplers share their random start-up trials (same seeds), so curves overlap: the
-        # line styles keep each visible.
-        (line,) = ax.plot(x, median, label=f"{sampler} (median of {len(rows)})", lw=2,
-                          ls=("-", "--", ":", "-.")[i % 4], drawstyle="steps-post")
-        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0, step="post")
-        shown.append(curves[:, c.n_trials // 5:])
-    ax.axhline(c.target, color="0.3", ls="--", lw=1, label=f"target {c.target:.4g}")
-    # Zoom on where samplers differ: the first trials' poor values would flatten the rest.
-    values = np.concatenate([v.ravel() for v in shown] + [np.array([c.target])])
-    values = values[np.isfinite(values)]
-    lo, hi = np.percentile(values, [5, 100] if c.direction == "maximize" else [0, 95])
-    pad = 0.08 * (hi - lo) or 0.01
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel("finished trials")
-    ax.set_ylabel(f"best {c.metric} so far")
-    ax.set_title(f"{c.study}: samplers compared (band: 25–75% of seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right" if c.direction == "maximize" else "upper right")
-    fig.tight_layout()
-    fig.savefig(path)

@@ -1,4 +1,5 @@
-"""Best value so far: the curve that the report's history and ``tuner compare`` both draw."""
+"""Best value so far: the curve that the report's history and ``tuner compare`` both draw, and
+how many trials it takes to reach a target."""
 
 from __future__ import annotations
 
@@ -17,3 +18,35 @@ def best_so_far(values: list[float | None], maximize: bool) -> list[float | None
             best = v
         out.append(best)
     return out
+
+
+def trials_to_target(best: list[float | None], target: float, maximize: bool) -> int | None:
+    """How many trials of a best-so-far curve until it first reaches ``target`` (at least as
+    good), ``None`` when it never does."""
+    return next((i + 1 for i, b in enumerate(best)
+                 if b is not None and (b >= target if maximize else b <= target)), None)
+
+
+def expected_trials(runs: list[tuple[int | None, int]]) -> float:
+    """Expected trials to reach a target (COCO's expected running time, ERT), from runs given as
+    ``(trials to target or None, trials run)``: every trial that any run spent, until the target
+    or to its end, over the runs that reached it; ``inf`` when none did. Unlike a median, it
+    stays a number when a minority of runs reach the target, and a run that fails costs its
+    whole budget: it is the budget a user would spend, restarting until a run succeeds."""
+    reached = sum(to is not None for to, _ in runs)
+    spent = sum(to if to is not None else used for to, used in runs)
+    return spent / reached if reached else math.inf
+
+
+def ratio_of_expected(mine: float, base: float, base_spent: int,
+                      mine_spent: int) -> tuple[float | None, str]:
+    """``mine / base`` of two :func:`expected_trials`, as ``(ratio, bound)``: bound ``""`` for
+    an exact ratio, ``"<"`` when only ``mine`` is finite (``base`` exceeds the ``base_spent``
+    trials its runs spent), ``">"`` when only ``base`` is, ``(None, "")`` when neither."""
+    if math.isfinite(mine) and math.isfinite(base):
+        return mine / base, ""
+    if math.isfinite(mine):
+        return mine / base_spent, "<"
+    if math.isfinite(base):
+        return mine_spent / base, ">"
+    return None, ""

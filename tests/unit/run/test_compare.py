@@ -8,9 +8,15 @@ import math
 import pytest
 
 from tuner.core.errors import ConfigError
-from tuner.run.compare import Comparison, Run, _default_target, compare, plot
+from tuner.run.compare import Comparison, Run, _default_target, compare
+from tuner.run.compare_plot import plot
 from tuner.run.config import load_config
-from tuner.search.best_so_far import best_so_far
+from tuner.search.best_so_far import (
+    best_so_far,
+    expected_trials,
+    ratio_of_expected,
+    trials_to_target,
+)
 
 
 def _comparison(direction: str, finals: dict[str, list[list[float | None]]]) -> Comparison:
@@ -37,12 +43,55 @@ def test_trials_to_target_and_summary():
                                  "b": [[0.1, 0.2, 0.3, 0.4], [0.1, 0.1, 0.1, 0.92]]})
     c.target = 0.9
     for r in c.runs:
-        r.to_target = next((i + 1 for i, b in enumerate(r.best) if b >= c.target), None)
+        r.to_target = trials_to_target(r.best, c.target, maximize=True)
+    assert [r.to_target for r in c.runs] == [2, 1, None, 4]
     rows = {row["sampler"]: row for row in c.summary()}
     assert rows["a"]["reached"] == 2 and rows["a"]["median_trials_to_target"] == 1.5
     assert rows["b"]["reached"] == 1 and math.isinf(rows["b"]["median_trials_to_target"])
+    # expected trials: all trials spent (to the target, or the whole run) per run that reached it
+    assert rows["a"]["expected_trials_to_target"] == 1.5
+    assert rows["b"]["expected_trials_to_target"] == 8.0  # (4 unreached + 4) / 1
+    assert rows["a"]["vs_random"] is None  # no random search among the samplers
     table = c.table()
-    assert "| a | 2 | 2/2 | 1.5 |" in table and "| b | 2 | 1/2 | > 4 |" in table
+    assert "| a | 2 | 2/2 | 1.5 | 1.5 | — |" in table
+    assert "| b | 2 | 1/2 | > 4 | 8.0 | — |" in table
+
+
+@pytest.mark.parametrize(
+    ("random_runs", "expected"),
+    # tpe: reached at 1 and 3 of 4 trials: 2.0 expected; random as given
+    [([[0.1, 0.2, 0.95, 0.95], [0.1, 0.1, 0.1, 0.1]], ("", 2.0 / 7.0, "| tpe | 2 | 2/2 | 2 | 2.0 "
+                                                       "| 0.29x |")),
+     # random never reaches 0.9 in 8 trials: its expected trials are over 8, tpe's ratio below
+     ([[0.1] * 4, [0.5] * 4], ("<", 2.0 / 8.0, "| tpe | 2 | 2/2 | 2 | 2.0 | < 0.25x |"))],
+)
+def test_expected_trials_against_random(random_runs, expected):
+    c = _comparison("maximize", {"random": random_runs,
+                                 "tpe": [[0.95, 0.95, 0.95, 0.95], [0.1, 0.5, 0.91, 0.9]]})
+    c.target = 0.9
+    for r in c.runs:
+        r.to_target = trials_to_target(r.best, c.target, maximize=True)
+    rows = {row["sampler"]: row for row in c.summary()}
+    bound, ratio, line = expected
+    assert rows["tpe"]["vs_random_bound"] == bound
+    assert rows["tpe"]["vs_random"] == pytest.approx(ratio)
+    assert line in c.table()
+    if bound:
+        assert math.isinf(rows["random"]["expected_trials_to_target"])
+        assert rows["random"]["vs_random"] is None and "| never reached | — |" in c.table()
+    else:
+        assert rows["random"]["vs_random"] == 1.0
+
+
+def test_expected_trials_and_its_ratios():
+    assert expected_trials([(2, 10), (None, 10), (4, 10)]) == 8.0
+    assert math.isinf(expected_trials([(None, 10), (None, 9)]))
+    assert ratio_of_expected(4.0, 8.0, 30, 20) == (0.5, "")
+    assert ratio_of_expected(4.0, math.inf, 40, 20) == (0.1, "<")
+    assert ratio_of_expected(math.inf, 8.0, 40, 20) == (2.5, ">")
+    assert ratio_of_expected(math.inf, math.inf, 40, 20) == (None, "")
+    assert trials_to_target([None, 0.3, 0.2], 0.25, maximize=False) == 3
+    assert trials_to_target([None, 0.3, 0.2], 0.1, maximize=False) is None
 
 
 @pytest.mark.parametrize(
