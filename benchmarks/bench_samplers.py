@@ -50,6 +50,9 @@ def main() -> None:
             row = rows[s]
             verdict = "neither reaches the target: no ratio" if row["vs_random"] is None else \
                 f"{row['vs_random_bound']} {row['vs_random']:.2f}".lstrip()
+            if row["vs_random_interval"] is not None:
+                verdict += " (90% bootstrap interval {:.2f} to {:.2f})".format(
+                    *row["vs_random_interval"])
             print(f"  {name}: expected trials to target, {s} / random = {verdict} (goal <= 0.6)")
         print()
     print(f"plots and raw results: {out}")

@@ -40,6 +40,7 @@ from tuner.run.study import prepare_study
 from tuner.search.best_so_far import (
     best_so_far,
     expected_trials,
+    ratio_interval,
     ratio_of_expected,
     trials_to_target,
 )
@@ -76,7 +77,8 @@ class Comparison:
     def summary(self) -> list[dict[str, Any]]:
         """Per sampler: runs, how many reached the target, median and expected trials to it
         (and the latter's ratio to random's, ``vs_random``: with ``vs_random_bound`` ``"<"`` or
-        ``">"`` when it is a bound), final best (median and quartiles), mean seconds per run."""
+        ``">"`` when it is a bound, else ``vs_random_interval``, its 90% bootstrap interval
+        over the seeds), final best (median and quartiles), mean seconds per run."""
         spent = {s: [(r.to_target, len(r.best)) for r in self.runs if r.sampler == s]
                  for s in self.samplers}
         ert = {s: expected_trials(spent[s]) for s in self.samplers}
@@ -87,6 +89,8 @@ class Comparison:
             ratio, bound = (None, "") if "random" not in ert else ratio_of_expected(
                 ert[sampler], ert["random"], sum(n for _, n in spent["random"]),
                 sum(n for _, n in spent[sampler]))
+            interval = None if ratio is None or bound or sampler == "random" else \
+                ratio_interval(spent[sampler], spent["random"])
             finals = [r.best[-1] for r in runs if r.best and r.best[-1] is not None]
             q = statistics.quantiles(finals, n=4, method="inclusive") if len(finals) > 1 \
                 else finals * 3
@@ -95,7 +99,7 @@ class Comparison:
                 "reached": sum(r.to_target is not None for r in runs),
                 "median_trials_to_target": statistics.median(steps) if steps else math.inf,
                 "expected_trials_to_target": ert[sampler],
-                "vs_random": ratio, "vs_random_bound": bound,
+                "vs_random": ratio, "vs_random_bound": bound, "vs_random_interval": interval,
                 "final_best_median": statistics.median(finals) if finals else None,
                 "final_best_q25": q[0] if finals else None,
                 "final_best_q75": q[2] if finals else None,
@@ -110,7 +114,7 @@ class Comparison:
             f"target {self.target:.4g}",
             "",
             "| sampler | runs | reached target | median trials to target | expected trials to "
-            "target | vs random | final best: median [q25, q75] | s/run |",
+            "target | vs random [90% interval] | final best: median [q25, q75] | s/run |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for row in self.summary():
@@ -120,6 +124,9 @@ class Comparison:
             ert_s = "never reached" if math.isinf(ert) else f"{ert:.1f}"
             vs = "—" if row["vs_random"] is None else \
                 f"{row['vs_random_bound']} {row['vs_random']:.2f}x".lstrip()
+            if row["vs_random_interval"] is not None:
+                vs += " [{}, {}]".format(*(f"{x:.2f}" if math.isfinite(x) else "∞"
+                                           for x in row["vs_random_interval"]))
             best = "—" if row["final_best_median"] is None else (
                 f"{row['final_best_median']:.4g} [{row['final_best_q25']:.4g}, "
                 f"{row['final_best_q75']:.4g}]")
@@ -135,8 +142,8 @@ class Comparison:
         paths = {"plot": out / "best.png", "table": out / "table.md",
                  "results": out / "results.json"}
         raw = {k: v for k, v in asdict(self).items() if k not in ("runs", "files")}
-        raw["summary"] = [{k: (None if isinstance(v, float) and math.isinf(v) else v)
-                           for k, v in row.items()} for row in self.summary()]
+        raw["summary"] = [{k: _finite_or_none(v) for k, v in row.items()}
+                          for row in self.summary()]  # JSON has no infinity
         raw["runs"] = [asdict(r) for r in self.runs]
         try:
             out.mkdir(exist_ok=True)
@@ -148,6 +155,12 @@ class Comparison:
                               f"{e.strerror or e} ({e.filename or out})") from None
         self.files = paths
         return paths
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_finite_or_none(x) for x in v]
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def check_output(out_dir: str | Path) -> Path:

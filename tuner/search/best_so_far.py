@@ -50,3 +50,32 @@ def ratio_of_expected(mine: float, base: float, base_spent: int,
     if math.isfinite(base):
         return mine_spent / base, ">"
     return None, ""
+
+
+def ratio_interval(mine: list[tuple[int | None, int]], base: list[tuple[int | None, int]],
+                   level: float = 0.9, resamples: int = 2000,
+                   seed: int = 0) -> tuple[float, float]:
+    """A bootstrap percentile interval (``level``) of ``expected_trials(mine) /
+    expected_trials(base)``: the runs are resampled with replacement, paired by position when
+    both lists are as long (``tuner compare`` gives every sampler the same seeds). A resample in
+    which ``base`` never reaches the target counts as ratio 0, one in which ``mine`` never does
+    as ``inf``, one where neither does is left out. Seeded: the same runs give the same
+    interval."""
+    import random
+
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        pick_mine = [rng.randrange(len(mine)) for _ in mine]
+        pick_base = pick_mine if len(base) == len(mine) else [rng.randrange(len(base))
+                                                              for _ in base]
+        a = expected_trials([mine[i] for i in pick_mine])
+        b = expected_trials([base[i] for i in pick_base])
+        if math.isfinite(a) or math.isfinite(b):
+            ratios.append(a / b if math.isfinite(b) else 0.0)
+    if not ratios:
+        return math.nan, math.nan
+    ratios.sort()
+    tail = (1 - level) / 2
+    return (ratios[int(tail * (len(ratios) - 1))],
+            ratios[math.ceil((1 - tail) * (len(ratios) - 1))])

@@ -14,6 +14,7 @@ from tuner.run.config import load_config
 from tuner.search.best_so_far import (
     best_so_far,
     expected_trials,
+    ratio_interval,
     ratio_of_expected,
     trials_to_target,
 )
@@ -61,7 +62,7 @@ def test_trials_to_target_and_summary():
     ("random_runs", "expected"),
     # tpe: reached at 1 and 3 of 4 trials: 2.0 expected; random as given
     [([[0.1, 0.2, 0.95, 0.95], [0.1, 0.1, 0.1, 0.1]], ("", 2.0 / 7.0, "| tpe | 2 | 2/2 | 2 | 2.0 "
-                                                       "| 0.29x |")),
+                                                       "| 0.29x [")),
      # random never reaches 0.9 in 8 trials: its expected trials are over 8, tpe's ratio below
      ([[0.1] * 4, [0.5] * 4], ("<", 2.0 / 8.0, "| tpe | 2 | 2/2 | 2 | 2.0 | < 0.25x |"))],
 )
@@ -80,7 +81,21 @@ def test_expected_trials_against_random(random_runs, expected):
         assert math.isinf(rows["random"]["expected_trials_to_target"])
         assert rows["random"]["vs_random"] is None and "| never reached | — |" in c.table()
     else:
-        assert rows["random"]["vs_random"] == 1.0
+        assert rows["random"]["vs_random"] == 1.0 and rows["random"]["vs_random_interval"] is None
+        low, high = rows["tpe"]["vs_random_interval"]  # paired resamples of the two seeds
+        # resampled seed pairs: (0, 0) gives 1/3, (0, 1) 2/7, (1, 1) 0 (random never reaches)
+        assert (low, high) == (0.0, pytest.approx(1 / 3))
+
+
+def test_the_bootstrap_interval_is_seeded_and_brackets_a_clear_difference():
+    fast = [(2, 30)] * 8 + [(5, 30)] * 2
+    slow = [(20, 30)] * 5 + [(None, 30)] * 5
+    low, high = ratio_interval(fast, slow)
+    assert low <= expected_trials(fast) / expected_trials(slow) <= high < 0.25
+    assert ratio_interval(fast, slow) == (low, high)
+    assert ratio_interval(slow, slow) == (1.0, 1.0)  # paired by seed: every resample gives 1
+    low, high = ratio_interval(slow, slow[:-1])  # not paired: resampled independently
+    assert low < 1.0 < high
 
 
 def test_expected_trials_and_its_ratios():
@@ -196,3 +211,28 @@ def test_write_failures_are_config_errors_and_plot_leaves_matplotlib_alone(tmp_p
     (tmp_path / "out" / "table.md").mkdir(parents=True)  # a folder where a file must go
     with pytest.raises(ConfigError, match=r"cannot write the comparison into .*out: Is a direc"):
         c.write(tmp_path / "out")
+
+
+def test_results_json_is_strict_json_where_a_sampler_never_reaches_the_target(tmp_path):
+    c = _comparison("maximize", {"random": [[0.1, 0.95], [0.95, 0.95]],
+                                 "tpe": [[0.1] * 4, [0.95] * 4], "gp": [[0.1] * 4] * 2})
+    c.target = 0.9
+    for r in c.runs:
+        r.to_target = trials_to_target(r.best, c.target, maximize=True)
+    c.write(tmp_path / "out")
+
+    def no_constants(name):
+        raise AssertionError(f"{name} in results.json")
+
+    raw = json.loads((tmp_path / "out" / "results.json").read_text(), parse_constant=no_constants)
+    random, tpe, gp = raw["summary"]
+    assert random["expected_trials_to_target"] == 1.5 and tpe["expected_trials_to_target"] == 5
+    # paired resamples: seed 1 twice gives 1 / 1, seeds 0 and 1 give 5 / 1.5, seed 0 twice inf
+    assert tpe["vs_random"] == pytest.approx(5 / 1.5)
+    assert tpe["vs_random_interval"] == [1.0, None]
+    assert gp["expected_trials_to_target"] is None and gp["median_trials_to_target"] is None
+    assert (gp["vs_random"], gp["vs_random_bound"], gp["vs_random_interval"]) == (
+        pytest.approx(8 / 1.5), ">", None)  # 8 trials spent, no run at the target
+    table = c.table()
+    assert "| tpe | 2 | 1/2 | > 4 | 5.0 | 3.33x [1.00, ∞] |" in table
+    assert "| gp | 2 | 0/2 | > 4 | never reached | > 5.33x |" in table
