@@ -5,14 +5,12 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tuner.run.compare import Comparison
+from typing import Any
 
 
-def plot(c: Comparison, path: Path) -> None:
-    """Best-so-far vs trials: the median over seeds per sampler, the quartiles as a band.
+def plot(c: Any, path: Path) -> None:
+    """Best-so-far vs trials of ``c``, a :class:`tuner.run.compare.Comparison` (not imported:
+    compare imports this module): the median over seeds per sampler, the quartiles as a band.
     Drawn on a bare ``Figure``: the caller's matplotlib backend and pyplot state stay as
     they are."""
     import numpy as np
