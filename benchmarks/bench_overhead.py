@@ -24,6 +24,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def main() -> None:
                    help="also on the local PostgreSQL server (a scratch database)")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # as the command does (tuner.cli): the patient pruner's warning, once per study, hid the table
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     use_cpu_threads()
     config = load_config("studies/quickstart.toml", n_trials=args.trials)
     no_pictures = config.to_dict()
