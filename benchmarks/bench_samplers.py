@@ -44,7 +44,7 @@ def main() -> None:
         result = compare(config, SAMPLERS, repeats=args.repeats, jobs=args.jobs,
                          target_share=args.target_share)
         result.write(out / name)
-        print(result.table())
+        print(result.files["table"].read_text(encoding="utf-8"))
         rows = {r["sampler"]: r for r in result.summary()}
         for s in ("tpe", "gp"):
             row = rows[s]

@@ -56,5 +56,5 @@ def compare(
     result = run_compare(config, names, repeats=repeats, n_trials=n_trials, jobs=jobs,
                          target=target, target_share=target_share, on_run=done, out_dir=output)
     paths = result.files
-    out.print(result.table(), end="", markup=False)
+    out.print(paths["table"].read_text(encoding="utf-8"), end="", markup=False)  # as written
     out.print(f"wrote {paths['plot']}, {paths['table']}, {paths['results']}")

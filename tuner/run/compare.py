@@ -107,8 +107,8 @@ class Comparison:
             })
         return rows
 
-    def table(self) -> str:
-        """The summary as a Markdown table."""
+    def table(self, rows: list[dict[str, Any]] | None = None) -> str:
+        """The summary (``rows``, if already computed) as a Markdown table."""
         lines = [
             f"{self.study}: {self.metric} ({self.direction}), {self.n_trials} trials per run, "
             f"target {self.target:.4g}",
@@ -117,7 +117,7 @@ class Comparison:
             "target | vs random [90% interval] | final best: median [q25, q75] | s/run |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for row in self.summary():
+        for row in self.summary() if rows is None else rows:
             med = row["median_trials_to_target"]
             med_s = f"> {self.n_trials}" if math.isinf(med) else f"{med:g}"
             ert = row["expected_trials_to_target"]
@@ -142,13 +142,14 @@ class Comparison:
         paths = {"plot": out / "best.png", "table": out / "table.md",
                  "results": out / "results.json"}
         raw = {k: v for k, v in asdict(self).items() if k not in ("runs", "files")}
+        rows = self.summary()  # once: its bootstrap intervals take a while over many seeds
         raw["summary"] = [{k: _finite_or_none(v) for k, v in row.items()}
-                          for row in self.summary()]  # JSON has no infinity
+                          for row in rows]  # JSON has no infinity
         raw["runs"] = [asdict(r) for r in self.runs]
         try:
             out.mkdir(exist_ok=True)
             plot(self, paths["plot"])
-            paths["table"].write_text(self.table(), encoding="utf-8")
+            paths["table"].write_text(self.table(rows), encoding="utf-8")
             paths["results"].write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"cannot write the comparison into {out}: "
