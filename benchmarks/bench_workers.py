@@ -81,6 +81,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     raw = load_config("studies/quickstart.toml").to_dict()
     raw["study"].update(sampler="random", pruner="none", n_trials=args.trials)
+    raw.pop("pruner", None)  # the quickstart's patient-pruner options: no pruner, no options
     if args.epochs:
         raw["objective"]["epochs"] = args.epochs
     config = config_from_dict(raw, "studies/quickstart.toml")

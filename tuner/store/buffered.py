@@ -22,8 +22,8 @@ read of itself :data:`FLUSH_S` seconds after the last one. Optuna's trial cache 
 study's unfinished and new trials several times per trial (its ask, the sampler, tuner's
 budget count): one light query of their ids and states comes first, and this process's own
 running trials, and those it has just finished (kept as written, with the stored end time read
-back, until the cache has them), are answered from here; only other processes' trials are read
-in full. Another process sees
+back, until the cache has them), are answered from here; of other processes' trials, only
+those that changed are read in full (:mod:`tuner.store.incremental`). Another process sees
 them only once written, which changes no pruning decision: pruners compare with *finished*
 trials. System attributes stay immediate, except artifact ids: samplers and the grid use
 them across processes. A process killed mid-trial loses only its running trials' unwritten
@@ -43,13 +43,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.store.drawn import ParamsTogether
-from tuner.store.pending import (
-    Pending,
-    as_ended,
-    finish_with_pending,
-    trial_states,
-    write_pending,
-)
+from tuner.store.incremental import IncrementalReads
+from tuner.store.pending import Pending, as_ended, finish_with_pending, write_pending
 from tuner.store.rdb import ResilientRDBStorage
 
 FLUSH_S = 5.0  # a running trial's writes reach other processes at least this often
@@ -59,7 +54,7 @@ _BUFFERED_SYSTEM_PREFIX = "artifacts:"  # Optuna's key for an uploaded artifact'
 log = logging.getLogger("tuner")
 
 
-class BufferedRDBStorage(ParamsTogether, ResilientRDBStorage):
+class BufferedRDBStorage(IncrementalReads, ParamsTogether, ResilientRDBStorage):
     """:class:`ResilientRDBStorage` that writes its own running trials' attributes and
     intermediate values in one transaction (see the module doc), and the parameters drawn
     together in one (:mod:`tuner.store.drawn`)."""
@@ -70,6 +65,7 @@ class BufferedRDBStorage(ParamsTogether, ResilientRDBStorage):
 
     def _init_buffer(self) -> None:
         self._init_drawn()
+        self._init_incremental()
         self._owned: set[int] = set()
         self._pending: dict[int, Pending] = {}
         # an owned trial as last read or written, and when the database was last read for it
@@ -80,7 +76,8 @@ class BufferedRDBStorage(ParamsTogether, ResilientRDBStorage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_owned", "_pending", "_copies", "_finished", "_drawn", "_buffer_lock"):
+        for key in ("_owned", "_pending", "_copies", "_finished", "_drawn", "_read_for",
+                    "_buffer_lock"):
             state.pop(key, None)
         return state
 
@@ -249,8 +246,11 @@ class BufferedRDBStorage(ParamsTogether, ResilientRDBStorage):
 
     def _get_trials(self, study_id: int, states: Any, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:
-        if states is None and trial_id_greater_than > -1 and (self._copies or self._finished):
-            trials = self._read_with_copies(study_id, included_trial_ids, trial_id_greater_than)
+        if states is None and trial_id_greater_than > -1:  # Optuna's trial cache: light
+            trials = self._read_incremental(
+                study_id, included_trial_ids, trial_id_greater_than,
+                lambda ids: super(BufferedRDBStorage, self)._get_trials(study_id, None, ids,
+                                                                        max(ids)))
         else:
             trials = super()._get_trials(study_id, states, included_trial_ids,
                                          trial_id_greater_than)
@@ -267,30 +267,6 @@ class BufferedRDBStorage(ParamsTogether, ResilientRDBStorage):
                     pending = self._pending.get(trial._trial_id)
                     if pending is not None:
                         pending.overlay(trial)
-        return trials
-
-    def _read_with_copies(self, study_id: int, included: set[int],
-                          greater: int) -> list[FrozenTrial]:
-        """Optuna's incremental read of a study's trials (its trial cache asks for the
-        unfinished ones it holds and the newer ones), with this process's running trials
-        taken from its copies, and those it just finished too: one light query (ids and states)
-        first, then the full read only of the others. A trial of ours that another process
-        failed meanwhile is not RUNNING there, and so is read in full."""
-        rows = self._call_with_retry(trial_states, study_id, included, greater)
-        served: dict[int, FrozenTrial] = {}
-        with self._buffer_lock:
-            for trial_id, state in rows:
-                held = None
-                if state == TrialState.RUNNING and trial_id in self._owned:
-                    held = self._copy_of(trial_id)
-                elif trial_id in self._finished and self._finished[trial_id].state == state:
-                    held = self._finished.pop(trial_id)  # the cache keeps it from now on
-                if held is not None:
-                    served[trial_id] = copy.deepcopy(held)
-        others = {trial_id for trial_id, _ in rows if trial_id not in served}
-        read = (super()._get_trials(study_id, None, others, max(others)) if others else [])
-        trials = [*read, *served.values()]
-        trials.sort(key=lambda t: t._trial_id)
         return trials
 
     def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:

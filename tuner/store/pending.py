@@ -1,6 +1,5 @@
-"""A running trial's unwritten values (:class:`Pending`), the transactions that write them, and
-the light query of a study's trial states, for :class:`tuner.store.buffered.BufferedRDBStorage`
-(see that module)."""
+"""A running trial's unwritten values (:class:`Pending`) and the transactions that write them,
+for :class:`tuner.store.buffered.BufferedRDBStorage` (see that module)."""
 
 from __future__ import annotations
 
@@ -83,28 +82,6 @@ def _pending_without_commit(storage: RDBStorage, session: Any, trial_id: int,
             index_elements=[values.trial_id, values.step],
             set_={"intermediate_value": stmt.excluded.intermediate_value,
                   "intermediate_value_type": stmt.excluded.intermediate_value_type}))
-
-
-def trial_states(storage: RDBStorage, study_id: int, included: set[int],
-                 greater: int) -> list[tuple[int, TrialState]]:
-    """``(trial id, state)`` of the trials Optuna's ``_get_trials`` would read for the same
-    arguments (those of ``included`` up to ``greater``, and every one after ``greater``), in
-    one query; ``KeyError`` (Optuna's) for a study that is gone."""
-    import sqlalchemy
-    from optuna.storages._rdb import models
-
-    study, trial = models.StudyModel, models.TrialModel
-    included = {i for i in included if i <= greater}
-    newer = trial.trial_id > greater
-    wanted = sqlalchemy.or_(trial.trial_id.in_(included), newer) if included else newer
-    with storage.scoped_session() as session:  # the study's row, joined to the trials wanted
-        rows = (session.query(study.study_id, trial.trial_id, trial.state)
-                .outerjoin(trial, sqlalchemy.and_(trial.study_id == study.study_id, wanted))
-                .filter(study.study_id == study_id)
-                .all())
-    if not rows:
-        raise KeyError(models.NOT_FOUND_MSG)  # what Optuna raises
-    return [(trial_id, state) for _, trial_id, state in rows if trial_id is not None]
 
 
 def completed_at(storage: RDBStorage, trial_id: int) -> Any:

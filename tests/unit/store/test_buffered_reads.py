@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tests._storages import sqlite_and_postgres  # noqa: F401 (the url fixture)
 from tests.conftest import unique
+from tuner.store import incremental
 from tuner.store.storage import open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
@@ -130,3 +131,85 @@ def test_a_new_trials_first_heartbeat_is_written_with_it(url: str):
         datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
         intermediate_values={}, trial_id=-1))
     assert queued not in beats()  # a queued trial is not running: no beat until it runs
+
+
+def test_a_read_that_finds_nothing_new_is_one_light_query(url: str):
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=unique("reads"), storage=storage)
+    study.tell(started(study), 0.5)
+    study.get_trials()
+    with statements(storage) as seen:
+        assert [t.number for t in study.get_trials()] == [0]
+    assert len(seen) == 1, seen  # Optuna's own read: 3 queries to find that nothing is new
+
+
+def test_another_processs_running_trial_is_read_again_only_when_it_changed(url: str,
+                                                                          monkeypatch):
+    storage = open_storage(url)
+    name = unique("reads")
+    study = optuna.create_study(study_name=name, storage=storage)
+    study.tell(started(study), 0.5)
+    study.get_trials()  # the cache holds a finished trial: its reads are incremental from now
+    elsewhere = open_storage(url)  # another worker's storage
+    other = optuna.load_study(study_name=name, storage=elsewhere)
+    theirs = started(other)
+    elsewhere.flush()  # what another tuner process writes of a running trial, every few seconds
+
+    def read() -> tuple[FrozenTrial, list[str]]:
+        with statements(storage) as seen:
+            [trial] = [t for t in study.get_trials() if t.number == theirs.number]
+        return trial, seen
+
+    def as_stored() -> FrozenTrial:
+        return stored(url, study._study_id)[theirs._trial_id]
+
+    trial, seen = read()
+    assert len(seen) > 1 and trial == as_stored()  # new to this process: read in full
+    trial, seen = read()
+    assert len(seen) == 1 and trial == as_stored()  # unchanged: the light query, the copy
+    for change in (lambda: theirs.report(0.5, 2),  # an intermediate value
+                   lambda: theirs.set_user_attr("note", "text"),  # an attribute
+                   lambda: theirs.set_user_attr("note", "longer text")):  # a longer one
+        change()
+        elsewhere.flush()
+        trial, seen = read()
+        assert len(seen) > 1 and trial == as_stored()
+    theirs.set_user_attr("batch_size", 64)  # a rewrite of the same length (was 32)
+    elsewhere.flush()
+    assert read()[0].user_attrs["batch_size"] == 32  # unseen for up to QUIET_S seconds
+    monkeypatch.setattr(incremental, "QUIET_S", 0.0)
+    trial, seen = read()
+    assert trial.user_attrs["batch_size"] == 64 and trial == as_stored()
+    other.tell(theirs, 0.25)  # its end: read in full at once
+    trial, seen = read()
+    assert trial.state == TrialState.COMPLETE and trial == as_stored() and len(seen) > 1
+
+
+def test_a_queued_trial_is_read_again_only_once_taken(url: str):
+    storage = open_storage(url)
+    name = unique("reads")
+    study = optuna.create_study(study_name=name, storage=storage)
+    study.tell(started(study), 0.5)
+    study.get_trials()  # the cache holds a finished trial: its reads are incremental from now
+    study.enqueue_trial({"lr": 0.01})
+    study.get_trials()
+    with statements(storage) as seen:
+        assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.WAITING]
+    assert len(seen) == 1, seen  # the queued trial, unchanged: the light query only
+    other = optuna.load_study(study_name=name, storage=open_storage(url))
+    taken = other.ask()  # another worker takes it
+    assert taken.number == 1
+    [_, trial] = study.get_trials()
+    assert trial.state == TrialState.RUNNING
+    assert trial == stored(url, study._study_id)[taken._trial_id]
+
+
+def test_each_loaded_study_gets_another_processs_trials(url: str):
+    storage = open_storage(url)
+    name = unique("reads")
+    first = optuna.create_study(study_name=name, storage=storage)
+    theirs = started(optuna.load_study(study_name=name, storage=open_storage(url)))
+    assert [t.number for t in first.get_trials()] == [theirs.number]
+    second = optuna.load_study(study_name=name, storage=storage)  # a second cache, one storage
+    assert [t.number for t in second.get_trials()] == [theirs.number]
+    assert [t.params for t in second.get_trials()] == [theirs.params]
