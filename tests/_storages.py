@@ -4,6 +4,9 @@ counting the commits that write."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import sqlalchemy
 
@@ -39,3 +42,18 @@ def writing_commits(engine: object) -> tuple[list[int], object]:
         sqlalchemy.event.remove(engine, "commit", commit)
 
     return commits, stop
+
+
+@contextmanager
+def statements(storage) -> Iterator[list[str]]:
+    """Every SQL statement ``storage`` (tuner's RDB storage) runs inside the block."""
+    seen: list[str] = []
+
+    def record(conn, cursor, text, *args) -> None:
+        seen.append(text)
+
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sqlalchemy.event.remove(storage.engine, "before_cursor_execute", record)

@@ -104,10 +104,12 @@ class BufferedRDBStorage(IncrementalReads, ParamsTogether, ResilientRDBStorage):
                 held = copy.deepcopy(held)
                 if pending is not None:
                     pending.overlay(held)
-            if trial_id in self._owned and pending is not None:
+            ended = None
+            if trial_id in self._owned and state.is_finished():
                 with self._buffer_lock:  # its values and its end: one transaction
-                    done = self._call_with_retry(finish_with_pending, trial_id, pending,
-                                                 state, values)
+                    ended = self._call_with_retry(finish_with_pending, trial_id,
+                                                  pending or Pending(), state, values)
+                done = ended is not None
             else:
                 if trial_id in self._owned:
                     self.flush(trial_id)
@@ -121,19 +123,20 @@ class BufferedRDBStorage(IncrementalReads, ParamsTogether, ResilientRDBStorage):
                 self._owned.add(trial_id)
             elif state.is_finished():
                 self._forget(trial_id)
-        if done and held is not None:
+        if done and held is not None and ended is not None:
             try:
-                self._keep_finished(held, state, values)
+                self._keep_finished(held, state, values, ended)
             except Exception:  # the trial has ended all the same; it is read back when asked
                 log.debug("trial %d: not kept after its end", held.number, exc_info=True)
         return done
 
-    def _keep_finished(self, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+    def _keep_finished(self, trial: FrozenTrial, state: TrialState, values: Any,
+                       ended: Any) -> None:
         """Keep ``trial`` (the copy of a trial this process just finished, with its buffered
         values) as the database now holds it: Optuna reads it back at its tell and its trial
-        cache once more; both are answered from here. A finished trial cannot change, and its
-        end time is the one thing read back."""
-        as_ended(self, trial, state, values)
+        cache once more; both are answered from here. A finished trial cannot change, and
+        ``ended`` is its end time as stored."""
+        as_ended(trial, state, values, ended)
         with self._buffer_lock:
             self._finished[trial._trial_id] = trial
             while len(self._finished) > KEEP_FINISHED:

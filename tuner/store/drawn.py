@@ -19,6 +19,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.storages import RDBStorage
+from sqlalchemy import insert as sqlalchemy_insert
 
 from tuner.store.rdb import uncached
 
@@ -74,13 +75,26 @@ class ParamsTogether:
 
 
 def _write_params(storage: RDBStorage, trial_id: int, drawn: list[Drawn]) -> None:
-    """One transaction: Optuna's own write of each parameter (its checks included)."""
+    """One transaction: the trial's row (is it still running?) and one insert of every
+    parameter, each checked against the study's distribution as Optuna checks it; where the
+    cache did not know a parameter's distribution in the study, Optuna's own write of each
+    (which looks it up)."""
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
     with _create_scoped_session(storage.scoped_session, True) as session:
-        for name, value, distribution, previous in drawn:
-            storage._set_trial_param_without_commit(session, trial_id, name, value,
-                                                    distribution, previous)
+        if any(previous is None for _, _, _, previous in drawn):
+            for name, value, distribution, previous in drawn:
+                storage._set_trial_param_without_commit(session, trial_id, name, value,
+                                                        distribution, previous)
+            return
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        storage.check_trial_is_updatable(trial_id, trial.state)
+        session.execute(sqlalchemy_insert(models.TrialParamModel), [
+            {"trial_id": trial_id, "param_name": name, "param_value": value,
+             "distribution_json": distribution_to_json(distribution)}
+            for name, value, distribution, _ in drawn])
 
 
 @contextlib.contextmanager

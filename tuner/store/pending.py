@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from optuna.storages import RDBStorage
@@ -30,22 +31,71 @@ def write_pending(storage: RDBStorage, trial_id: int, pending: Pending) -> None:
     from optuna.storages._rdb.storage import _create_scoped_session
 
     with _create_scoped_session(storage.scoped_session, True) as session:
+        _updatable(storage, session, trial_id)
         _pending_without_commit(storage, session, trial_id, pending)
 
 
 def finish_with_pending(storage: RDBStorage, trial_id: int, pending: Pending,
-                         state: TrialState, values: Any) -> bool:
-    """One transaction: every unwritten value of one trial, then its final state and values
-    (Optuna's own ``set_trial_state_values``, which runs in the same thread's session and so
-    commits, or rolls back, both). One commit less per trial than a flush and then the state."""
+                        state: TrialState, values: Any) -> datetime | None:
+    """One transaction: every unwritten value of one trial, its values, its final state and
+    its end time, which it returns as stored (``None``: not done, as Optuna's ``False``). On
+    SQLite and PostgreSQL that is six statements: the trial's row, one upsert per kind of
+    value, and the trial's update (Optuna's own write of the state and values, after the
+    buffered values, made ten: it reads the trial again, each value's row, and tuner the end
+    time). Elsewhere Optuna's own writes, in the same transaction."""
+    import sqlalchemy.exc
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    if _upsert_dialect(storage) is None:
+        return _finish_as_optuna(storage, trial_id, pending, state, values)
+    try:
+        with _create_scoped_session(storage.scoped_session) as session:
+            trial = _updatable(storage, session, trial_id)
+            _pending_without_commit(storage, session, trial_id, pending)
+            if values is not None:
+                kind = models.TrialValueModel
+                rows = []
+                for objective, value in enumerate(values):
+                    stored, value_type = kind.value_to_stored_repr(float(value))
+                    rows.append({"trial_id": trial_id, "objective": objective,
+                                 "value": stored, "value_type": value_type})
+                _upsert(storage, session, kind, rows, [kind.trial_id, kind.objective],
+                        ["value", "value_type"])
+            trial.state = state
+            trial.datetime_complete = datetime.now()
+            ended = trial.datetime_complete  # as stored: Optuna keeps it in UTC
+    except sqlalchemy.exc.IntegrityError:
+        return None
+    return ended
+
+
+def _finish_as_optuna(storage: RDBStorage, trial_id: int, pending: Pending,
+                      state: TrialState, values: Any) -> datetime | None:
+    """:func:`finish_with_pending` on a database with no upsert tuner knows: the unwritten
+    values, then Optuna's own ``set_trial_state_values`` (in the same thread's session, so one
+    transaction), then the end time read back."""
     session = storage.scoped_session()
     try:
+        _updatable(storage, session, trial_id)
         _pending_without_commit(storage, session, trial_id, pending)
     except BaseException:
         session.rollback()
         session.close()
         raise
-    return RDBStorage.set_trial_state_values(storage, trial_id, state, values)
+    if not RDBStorage.set_trial_state_values(storage, trial_id, state, values):
+        return None
+    return completed_at(storage, trial_id)
+
+
+def _updatable(storage: RDBStorage, session: Any, trial_id: int) -> Any:
+    """The trial's row, locked for this transaction where the database can, if the trial may
+    still be written (Optuna's ``UpdateFinishedTrialError`` if not)."""
+    from optuna.storages._rdb import models
+
+    trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+    storage.check_trial_is_updatable(trial_id, trial.state)
+    return trial
 
 
 def _pending_without_commit(storage: RDBStorage, session: Any, trial_id: int,
@@ -55,33 +105,41 @@ def _pending_without_commit(storage: RDBStorage, session: Any, trial_id: int,
     once); elsewhere Optuna's per-value writes."""
     from optuna.storages._rdb import models
 
-    values = models.TrialIntermediateValueModel
-    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-    storage.check_trial_is_updatable(trial_id, trial.state)
-    insert = _upsert_dialect(storage)
-    if insert is None:
+    if _upsert_dialect(storage) is None:
         _write_one_by_one(storage, session, trial_id, pending)
         return
     for model, attrs in ((models.TrialUserAttributeModel, pending.user),
                          (models.TrialSystemAttributeModel, pending.system)):
         if attrs:
-            stmt = insert(model).values([{"trial_id": trial_id, "key": k,
-                                          "value_json": json.dumps(v)}
-                                         for k, v in attrs.items()])
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=[model.trial_id, model.key],
-                set_={"value_json": stmt.excluded.value_json}))
+            _upsert(storage, session, model, [{"trial_id": trial_id, "key": k,
+                                               "value_json": json.dumps(v)}
+                                              for k, v in attrs.items()],
+                    [model.trial_id, model.key], ["value_json"])
     if pending.intermediate:
+        values = models.TrialIntermediateValueModel
         rows = []
         for step, value in sorted(pending.intermediate.items()):
             stored, kind = values.intermediate_value_to_stored_repr(value)
             rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored,
                          "intermediate_value_type": kind})
-        stmt = insert(values).values(rows)
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=[values.trial_id, values.step],
-            set_={"intermediate_value": stmt.excluded.intermediate_value,
-                  "intermediate_value_type": stmt.excluded.intermediate_value_type}))
+        _upsert(storage, session, values, rows, [values.trial_id, values.step],
+                ["intermediate_value", "intermediate_value_type"])
+
+
+def _upsert(storage: RDBStorage, session: Any, model: Any, rows: list[dict[str, Any]],
+            keys: list[Any], columns: list[str]) -> None:
+    """Insert ``rows``, or update ``columns`` of those whose ``keys`` exist: one statement per
+    table and database, built once and run for all the rows (a statement with the rows in it
+    would be compiled again for every new number of rows: ~1 ms each)."""
+    statement = _UPSERTS.get((storage.engine.name, model))
+    if statement is None:
+        stmt = _upsert_dialect(storage)(model)
+        statement = _UPSERTS[(storage.engine.name, model)] = stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: getattr(stmt.excluded, c) for c in columns})
+    session.execute(statement, rows)
+
+
+_UPSERTS: dict[tuple[str, Any], Any] = {}
 
 
 def completed_at(storage: RDBStorage, trial_id: int) -> Any:
@@ -92,16 +150,16 @@ def completed_at(storage: RDBStorage, trial_id: int) -> Any:
         return models.TrialModel.find_or_raise_by_id(trial_id, session).datetime_complete
 
 
-def as_ended(storage: Any, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+def as_ended(trial: FrozenTrial, state: TrialState, values: Any, ended: datetime) -> None:
     """Make ``trial`` what Optuna reads back after its end: ``state``, ``values`` as stored,
-    and the stored end time, read back from ``storage`` (a ``ResilientRDBStorage``)."""
+    and ``ended``, its stored end time."""
     from optuna.storages._rdb import models
 
     kind = models.TrialValueModel
     trial.state = state
     trial.values = None if values is None else [
         kind.stored_repr_to_value(*kind.value_to_stored_repr(float(v))) for v in values]
-    trial.datetime_complete = storage._call_with_retry(completed_at, trial._trial_id)
+    trial.datetime_complete = ended
 
 
 def _upsert_dialect(storage: RDBStorage) -> Any:

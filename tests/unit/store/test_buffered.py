@@ -8,7 +8,11 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from tests._storages import sqlite_and_postgres, writing_commits  # noqa: F401 (the url fixture)
+from tests._storages import (  # noqa: F401 (the url fixture)
+    sqlite_and_postgres,
+    statements,
+    writing_commits,
+)
 from tests.conftest import TINY, merged, unique
 from tuner.run.config import config_from_dict
 from tuner.run.study import run
@@ -39,7 +43,11 @@ def test_a_running_trial_writes_once_and_reads_its_own_values(url: str):
     assert other.state == TrialState.RUNNING
     assert other.user_attrs == {} and other.intermediate_values == {}
     assert "artifacts:x" not in other.system_attrs and other.system_attrs["grid_id"] == 3
-    study.tell(trial, 0.7)
+    with statements(study._storage._backend) as seen:
+        study.tell(trial, 0.7)
+    # the trial's row, an upsert each of user and system attributes, intermediate values and
+    # values, and its state and end: one transaction, nothing read back
+    assert len(seen) == 6, seen
     done = _elsewhere(url, name).trials[0]
     assert done.state == TrialState.COMPLETE and done.value == 0.7
     assert done.user_attrs == {"curve": [0.1, 0.2]}

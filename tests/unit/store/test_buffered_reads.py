@@ -5,35 +5,17 @@ checked against what a fresh storage reads from the real SQLite and PostgreSQL d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import optuna
 import pytest
-import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tests._storages import sqlite_and_postgres  # noqa: F401 (the url fixture)
+from tests._storages import sqlite_and_postgres, statements  # noqa: F401 (the url fixture)
 from tests.conftest import unique
 from tuner.store import incremental
 from tuner.store.storage import open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-
-
-@contextmanager
-def statements(storage) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn, cursor, text, *args) -> None:
-        seen.append(text)
-
-    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        sqlalchemy.event.remove(storage.engine, "before_cursor_execute", record)
 
 
 def stored(url: str, study_id: int) -> dict[int, FrozenTrial]:

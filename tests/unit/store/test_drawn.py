@@ -7,7 +7,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests._storages import sqlite_and_postgres, writing_commits  # noqa: F401 (the url fixture)
+from tests._storages import (  # noqa: F401 (the url fixture)
+    sqlite_and_postgres,
+    statements,
+    writing_commits,
+)
 from tests.conftest import unique
 from tuner.store.drawn import drawn_together
 from tuner.store.storage import open_storage
@@ -39,9 +43,13 @@ def test_parameters_drawn_together_are_written_once_at_the_end_of_the_block(url:
     assert stored.distributions == study.trials[0].distributions
     study.tell(trial, 1.0)
     again = study.ask()  # a second trial: Optuna's cache now knows the study's distributions
-    with drawn_together(again):
+    with statements(storage) as seen, drawn_together(again):
         draw(again)
+    written = [s for s in seen if s.startswith("INSERT")]
+    assert len(written) == 1 and "trial_params" in written[0], seen  # the three in one
+    assert sum(s.startswith("SELECT trials.") for s in seen) == 1, seen  # the trial's row
     assert set(other.trials[1].params) == {"lr", "depth", "init"}
+    assert other.trials[1].params == again.params
 
 
 def test_a_conflicting_distribution_is_refused_and_not_written(url: str):
