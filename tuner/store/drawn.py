@@ -14,6 +14,8 @@ study's, else when the block ends, still before any training.
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from optuna.distributions import BaseDistribution, check_distribution_compatibil
 from optuna.storages import RDBStorage
 from sqlalchemy import insert as sqlalchemy_insert
 
+from tuner.store.pending import Pending, pending_without_commit
 from tuner.store.rdb import uncached
 
 Drawn = tuple[str, float, BaseDistribution, BaseDistribution | None]
@@ -36,6 +39,7 @@ class ParamsTogether:
 
     def _init_drawn(self) -> None:
         self._drawn: dict[int, list[Drawn]] = {}
+        self._drawn_system: dict[int, dict[str, Any]] = {}  # set by the sampler as it draws
 
     @contextlib.contextmanager
     def params_together(self, trial_id: int) -> Iterator[None]:
@@ -43,13 +47,15 @@ class ParamsTogether:
             yield
             return
         self._drawn[trial_id] = []
+        self._drawn_system[trial_id] = {}
         try:
             yield
         finally:
             drawn = self._drawn.pop(trial_id)
-            if drawn:
+            system = self._drawn_system.pop(trial_id)
+            if drawn or system:
                 try:
-                    self._call_with_retry(_write_params, trial_id, drawn)
+                    self._call_with_retry(_write_params, trial_id, drawn, system)
                 except BaseException:  # none written: the copy, which has them, is wrong now
                     self._copies.pop(trial_id, None)
                     raise
@@ -66,19 +72,29 @@ class ParamsTogether:
             check_distribution_compatibility(previous_distribution, distribution)
         drawn.append((param_name, param_value_internal, distribution, previous_distribution))
 
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        system = self._drawn_system.get(trial_id)
+        if system is None:
+            super().set_trial_system_attr(trial_id, key, value)  # type: ignore[misc]
+            return
+        json.dumps(value)  # what Optuna would refuse, refused now
+        system[key] = copy.deepcopy(value)  # e.g. TPE's relative parameters, for the liar
+
     def overlay_drawn(self, trial: Any) -> None:
-        """Add to ``trial`` (as read from the database) the parameters it has drawn and not
-        yet written."""
+        """Add to ``trial`` (as read from the database) the parameters it has drawn, and the
+        system attributes set as they were drawn, not yet written."""
         for name, value, distribution, _ in self._drawn.get(trial._trial_id, ()):
             trial._params[name] = distribution.to_external_repr(value)
             trial._distributions[name] = distribution
+        trial._system_attrs.update(copy.deepcopy(self._drawn_system.get(trial._trial_id, {})))
 
 
-def _write_params(storage: RDBStorage, trial_id: int, drawn: list[Drawn]) -> None:
-    """One transaction: the trial's row (is it still running?) and one insert of every
-    parameter, each checked against the study's distribution as Optuna checks it; where the
-    cache did not know a parameter's distribution in the study, Optuna's own write of each
-    (which looks it up)."""
+def _write_params(storage: RDBStorage, trial_id: int, drawn: list[Drawn],
+                  system: dict[str, Any]) -> None:
+    """One transaction: the trial's row (is it still running?), one insert of every
+    parameter, each checked against the study's distribution as Optuna checks it, and the
+    system attributes set while they were drawn; where the cache did not know a parameter's
+    distribution in the study, Optuna's own write of each (which looks it up)."""
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
@@ -88,13 +104,16 @@ def _write_params(storage: RDBStorage, trial_id: int, drawn: list[Drawn]) -> Non
             for name, value, distribution, previous in drawn:
                 storage._set_trial_param_without_commit(session, trial_id, name, value,
                                                         distribution, previous)
-            return
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-        storage.check_trial_is_updatable(trial_id, trial.state)
-        session.execute(sqlalchemy_insert(models.TrialParamModel), [
-            {"trial_id": trial_id, "param_name": name, "param_value": value,
-             "distribution_json": distribution_to_json(distribution)}
-            for name, value, distribution, _ in drawn])
+        else:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            storage.check_trial_is_updatable(trial_id, trial.state)
+            if drawn:
+                session.execute(sqlalchemy_insert(models.TrialParamModel), [
+                    {"trial_id": trial_id, "param_name": name, "param_value": value,
+                     "distribution_json": distribution_to_json(distribution)}
+                    for name, value, distribution, _ in drawn])
+        if system:
+            pending_without_commit(storage, session, trial_id, Pending(system=system))
 
 
 @contextlib.contextmanager

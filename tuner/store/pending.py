@@ -32,7 +32,7 @@ def write_pending(storage: RDBStorage, trial_id: int, pending: Pending) -> None:
 
     with _create_scoped_session(storage.scoped_session, True) as session:
         _updatable(storage, session, trial_id)
-        _pending_without_commit(storage, session, trial_id, pending)
+        pending_without_commit(storage, session, trial_id, pending)
 
 
 def finish_with_pending(storage: RDBStorage, trial_id: int, pending: Pending,
@@ -52,7 +52,7 @@ def finish_with_pending(storage: RDBStorage, trial_id: int, pending: Pending,
     try:
         with _create_scoped_session(storage.scoped_session) as session:
             trial = _updatable(storage, session, trial_id)
-            _pending_without_commit(storage, session, trial_id, pending)
+            pending_without_commit(storage, session, trial_id, pending)
             if values is not None:
                 kind = models.TrialValueModel
                 rows = []
@@ -78,7 +78,7 @@ def _finish_as_optuna(storage: RDBStorage, trial_id: int, pending: Pending,
     session = storage.scoped_session()
     try:
         _updatable(storage, session, trial_id)
-        _pending_without_commit(storage, session, trial_id, pending)
+        pending_without_commit(storage, session, trial_id, pending)
     except BaseException:
         session.rollback()
         session.close()
@@ -98,7 +98,7 @@ def _updatable(storage: RDBStorage, session: Any, trial_id: int) -> Any:
     return trial
 
 
-def _pending_without_commit(storage: RDBStorage, session: Any, trial_id: int,
+def pending_without_commit(storage: RDBStorage, session: Any, trial_id: int,
                             pending: Pending) -> None:
     """Every unwritten value of one trial, in ``session``'s transaction. On SQLite and
     PostgreSQL one multi-row upsert per table (the statements Optuna makes per value, made

@@ -34,12 +34,16 @@ def test_parameters_drawn_together_are_written_once_at_the_end_of_the_block(url:
     other = optuna.load_study(study_name=name, storage=open_storage(url))
     with drawn_together(trial):
         hp = draw(trial)
+        storage.set_trial_system_attr(trial._trial_id, "tpe:relative_params:0", '{"lr": 1}')
         assert trial.params == hp and study.trials[0].params == hp  # this process sees them
+        assert study.trials[0].system_attrs["tpe:relative_params:0"] == '{"lr": 1}'
         assert other.trials[0].params == {}  # not written yet
+        assert "tpe:relative_params:0" not in other.trials[0].system_attrs
         assert draw(trial) == hp  # asked again: the same values
-    assert len(done) == 1
+    assert len(done) == 1  # parameters and the sampler's attributes, in one transaction
     stored = other.trials[0]
     assert stored.params == hp and stored.state == TrialState.RUNNING
+    assert stored.system_attrs["tpe:relative_params:0"] == '{"lr": 1}'
     assert stored.distributions == study.trials[0].distributions
     study.tell(trial, 1.0)
     again = study.ask()  # a second trial: Optuna's cache now knows the study's distributions
