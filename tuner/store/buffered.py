@@ -21,8 +21,8 @@ passed since the last read. So a trial another process declared dead learns it, 
 read of itself :data:`FLUSH_S` seconds after the last one. Optuna's trial cache reads the
 study's unfinished and new trials several times per trial (its ask, the sampler, tuner's
 budget count): one light query of their ids and states comes first, and this process's own
-running trials, and those it has just finished (kept as written, with the stored end time read
-back, until the cache has them), are answered from here; of other processes' trials, only
+running trials, and those it has just finished (kept as written, with the end time it stored,
+until the cache has them), are answered from here; of other processes' trials, only
 those that changed are read in full (:mod:`tuner.store.incremental`). Another process sees
 them only once written, which changes no pruning decision: pruners compare with *finished*
 trials. System attributes stay immediate, except artifact ids: samplers and the grid use
@@ -43,7 +43,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.store.drawn import ParamsTogether
-from tuner.store.incremental import IncrementalReads
+from tuner.store.incremental import MAX_LIGHT, IncrementalReads
 from tuner.store.pending import Pending, as_ended, finish_with_pending, write_pending
 from tuner.store.rdb import ResilientRDBStorage
 
@@ -76,8 +76,8 @@ class BufferedRDBStorage(IncrementalReads, ParamsTogether, ResilientRDBStorage):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_owned", "_pending", "_copies", "_finished", "_drawn", "_read_for",
-                    "_buffer_lock"):
+        for key in ("_owned", "_pending", "_copies", "_finished", "_drawn", "_drawn_system",
+                    "_read_for", "_buffer_lock"):
             state.pop(key, None)
         return state
 
@@ -249,11 +249,12 @@ class BufferedRDBStorage(IncrementalReads, ParamsTogether, ResilientRDBStorage):
 
     def _get_trials(self, study_id: int, states: Any, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:
-        if states is None and trial_id_greater_than > -1:  # Optuna's trial cache: light
+        if (states is None and trial_id_greater_than > -1  # Optuna's trial cache: light
+                and len(included_trial_ids) <= MAX_LIGHT):
             trials = self._read_incremental(
                 study_id, included_trial_ids, trial_id_greater_than,
-                lambda ids: super(BufferedRDBStorage, self)._get_trials(study_id, None, ids,
-                                                                        max(ids)))
+                lambda ids, upto: super(BufferedRDBStorage, self)._get_trials(study_id, None,
+                                                                              ids, upto))
         else:
             trials = super()._get_trials(study_id, states, included_trial_ids,
                                          trial_id_greater_than)

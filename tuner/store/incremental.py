@@ -21,8 +21,10 @@ it has, how many user and system attributes and the length of their JSON). Then:
 * only the rest is read in full.
 
 What another process does to an unfinished trial therefore reaches this process at once when
-it changes its state, adds a parameter, an intermediate value or an attribute, or rewrites an
-attribute with a value of another length; any other rewrite within :data:`QUIET_S` seconds.
+it changes its state, adds a parameter, an intermediate value or an attribute, or rewrites
+attributes into values of another total length; any other rewrite within :data:`QUIET_S`
+seconds. A cache that holds more than :data:`MAX_LIGHT` unfinished trials is read Optuna's way
+(the light query's list of ids would grow past what a database takes in one statement).
 Pruners compare with finished trials or, like successive halving, with the rung attributes a
 trial adds; samplers read a running trial's parameters (the constant liar): neither changes.
 Optuna's cache passes the same set of unfinished ids at every read of one study, which is how
@@ -42,6 +44,7 @@ from optuna.trial import FrozenTrial, TrialState
 QUIET_S = 5.0  # another process's unchanged unfinished trial is read in full at least this often
 _UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 _CACHES = 8  # the trial caches whose reads are remembered (one per loaded study; a bound)
+MAX_LIGHT = 500  # unfinished trials a light read lists by id, at most
 
 Fingerprint = tuple[int, ...]
 Seen = tuple[TrialState, Fingerprint, float]  # a trial as last read in full, and when
@@ -110,21 +113,22 @@ class IncrementalReads:
     _copy_of: Callable[[int], FrozenTrial | None]
 
     def _init_incremental(self) -> None:
-        # per trial cache (the id of its set of unfinished trials): another process's
+        # per trial cache (the id of its set of unfinished trials, and the set itself, kept so
+        # that a new set at a freed one's address is not taken for it): another process's
         # unfinished trial as last read in full for that cache
-        self._read_for: dict[int, dict[int, Seen]] = {}
+        self._read_for: dict[int, tuple[set[int], dict[int, Seen]]] = {}
 
     def _read_incremental(self, study_id: int, included: set[int], greater: int,
-                          read_full: Callable[[set[int]], list[FrozenTrial]]
+                          read_full: Callable[[set[int], int], list[FrozenTrial]]
                           ) -> list[FrozenTrial]:
-        """Optuna's ``_get_trials(study_id, None, included, greater)``, light; ``read_full``
-        reads the given trials (and any newer) in full."""
+        """Optuna's ``_get_trials(study_id, None, included, greater)``, light;
+        ``read_full(ids, upto)`` reads the trials ``ids`` and those after ``upto`` in full."""
         rows = self._call_with_retry(trial_rows, study_id, included, greater)
         now = time.monotonic()
-        seen = self._seen_by(included)
         served: dict[int, FrozenTrial] = {}
         others: set[int] = set()
         with self._buffer_lock:
+            seen = self._seen_by(included)
             for trial_id, state, fingerprint in rows:
                 held = None
                 if state == TrialState.RUNNING and trial_id in self._owned:
@@ -136,28 +140,31 @@ class IncrementalReads:
                 elif trial_id not in included or not _unchanged(seen.get(trial_id), state,
                                                                 fingerprint, now):
                     others.add(trial_id)  # else the cache's copy is the stored trial
-        read = read_full(others) if others else []
         light = {trial_id: (state, fingerprint) for trial_id, state, fingerprint in rows}
-        for trial_id, (state, _) in light.items():
-            if state not in _UNFINISHED:
-                seen.pop(trial_id, None)
-        for trial in read:
-            state, fingerprint = light.get(trial._trial_id, (None, None))
-            if trial.state == state and fingerprint is not None and \
-                    trial._trial_id not in self._owned:
-                seen[trial._trial_id] = (state, fingerprint, now)
+        # the trials asked for, and any made since the light query (not those it found)
+        read = read_full(others, max([greater, *light])) if others else []
+        with self._buffer_lock:
+            for trial_id, (state, _) in light.items():
+                if state not in _UNFINISHED:
+                    seen.pop(trial_id, None)
+            for trial in read:
+                state, fingerprint = light.get(trial._trial_id, (None, None))
+                if trial.state == state and fingerprint is not None and \
+                        trial._trial_id not in self._owned:
+                    seen[trial._trial_id] = (state, fingerprint, now)
         trials = [*read, *served.values()]
         trials.sort(key=lambda t: t._trial_id)
         return trials
 
     def _seen_by(self, included: set[int]) -> dict[int, Seen]:
-        key = id(included)
-        seen = self._read_for.get(key)
-        if seen is None:
-            seen = self._read_for[key] = {}
+        """The trials last read in full for the cache whose set of unfinished trials is
+        ``included`` (call under the buffer lock)."""
+        held = self._read_for.get(id(included))
+        if held is None or held[0] is not included:
+            held = self._read_for[id(included)] = (included, {})
             while len(self._read_for) > _CACHES:
                 del self._read_for[next(iter(self._read_for))]
-        return seen
+        return held[1]
 
 
 def _unchanged(last: Seen | None, state: TrialState, fingerprint: Fingerprint | None,

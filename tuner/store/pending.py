@@ -64,7 +64,7 @@ def finish_with_pending(storage: RDBStorage, trial_id: int, pending: Pending,
                         ["value", "value_type"])
             trial.state = state
             trial.datetime_complete = datetime.now()
-            ended = trial.datetime_complete  # as stored: Optuna keeps it in UTC
+            ended = trial.datetime_complete  # as read back: stored in UTC, naive local here
     except sqlalchemy.exc.IntegrityError:
         return None
     return ended
@@ -136,7 +136,9 @@ def _upsert(storage: RDBStorage, session: Any, model: Any, rows: list[dict[str, 
         stmt = _upsert_dialect(storage)(model)
         statement = _UPSERTS[(storage.engine.name, model)] = stmt.on_conflict_do_update(
             index_elements=keys, set_={c: getattr(stmt.excluded, c) for c in columns})
-    session.execute(statement, rows)
+    # with NULLs rendered, rows with a None (inf or nan values are stored as NULL) do not
+    # split the insert into one statement per pattern of None
+    session.execute(statement, rows, execution_options={"render_nulls": True})
 
 
 _UPSERTS: dict[tuple[str, Any], Any] = {}

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tests._storages import sqlite_and_postgres, statements  # noqa: F401 (the url fixture)
 from tests.conftest import unique
-from tuner.store import incremental
+from tuner.store import buffered, incremental
 from tuner.store.storage import open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
@@ -63,8 +63,10 @@ def test_a_finished_trial_is_read_back_as_stored_without_a_query(url: str):
     study = optuna.create_study(study_name=unique("reads"), storage=storage,
                                 direction="maximize")
     trial = started(study)
-    trial.report(float("inf"), 2)
-    study.tell(trial, 0.75)
+    trial.report(float("inf"), 2)  # stored as NULL: still one upsert of both values
+    with statements(storage) as seen:
+        study.tell(trial, 0.75)
+    assert len(seen) == 5, seen  # its row; user attributes, intermediate values, values; end
     with statements(storage) as seen:
         mine = storage.get_trial(trial._trial_id)  # what Optuna's tell reads back
     assert seen == []
@@ -127,6 +129,7 @@ def test_a_read_that_finds_nothing_new_is_one_light_query(url: str):
 
 def test_another_processs_running_trial_is_read_again_only_when_it_changed(url: str,
                                                                           monkeypatch):
+    monkeypatch.setattr(incremental, "QUIET_S", 1e9)  # however slow the machine
     storage = open_storage(url)
     name = unique("reads")
     study = optuna.create_study(study_name=name, storage=storage)
@@ -159,6 +162,7 @@ def test_another_processs_running_trial_is_read_again_only_when_it_changed(url: 
     theirs.set_user_attr("batch_size", 64)  # a rewrite of the same length (was 32)
     elsewhere.flush()
     assert read()[0].user_attrs["batch_size"] == 32  # unseen for up to QUIET_S seconds
+    # (5 s in use: a trial read in full that long ago is read in full again)
     monkeypatch.setattr(incremental, "QUIET_S", 0.0)
     trial, seen = read()
     assert trial.user_attrs["batch_size"] == 64 and trial == as_stored()
@@ -167,7 +171,8 @@ def test_another_processs_running_trial_is_read_again_only_when_it_changed(url: 
     assert trial.state == TrialState.COMPLETE and trial == as_stored() and len(seen) > 1
 
 
-def test_a_queued_trial_is_read_again_only_once_taken(url: str):
+def test_a_queued_trial_is_read_again_only_once_taken(url: str, monkeypatch):
+    monkeypatch.setattr(incremental, "QUIET_S", 1e9)
     storage = open_storage(url)
     name = unique("reads")
     study = optuna.create_study(study_name=name, storage=storage)
@@ -186,12 +191,36 @@ def test_a_queued_trial_is_read_again_only_once_taken(url: str):
     assert trial == stored(url, study._study_id)[taken._trial_id]
 
 
-def test_each_loaded_study_gets_another_processs_trials(url: str):
+def test_each_loaded_study_gets_another_processs_trials(url: str, monkeypatch):
+    """Two studies loaded on one storage are two trial caches: what one has read is not
+    taken for what the other holds."""
+    monkeypatch.setattr(incremental, "QUIET_S", 1e9)
     storage = open_storage(url)
     name = unique("reads")
     first = optuna.create_study(study_name=name, storage=storage)
-    theirs = started(optuna.load_study(study_name=name, storage=open_storage(url)))
-    assert [t.number for t in first.get_trials()] == [theirs.number]
-    second = optuna.load_study(study_name=name, storage=storage)  # a second cache, one storage
-    assert [t.number for t in second.get_trials()] == [theirs.number]
-    assert [t.params for t in second.get_trials()] == [theirs.params]
+    first.tell(started(first), 0.5)
+    second = optuna.load_study(study_name=name, storage=storage)
+    elsewhere = open_storage(url)
+    theirs = started(optuna.load_study(study_name=name, storage=elsewhere))
+    elsewhere.flush()
+    for study in (first, second, first, second):  # each cache reads it, then holds it
+        assert [t.params for t in study.get_trials()][1] == theirs.params
+    theirs.report(0.75, 2)
+    elsewhere.flush()
+    assert first.get_trials()[1].intermediate_values == {1: 0.25, 2: 0.75}
+    assert second.get_trials()[1].intermediate_values == {1: 0.25, 2: 0.75}
+
+
+def test_a_cache_holding_many_unfinished_trials_is_read_optunas_way(url: str, monkeypatch):
+    monkeypatch.setattr(buffered, "MAX_LIGHT", 1)
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=unique("reads"), storage=storage)
+    study.tell(started(study), 0.5)
+    study.get_trials()
+    for _ in range(2):
+        study.enqueue_trial({"lr": 0.01})
+    for _ in range(2):  # the second read: two unfinished trials held
+        got = study.get_trials()
+    assert [t.state for t in got] == [TrialState.COMPLETE, *[TrialState.WAITING] * 2]
+    truth = stored(url, study._study_id)
+    assert all(t == truth[t._trial_id] for t in got)
