@@ -136,9 +136,9 @@ def _upsert(storage: RDBStorage, session: Any, model: Any, rows: list[dict[str, 
         stmt = _upsert_dialect(storage)(model)
         statement = _UPSERTS[(storage.engine.name, model)] = stmt.on_conflict_do_update(
             index_elements=keys, set_={c: getattr(stmt.excluded, c) for c in columns})
-    # with NULLs rendered, rows with a None (inf or nan values are stored as NULL) do not
-    # split the insert into one statement per pattern of None
-    session.execute(statement, rows, execution_options={"render_nulls": True})
+    # (SQLAlchemy groups the rows by which values are None, as an inf or nan value is stored:
+    # such a row, which is rare, goes in a statement of its own)
+    session.execute(statement, rows)
 
 
 _UPSERTS: dict[tuple[str, Any], Any] = {}
