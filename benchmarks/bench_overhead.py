@@ -6,11 +6,13 @@ The quickstart study as it ships (digits, MLP 2x64, 10 epochs, TPE, median prune
 through :func:`tuner.run.study.optimize` (the ``tuner run`` path) on a SQLite file and in memory,
 with the study's defaults (init health check, per-trial pictures) and with pictures off. The
 sampler is seeded and training is deterministic, so every run draws the same trials (checked).
-Trials are not queued in advance: Optuna's cache re-reads every WAITING trial from the database
-on each read, which would inflate the storage cost. Then every trial is replayed bare: seed,
-build, initialise and train the same configuration for exactly the epochs it trained in the
-study (pruned trials train less), with no Optuna and no storage. Runs
-alternate within each round; medians over rounds. Overhead = (study time − bare time) / bare.
+Trials are not queued in advance: a user's study draws them as it goes. Then every trial is
+replayed bare: seed, build, initialise and train the same configuration for exactly the epochs
+it trained in the study (pruned trials train less), with no Optuna and no storage. Runs
+alternate within each round, and the bare replay runs after the round's first study and again
+at its end (their mean is the round's bare time). Overhead is paired by round: (study time −
+that round's bare time) / bare; the table gives its median over the rounds and its range, so
+that a drift of the machine's speed across rounds (±5% on a shared box) stays out of it.
 ``--postgres`` adds the same study on a scratch database of the local PostgreSQL server
 (``$TUNER_TEST_PG``, default postgresql://postgres@127.0.0.1:5432/postgres), opened as tuner
 opens it. The storage-only figure (each storage vs in-memory) is bench_storage.py's.
@@ -120,6 +122,7 @@ def main() -> None:
         study_run(plain.with_overrides(name="warm-up"), 3, optuna.storages.InMemoryStorage())
         for r in range(args.rounds):
             runs = []
+            first_bare = None
             for kind, cfg in kinds.items():
                 db = Path(tmp) / f"{r}-{len(times[kind])}-{len(kind)}.db"
                 storage = (optuna.storages.InMemoryStorage() if kind == "in-memory"
@@ -130,18 +133,25 @@ def main() -> None:
                                               args.trials, storage)
                 runs.append(done)
                 times[kind].append(elapsed / args.trials)
+                if first_bare is None:  # the same trials, bare, early in the round
+                    first_bare = bare_run(config, done) / args.trials
             if any(done != runs[0] for done in runs):
                 print("  warning: the runs drew different trials; per-trial times still compare")
-            times["bare"].append(bare_run(config, runs[0]) / args.trials)
+            times["bare"].append((first_bare + bare_run(config, runs[0]) / args.trials) / 2)
             print(f"  round {r + 1}: " + "  ".join(f"{k} {v[-1] * 1000:.0f} ms"
                                                   for k, v in times.items()), flush=True)
     bare = statistics.median(times["bare"])
-    print(f"{'per trial':<32} {'ms':>7} {'overhead vs bare':>17}")
+    print(f"{'per trial (median of rounds)':<32} {'ms':>7} "
+          f"{'overhead vs bare, paired by round':>36}")
     print(f"{'bare training':<32} {bare * 1000:7.1f}")
     for kind in kinds:
         t = statistics.median(times[kind])
-        print(f"{'tuner, ' + kind:<32} {t * 1000:7.1f} {(t - bare) * 1000:8.1f} ms "
-              f"{(t - bare) / bare:6.1%}")
+        paired = [(k - b) / b for k, b in zip(times[kind], times["bare"], strict=True)]
+        ms = statistics.median((k - b) * 1000 for k, b in zip(times[kind], times["bare"],
+                                                               strict=True))
+        print(f"{'tuner, ' + kind:<32} {t * 1000:7.1f} {ms:8.1f} ms "
+              f"{statistics.median(paired):6.1%}  (rounds: {min(paired):.1%} to "
+              f"{max(paired):.1%})")
     print(f"goal (issue 11): at most 15% on SQLite, 25% on PostgreSQL; load average after: "
           f"{machine().rsplit('load average ', 1)[1]}")
 
