@@ -77,7 +77,7 @@ class BufferedRDBStorage(IncrementalReads, ParamsTogether, ResilientRDBStorage):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         for key in ("_owned", "_pending", "_copies", "_finished", "_drawn", "_drawn_system",
-                    "_read_for", "_buffer_lock"):
+                    "_read_for", "_autocommit", "_buffer_lock"):
             state.pop(key, None)
         return state
 

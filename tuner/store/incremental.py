@@ -94,12 +94,26 @@ def trial_rows(storage: RDBStorage, study_id: int, included: set[int],
     arguments: dict[str, Any] = {"study_id": study_id, "greater": greater}
     if included:
         arguments["included"] = sorted(included)
-    with storage.scoped_session() as session:
-        rows = session.execute(sql, arguments).all()
+    if storage.engine.name == "postgresql":  # a statement on its own: no BEGIN and ROLLBACK
+        with _autocommit(storage).connect() as conn:  # (0.34 ms a read, not 0.77)
+            rows = conn.execute(sql, arguments).all()
+    else:  # SQLite begins no transaction for a read
+        with storage.scoped_session() as session:
+            rows = session.execute(sql, arguments).all()
     if not rows:
         raise KeyError(models.NOT_FOUND_MSG)  # what Optuna raises
     return [(trial_id, TrialState[state], None if rest[0] is None else tuple(map(int, rest)))
             for _, trial_id, state, *rest in rows if trial_id is not None]
+
+
+def _autocommit(storage: RDBStorage) -> Any:
+    """The storage's engine (sharing its pool) whose connections run each statement on its
+    own; kept on the storage (``_autocommit``), which holds its engine anyway."""
+    held = getattr(storage, "_autocommit", None)
+    if held is None or held[0] is not storage.engine:
+        held = (storage.engine, storage.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        storage._autocommit = held  # type: ignore[attr-defined]
+    return held[1]
 
 
 class IncrementalReads:

@@ -222,3 +222,15 @@ def test_a_cache_holding_many_unfinished_trials_is_read_optunas_way(url: str, mo
     assert [t.state for t in got] == [TrialState.COMPLETE, *[TrialState.WAITING] * 2]
     truth = stored(url, study._study_id)
     assert all(t == truth[t._trial_id] for t in got)
+
+
+def test_a_light_read_on_postgresql_is_one_statement_outside_a_transaction(pg_url: str):
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name=unique("reads"), storage=storage)
+    study.tell(started(study), 0.5)
+    study.get_trials()
+    with statements(storage) as seen:
+        study.get_trials()
+    assert len(seen) == 1, seen  # run in autocommit: no BEGIN or ROLLBACK round trips
+    with storage.scoped_session() as session:  # the pool's connections are transactional
+        assert session.connection().connection.dbapi_connection.autocommit is False
