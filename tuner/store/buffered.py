@@ -123,7 +123,7 @@ class BufferedRDBStorage(IncrementalReads, ParamsTogether, ResilientRDBStorage):
                 self._owned.add(trial_id)
             elif state.is_finished():
                 self._forget(trial_id)
-        if done and held is not None and ended is not None:
+        if held is not None and ended is not None:  # ended: done, by this process's write
             try:
                 self._keep_finished(held, state, values, ended)
             except Exception:  # the trial has ended all the same; it is read back when asked

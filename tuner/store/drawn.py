@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution, check_distribution_compatibil
 from optuna.storages import RDBStorage
 from sqlalchemy import insert as sqlalchemy_insert
 
-from tuner.store.pending import Pending, pending_without_commit
+from tuner.store.pending import Pending, pending_without_commit, updatable_trial
 from tuner.store.rdb import uncached
 
 Drawn = tuple[str, float, BaseDistribution, BaseDistribution | None]
@@ -105,8 +105,7 @@ def _write_params(storage: RDBStorage, trial_id: int, drawn: list[Drawn],
                 storage._set_trial_param_without_commit(session, trial_id, name, value,
                                                         distribution, previous)
         else:
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-            storage.check_trial_is_updatable(trial_id, trial.state)
+            updatable_trial(storage, session, trial_id)
             if drawn:
                 session.execute(sqlalchemy_insert(models.TrialParamModel), [
                     {"trial_id": trial_id, "param_name": name, "param_value": value,

@@ -31,7 +31,7 @@ def write_pending(storage: RDBStorage, trial_id: int, pending: Pending) -> None:
     from optuna.storages._rdb.storage import _create_scoped_session
 
     with _create_scoped_session(storage.scoped_session, True) as session:
-        _updatable(storage, session, trial_id)
+        updatable_trial(storage, session, trial_id)
         pending_without_commit(storage, session, trial_id, pending)
 
 
@@ -51,7 +51,7 @@ def finish_with_pending(storage: RDBStorage, trial_id: int, pending: Pending,
         return _finish_as_optuna(storage, trial_id, pending, state, values)
     try:
         with _create_scoped_session(storage.scoped_session) as session:
-            trial = _updatable(storage, session, trial_id)
+            trial = updatable_trial(storage, session, trial_id)
             pending_without_commit(storage, session, trial_id, pending)
             if values is not None:
                 kind = models.TrialValueModel
@@ -77,7 +77,7 @@ def _finish_as_optuna(storage: RDBStorage, trial_id: int, pending: Pending,
     transaction), then the end time read back."""
     session = storage.scoped_session()
     try:
-        _updatable(storage, session, trial_id)
+        updatable_trial(storage, session, trial_id)
         pending_without_commit(storage, session, trial_id, pending)
     except BaseException:
         session.rollback()
@@ -88,7 +88,7 @@ def _finish_as_optuna(storage: RDBStorage, trial_id: int, pending: Pending,
     return completed_at(storage, trial_id)
 
 
-def _updatable(storage: RDBStorage, session: Any, trial_id: int) -> Any:
+def updatable_trial(storage: RDBStorage, session: Any, trial_id: int) -> Any:
     """The trial's row, locked for this transaction where the database can, if the trial may
     still be written (Optuna's ``UpdateFinishedTrialError`` if not)."""
     from optuna.storages._rdb import models
