@@ -5,6 +5,8 @@ checked against what a fresh storage reads from the real SQLite and PostgreSQL d
 
 from __future__ import annotations
 
+from typing import Any
+
 import optuna
 import pytest
 from optuna.storages import RDBStorage
@@ -33,11 +35,19 @@ def started(study: optuna.Study) -> optuna.Trial:
     return trial
 
 
-def test_the_trial_cache_reads_this_processs_trials_without_reading_them(url: str):
+def reading_incrementally(url: str) -> tuple[Any, optuna.Study]:
+    """A storage and a new study on it whose trial cache holds one finished trial, trial 0:
+    from now on its reads are the incremental ones (before any trial has finished, Optuna's
+    cache reads everything)."""
     storage = open_storage(url)
     study = optuna.create_study(study_name=unique("reads"), storage=storage)
     study.tell(started(study), 0.5)
-    study.get_trials()  # the cache now holds trial 0, finished
+    study.get_trials()
+    return storage, study
+
+
+def test_the_trial_cache_reads_this_processs_trials_without_reading_them(url: str):
+    storage, study = reading_incrementally(url)
     pruned, failed, running = started(study), started(study), started(study)
     storage.set_trial_system_attr(running._trial_id, "grid_id", 3)  # written at once
     study.tell(pruned, state=TrialState.PRUNED)
@@ -116,10 +126,7 @@ def test_a_new_trials_first_heartbeat_is_written_with_it(url: str):
 
 
 def test_a_read_that_finds_nothing_new_is_one_light_query(url: str):
-    storage = open_storage(url)
-    study = optuna.create_study(study_name=unique("reads"), storage=storage)
-    study.tell(started(study), 0.5)
-    study.get_trials()
+    storage, study = reading_incrementally(url)
     with statements(storage) as seen:
         assert [t.number for t in study.get_trials()] == [0]
     assert len(seen) == 1, seen  # Optuna's own read: 3 queries to find that nothing is new
@@ -128,11 +135,8 @@ def test_a_read_that_finds_nothing_new_is_one_light_query(url: str):
 def test_another_processs_running_trial_is_read_again_only_when_it_changed(url: str,
                                                                           monkeypatch):
     monkeypatch.setattr(incremental, "QUIET_S", 1e9)  # however slow the machine
-    storage = open_storage(url)
-    name = unique("reads")
-    study = optuna.create_study(study_name=name, storage=storage)
-    study.tell(started(study), 0.5)
-    study.get_trials()  # the cache holds a finished trial: its reads are incremental from now
+    storage, study = reading_incrementally(url)
+    name = study.study_name
     elsewhere = open_storage(url)  # another worker's storage
     other = optuna.load_study(study_name=name, storage=elsewhere)
     theirs = started(other)
@@ -171,11 +175,8 @@ def test_another_processs_running_trial_is_read_again_only_when_it_changed(url: 
 
 def test_a_queued_trial_is_read_again_only_once_taken(url: str, monkeypatch):
     monkeypatch.setattr(incremental, "QUIET_S", 1e9)
-    storage = open_storage(url)
-    name = unique("reads")
-    study = optuna.create_study(study_name=name, storage=storage)
-    study.tell(started(study), 0.5)
-    study.get_trials()  # the cache holds a finished trial: its reads are incremental from now
+    storage, study = reading_incrementally(url)
+    name = study.study_name
     study.enqueue_trial({"lr": 0.01})
     study.get_trials()
     with statements(storage) as seen:
@@ -211,10 +212,7 @@ def test_each_loaded_study_gets_another_processs_trials(url: str, monkeypatch):
 
 def test_a_cache_holding_many_unfinished_trials_is_read_optunas_way(url: str, monkeypatch):
     monkeypatch.setattr(buffered, "MAX_LIGHT", 1)
-    storage = open_storage(url)
-    study = optuna.create_study(study_name=unique("reads"), storage=storage)
-    study.tell(started(study), 0.5)
-    study.get_trials()
+    _, study = reading_incrementally(url)
     for _ in range(2):
         study.enqueue_trial({"lr": 0.01})
     for _ in range(2):  # the second read: two unfinished trials held
@@ -225,10 +223,7 @@ def test_a_cache_holding_many_unfinished_trials_is_read_optunas_way(url: str, mo
 
 
 def test_a_light_read_on_postgresql_is_one_statement_outside_a_transaction(pg_url: str):
-    storage = open_storage(pg_url)
-    study = optuna.create_study(study_name=unique("reads"), storage=storage)
-    study.tell(started(study), 0.5)
-    study.get_trials()
+    storage, study = reading_incrementally(pg_url)
     with statements(storage) as seen:
         study.get_trials()
     assert len(seen) == 1, seen  # run in autocommit: no BEGIN or ROLLBACK round trips
