@@ -6,13 +6,14 @@ The quickstart study as it ships (digits, MLP 2x64, 10 epochs, TPE, median prune
 through :func:`tuner.run.study.optimize` (the ``tuner run`` path) on a SQLite file and in memory,
 with the study's defaults (init health check, per-trial pictures) and with pictures off. The
 sampler is seeded and training is deterministic, so every run draws the same trials (checked).
-Trials are not queued in advance: a user's study draws them as it goes. Then every trial is
-replayed bare: seed, build, initialise and train the same configuration for exactly the epochs
-it trained in the study (pruned trials train less), with no Optuna and no storage. Runs
-alternate within each round, and the bare replay runs after the round's first study and again
-at its end (their mean is the round's bare time). Overhead is paired by round: (study time −
-that round's bare time) / bare; the table gives its median over the rounds and its range, so
-that a drift of the machine's speed across rounds (±5% on a shared box) stays out of it.
+Trials are not queued in advance: a user's study draws them as it goes. Each trial is
+replayed bare as soon as it ends (from the trial loop's progress hook, which ``tuner run``'s
+progress line uses too): seed, build, initialise and train the same configuration for exactly
+the epochs it trained in the study (pruned trials train less), with no Optuna and no storage;
+its time is taken out of the study's. Pairing trial by trial (~0.2 s apart) keeps the drift of a
+shared machine's speed, which moved per-study pairings by ±20%, out of the ratio:
+overhead = (study time − replays) / replays − 1, per run; the table gives its median over the
+rounds and its range. Runs alternate within each round.
 ``--postgres`` adds the same study on a scratch database of the local PostgreSQL server
 (``$TUNER_TEST_PG``, default postgresql://postgres@127.0.0.1:5432/postgres), opened as tuner
 opens it. The storage-only figure (each storage vs in-memory) is bench_storage.py's.
@@ -61,35 +62,45 @@ def median_pruner(cls: type | None) -> Iterator[None]:
         pruners.CLASSES["median"] = real
 
 
-def study_run(config, n_trials, storage) -> tuple[float, list[tuple[dict, int, int]]]:
-    """Seconds for the whole run, and (params, trial number, epochs trained) per trial."""
+class Replay:
+    """Progress hook that trains each finished trial again, bare, and keeps the seconds."""
+
+    def __init__(self, config) -> None:
+        self.config, self.seconds, self.done = config, 0.0, []
+        self.data = load_dataset("digits", seed=config.seed)
+        self.fixed = {p.name: p.value for p in config.space.params if p.kind == "fixed"}
+
+    def start(self, study, total, timeout) -> None: ...
+    def retotal(self, total) -> None: ...
+    def stop(self) -> None: ...
+
+    def trial_finished(self, trial, best) -> None:
+        started = time.perf_counter()
+        epochs = len(trial.user_attrs.get("curve", {}).get("val_loss", []))
+        hp = real_params(trial)
+        self.done.append((hp, trial.number, epochs))
+        if epochs:
+            hp = {**self.fixed, **hp}
+            seed = trial_seed(self.config.seed, trial.number)
+            torch.manual_seed(seed)
+            spec = ModelSpec(self.data.n_features, self.data.n_classes, None, hp["depth"],
+                             hp["width"], hp["activation"])
+            model = apply_init(MODELS.get("mlp")(spec), hp["init"], hp["activation"])
+            cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=epochs,
+                              optimizer=hp["optimizer"], momentum=hp["momentum"])
+            train(model, self.data, cfg, generator=torch.Generator().manual_seed(seed))
+        self.seconds += time.perf_counter() - started
+
+
+def study_run(config, n_trials, storage) -> tuple[float, float, list[tuple[dict, int, int]]]:
+    """Seconds of the run without the replays, seconds of the bare replays, and (params, trial
+    number, epochs trained) per trial."""
     study = prepare_study(config, storage)
+    replay = Replay(config)
     started = time.perf_counter()
-    run_trials(study, config, n_trials=n_trials, budget=None)
+    run_trials(study, config, n_trials=n_trials, budget=None, progress=replay)
     elapsed = time.perf_counter() - started
-    done = [(real_params(t), t.number, len(t.user_attrs.get("curve", {}).get("val_loss", [])))
-            for t in study.get_trials(deepcopy=False)]
-    return elapsed, done
-
-
-def bare_run(config, done) -> float:
-    """The same trainings with nothing around them: seconds."""
-    data = load_dataset("digits", seed=config.seed)
-    settings = {p.name: p.value for p in config.space.params if p.kind == "fixed"}
-    started = time.perf_counter()
-    for hp, number, epochs in done:
-        hp = {**settings, **hp}
-        if epochs == 0:
-            continue
-        seed = trial_seed(config.seed, number)
-        torch.manual_seed(seed)
-        spec = ModelSpec(data.n_features, data.n_classes, None, hp["depth"], hp["width"],
-                         hp["activation"])
-        model = apply_init(MODELS.get("mlp")(spec), hp["init"], hp["activation"])
-        cfg = TrainConfig(lr=hp["lr"], batch_size=hp["batch_size"], epochs=epochs,
-                          optimizer=hp["optimizer"], momentum=hp["momentum"])
-        train(model, data, cfg, generator=torch.Generator().manual_seed(seed))
-    return time.perf_counter() - started
+    return elapsed - replay.seconds, replay.seconds, replay.done
 
 
 def main() -> None:
@@ -113,7 +124,8 @@ def main() -> None:
              "in-memory": config}
     if args.postgres:
         kinds["postgresql"] = config
-    times: dict[str, list[float]] = {k: [] for k in [*kinds, "bare"]}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    bare: dict[str, list[float]] = {k: [] for k in kinds}
     print(f"machine: {machine()}")
     print(f"quickstart study, {args.trials} identical trials, {args.rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp, (
@@ -122,34 +134,30 @@ def main() -> None:
         study_run(plain.with_overrides(name="warm-up"), 3, optuna.storages.InMemoryStorage())
         for r in range(args.rounds):
             runs = []
-            first_bare = None
             for kind, cfg in kinds.items():
                 db = Path(tmp) / f"{r}-{len(times[kind])}-{len(kind)}.db"
                 storage = (optuna.storages.InMemoryStorage() if kind == "in-memory"
                            else open_storage(pg_url if kind == "postgresql"
                                              else f"sqlite:///{db}"))
                 with median_pruner(MedianPruner if kind == OPTUNA_MEDIAN else None):
-                    elapsed, done = study_run(cfg.with_overrides(name=f"b{r}{len(kind)}"),
-                                              args.trials, storage)
+                    elapsed, replayed, done = study_run(
+                        cfg.with_overrides(name=f"b{r}{len(kind)}"), args.trials, storage)
                 runs.append(done)
                 times[kind].append(elapsed / args.trials)
-                if first_bare is None:  # the same trials, bare, early in the round
-                    first_bare = bare_run(config, done) / args.trials
+                bare[kind].append(replayed / args.trials)
             if any(done != runs[0] for done in runs):
                 print("  warning: the runs drew different trials; per-trial times still compare")
-            times["bare"].append((first_bare + bare_run(config, runs[0]) / args.trials) / 2)
-            print(f"  round {r + 1}: " + "  ".join(f"{k} {v[-1] * 1000:.0f} ms"
-                                                  for k, v in times.items()), flush=True)
-    bare = statistics.median(times["bare"])
-    print(f"{'per trial (median of rounds)':<32} {'ms':>7} "
-          f"{'overhead vs bare, paired by round':>36}")
-    print(f"{'bare training':<32} {bare * 1000:7.1f}")
+            print(f"  round {r + 1}: " + "  ".join(
+                f"{k} {times[k][-1] * 1000:.0f}/{bare[k][-1] * 1000:.0f} ms" for k in kinds),
+                flush=True)
+    print(f"{'per trial (median of rounds)':<32} {'ms':>7} {'bare ms':>8} "
+          f"{'overhead vs its own bare replays':>36}")
     for kind in kinds:
-        t = statistics.median(times[kind])
-        paired = [(k - b) / b for k, b in zip(times[kind], times["bare"], strict=True)]
-        ms = statistics.median((k - b) * 1000 for k, b in zip(times[kind], times["bare"],
+        paired = [k / b - 1 for k, b in zip(times[kind], bare[kind], strict=True)]
+        ms = statistics.median((k - b) * 1000 for k, b in zip(times[kind], bare[kind],
                                                                strict=True))
-        print(f"{'tuner, ' + kind:<32} {t * 1000:7.1f} {ms:8.1f} ms "
+        print(f"{'tuner, ' + kind:<32} {statistics.median(times[kind]) * 1000:7.1f} "
+              f"{statistics.median(bare[kind]) * 1000:8.1f} {ms:8.1f} ms "
               f"{statistics.median(paired):6.1%}  (rounds: {min(paired):.1%} to "
               f"{max(paired):.1%})")
     print(f"goal (issue 11): at most 15% on SQLite, 25% on PostgreSQL; load average after: "
