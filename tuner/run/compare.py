@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from tuner.core.errors import ConfigError
-from tuner.core.option_rules import accepted_options
 from tuner.run.compare_plot import plot
 from tuner.run.config import StudyConfig, config_from_dict
 from tuner.run.loop import run_trials
@@ -44,7 +43,7 @@ from tuner.search.best_so_far import (
     ratio_of_expected,
     trials_to_target,
 )
-from tuner.search.samplers import SAMPLERS, build_sampler
+from tuner.search.samplers import SAMPLERS, options_for
 
 
 @dataclass
@@ -249,9 +248,7 @@ def _run_config(config: StudyConfig, sampler: str, seed: int, n_trials: int,
                 where: str = "[sampler]") -> dict[str, Any]:
     """The study file of one run, with the sampler options this sampler accepts."""
     raw = config.to_dict()
-    cls = type(build_sampler(sampler, {}, seed, config.space, where))
-    accepted = set(accepted_options(cls))
-    raw["sampler"] = {k: v for k, v in raw["sampler"].items() if k in accepted}
+    raw["sampler"] = options_for(sampler, raw["sampler"], config.space, where)
     raw["study"].update(sampler=sampler, seed=seed, n_trials=n_trials,
                         name=f"{config.name}-{sampler}-{seed}")
     return raw

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tuner.core.errors import ConfigError, ObjectiveError, did_you_mean
+from tuner.core.errors import ConfigError, ObjectiveError, did_you_mean, warn_once
 from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.objectives.shared import SHARED_RULES, bind_toolkit_settings, validate_toolkit_settings
 from tuner.run.study_table import STUDY_DEFAULTS, check_study, metric_and_direction
 from tuner.search.pruners import PRUNERS, build_pruner
-from tuner.search.samplers import SAMPLERS, build_sampler
+from tuner.search.samplers import SAMPLERS, build_sampler, options_for
 from tuner.search.space import SearchSpace
 from tuner.search.space_table import parse_space
 
@@ -159,8 +159,21 @@ def load_config(path: str | Path, **overrides: Any) -> StudyConfig:
             registry.get(overrides[key], f"--{key}")
     if isinstance(study, dict):
         study.setdefault("name", p.stem)
+        flag = overrides.get("sampler")
+        if flag not in (None, study.get("sampler")) and isinstance(raw.get("sampler"), dict):
+            raw["sampler"] = _options_for_flag(flag, raw["sampler"], p)
         study.update({k: v for k, v in overrides.items() if v is not None})
     return config_from_dict(raw, str(p))
+
+
+def _options_for_flag(sampler: str, options: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A study file's ``[sampler]`` options for the sampler ``--sampler`` chose instead of its
+    own: those it takes (a tpe file's ``n_ei_candidates`` would stop ``--sampler gp``)."""
+    kept = options_for(sampler, options, SearchSpace())
+    if dropped := sorted(set(options) - set(kept)):
+        warn_once(f"{path}: [sampler] {', '.join(dropped)} left out: --sampler {sampler} does "
+                  "not take it", key=f"flag options {sampler} {dropped}")
+    return kept
 
 
 def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyConfig:

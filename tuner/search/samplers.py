@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from tuner.core.errors import ConfigError, warn_once
-from tuner.core.option_rules import OptionRule, build, check_rules
+from tuner.core.option_rules import OptionRule, accepted_options, build, check_rules
 from tuner.core.registry import Registry
 from tuner.search.gp_pruned import PrunedAwareGPSampler
 from tuner.search.space import SearchSpace
@@ -98,3 +98,12 @@ def build_sampler(
     factory = SAMPLERS.get(name)
     check_options(options, where)
     return factory(options, seed, space, where)
+
+
+def options_for(name: str, options: Mapping[str, Any], space: SearchSpace,
+                where: str = "[sampler]") -> dict[str, Any]:
+    """The ``[sampler]`` options that sampler ``name`` accepts: a study file written for one
+    sampler (e.g. ``n_ei_candidates`` for tpe) also runs under another (``--sampler gp``,
+    ``tuner compare``)."""
+    accepted = set(accepted_options(type(build_sampler(name, {}, 0, space, where))))
+    return {k: v for k, v in options.items() if k in accepted}

@@ -146,6 +146,18 @@ def test_defaults_and_overrides(study_file):
     assert set(config.space.names()) >= {"lr", "batch_size", "init", "optimizer", "momentum"}
 
 
+def test_a_sampler_flag_keeps_only_the_file_options_its_sampler_takes(study_file, caplog):
+    path = study_file(study={"sampler": "tpe"},
+                      sampler={"n_ei_candidates": 96, "n_startup_trials": 5})
+    assert load_config(path).sampler_options == {"n_ei_candidates": 96, "n_startup_trials": 5}
+    gp = load_config(path, sampler="gp")  # the quickstart's tpe options once stopped this
+    assert (gp.sampler, gp.sampler_options) == ("gp", {"n_startup_trials": 5})
+    assert "n_ei_candidates left out: --sampler gp" in caplog.text
+    assert load_config(path, sampler="tpe").sampler_options["n_ei_candidates"] == 96
+    with pytest.raises(ConfigError, match="unknown option"):  # the file's own sampler: checked
+        load_config(study_file(study={"sampler": "gp"}, sampler={"n_ei_candidates": 96}))
+
+
 def test_val_loss_metric_is_minimised(study_file):
     config = load_config(study_file(study={"metric": "val_loss"}))
     assert config.direction == "minimize"
