@@ -172,7 +172,8 @@ def _options_for_flag(sampler: str, options: dict[str, Any], path: Path) -> dict
     kept = options_for(sampler, options, SearchSpace())
     if dropped := sorted(set(options) - set(kept)):
         warn_once(f"{path}: [sampler] {', '.join(dropped)} left out: --sampler {sampler} does "
-                  "not take it", key=f"flag options {sampler} {dropped}")
+                  f"not take {'it' if len(dropped) == 1 else 'them'}",
+                  key=f"flag options {sampler} {dropped}")
     return kept
 
 

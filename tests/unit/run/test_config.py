@@ -152,7 +152,10 @@ def test_a_sampler_flag_keeps_only_the_file_options_its_sampler_takes(study_file
     assert load_config(path).sampler_options == {"n_ei_candidates": 96, "n_startup_trials": 5}
     gp = load_config(path, sampler="gp")  # the quickstart's tpe options once stopped this
     assert (gp.sampler, gp.sampler_options) == ("gp", {"n_startup_trials": 5})
-    assert "n_ei_candidates left out: --sampler gp" in caplog.text
+    assert "n_ei_candidates left out: --sampler gp does not take it" in caplog.text
+    load_config(path, sampler="random")
+    assert "n_ei_candidates, n_startup_trials left out: --sampler random does not take them" \
+        in caplog.text
     assert load_config(path, sampler="tpe").sampler_options["n_ei_candidates"] == 96
     with pytest.raises(ConfigError, match="unknown option"):  # the file's own sampler: checked
         load_config(study_file(study={"sampler": "gp"}, sampler={"n_ei_candidates": 96}))
