@@ -70,10 +70,13 @@ def build(
     *,
     fixed: Mapping[str, Any] | None = None,
     extra: set[str] = frozenset(),
+    owned: set[str] = frozenset(),
 ) -> T:
     """``cls(**fixed, **options)`` with unknown keys and rejected values as :class:`ConfigError`.
 
-    ``extra`` names options the caller consumes itself (they are allowed and not passed on).
+    ``extra`` names options the caller consumes itself (they are allowed and not passed on);
+    ``owned`` names arguments whose deprecation by Optuna is the caller's to handle, not the
+    study file's (no warning).
     """
     fixed = dict(fixed or {})
     valid = sorted({*accepted_options(cls, set(fixed)), *extra})
@@ -91,6 +94,8 @@ def build(
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
     for w in caught:  # one line naming the study file, not Optuna's source line and path
+        if issubclass(w.category, FutureWarning) and any(f"`{o}`" in str(w.message) for o in owned):
+            continue
         if issubclass(w.category, FutureWarning):
             warn_once(f"{where}: {w.message}", key=f"{cls.__name__}: {w.message}")
         else:

@@ -124,6 +124,34 @@ def test_pruner_settings_reach_the_optuna_pruner():
     assert patient._wrapped_pruner._n_warmup_steps == 4
 
 
+def test_tpe_gamma_is_the_share_of_trials_modelled_as_good(study_file, tmp_path, caplog):
+    """A number in the file (Optuna's own ``gamma`` is a function of the trial count); the
+    sampler still repeats itself, and its draws after start-up differ from the default's."""
+    import warnings
+
+    from tuner.core import errors
+    from tuner.search.samplers import GoodShare, options_for
+
+    assert [GoodShare(0.25)(n) for n in (1, 4, 5, 20, 200)] == [1, 1, 2, 5, 25]
+    assert options_for("tpe", {"gamma": 0.25}, None) == {"gamma": 0.25}  # tuner compare keeps it
+    assert options_for("gp", {"gamma": 0.25}, None) == {}
+    errors._said.clear()
+    params = {}
+    for gamma in (0.25, 0.25, None):
+        options = {"n_startup_trials": 3} | ({"gamma": gamma} if gamma else {})
+        config = load_config(study_file(study={"sampler": "tpe", "n_trials": 8}, space=DISCRETE,
+                                        sampler=options))
+        with caplog.at_level(logging.WARNING, logger="tuner"), \
+                warnings.catch_warnings(record=True) as escaped:
+            warnings.simplefilter("always")
+            trials = run(config, f"sqlite:///{tmp_path / f'{len(params)}.db'}").study.trials
+        params[len(params)] = [t.params for t in trials]
+        assert not [w for w in escaped if issubclass(w.category, FutureWarning)]
+    assert params[0] == params[1] and params[0][:3] == params[2][:3]
+    assert params[0][3:] != params[2][3:]
+    assert "deprecated" not in caplog.text  # tuner owns the option, not the study file
+
+
 def test_optunas_deprecation_of_an_option_is_one_warning_naming_the_file(study_file, caplog):
     import warnings
 
