@@ -72,10 +72,34 @@ def test_gp_learns_from_pruned_trials_at_their_last_reported_value():
     assert gp[:3] == rand[:3]  # the startup trials
     assert gp[3:] != rand[3:]
 
-    def miss(xs: list[float]) -> float:
-        return sum(abs(x - 0.8) for x in xs) / len(xs)
+    def near(xs: list[float]) -> int:
+        return sum(abs(x - 0.8) < 0.05 for x in xs)
 
-    assert miss(gp[6:]) < 0.1 < miss(rand[6:])
+    assert near(gp[3:]) >= 4 and near(rand[3:]) <= 1  # of 9 draws after start-up
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_gp_sees_the_worse_half_of_its_observations_at_their_median(direction):
+    """What gp's process is fitted to: each value on the worse side of the median is the
+    median, the better half as observed (pruned trials at their last value)."""
+    from tuner.search.gp_pruned import _PrunedAsComplete
+
+    study = optuna.create_study(direction=direction)
+    values = [0.1, 0.1, 0.1, 0.5, 0.9, 0.95]
+    for v in values[:4]:
+        study.add_trial(optuna.trial.create_trial(value=v))
+    for v in values[4:]:  # pruned, seen at their last reported value
+        study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED,
+                                                  intermediate_values={3: v}))
+    seen = [t.value for t in _PrunedAsComplete(study).get_trials(states=(TrialState.COMPLETE,))]
+    if direction == "maximize":
+        assert seen == [0.1, 0.1, 0.1, 0.5, 0.9, 0.95]  # median_low is 0.1: nothing below it
+        study.add_trial(optuna.trial.create_trial(value=0.97))
+        seen = [t.value for t in _PrunedAsComplete(study).get_trials(states=(TrialState.COMPLETE,))]
+        assert seen == [0.5, 0.5, 0.5, 0.5, 0.9, 0.95, 0.97]
+    else:
+        assert seen == [0.1, 0.1, 0.1, 0.5, 0.5, 0.5]
+    assert [t.state for t in study.trials][4:6] == [TrialState.PRUNED] * 2  # stored as they ended
 
 
 def test_a_pruned_trial_that_reported_nothing_teaches_nothing():
