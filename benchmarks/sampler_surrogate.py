@@ -123,7 +123,7 @@ class Pool:
 
     def nearest(self, rows: list[tuple[float, dict]], params: dict, rng: random.Random) -> dict:
         x = self.x(params)
-        i = bisect.bisect_left([r[0] for r in rows], x)
+        i = bisect.bisect_left(rows, x, key=lambda r: r[0])
         near = sorted(rows[max(0, i - NEAREST):i + NEAREST], key=lambda r: abs(r[0] - x))
         return rng.choice(near[:NEAREST])[1]
 

@@ -70,13 +70,13 @@ def build(
     *,
     fixed: Mapping[str, Any] | None = None,
     extra: set[str] = frozenset(),
-    owned: set[str] = frozenset(),
 ) -> T:
     """``cls(**fixed, **options)`` with unknown keys and rejected values as :class:`ConfigError`.
 
-    ``extra`` names options the caller consumes itself (they are allowed and not passed on);
-    ``owned`` names arguments whose deprecation by Optuna is the caller's to handle, not the
-    study file's (no warning).
+    ``extra`` names options the caller consumes itself (they are allowed and not passed on).
+    Optuna's deprecation of an option is one warning naming the study file; of a ``fixed``
+    argument (tuner's, e.g. tpe's ``gamma`` built from a number) it is tuner's to handle, and
+    not said.
     """
     fixed = dict(fixed or {})
     valid = sorted({*accepted_options(cls, set(fixed)), *extra})
@@ -94,7 +94,7 @@ def build(
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
     for w in caught:  # one line naming the study file, not Optuna's source line and path
-        if issubclass(w.category, FutureWarning) and any(f"`{o}`" in str(w.message) for o in owned):
+        if issubclass(w.category, FutureWarning) and any(f"`{k}`" in str(w.message) for k in fixed):
             continue
         if issubclass(w.category, FutureWarning):
             warn_once(f"{where}: {w.message}", key=f"{cls.__name__}: {w.message}")

@@ -36,8 +36,8 @@ class GoodShare:
     (BENCHMARKS.md, stop 24). A class, not a lambda, so a sampler can be pickled.
 
     Optuna 4.9 deprecated ``TPESampler(gamma=...)`` for removal in 6.0; tuner pins optuna < 6,
-    and owns this option (no deprecation warning for it): before that pin moves, it needs its
-    own way to set the split."""
+    and passes it as its own argument (no deprecation warning for it): before that pin moves,
+    it needs its own way to set the split."""
 
     def __init__(self, share: float) -> None:
         self.share = share
@@ -51,8 +51,7 @@ def _tpe(options, seed, space, where):
     fixed: dict[str, Any] = {"seed": seed}
     if "gamma" in options:
         fixed["gamma"] = GoodShare(options["gamma"])
-    return build(optuna.samplers.TPESampler, options, where, fixed=fixed, extra=EXTRA["tpe"],
-                 owned={"gamma"})
+    return build(optuna.samplers.TPESampler, options, where, fixed=fixed, extra=EXTRA["tpe"])
 
 
 @SAMPLERS.register("gp")
