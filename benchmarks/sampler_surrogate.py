@@ -161,6 +161,10 @@ def one_run(task: tuple) -> tuple[str, int, int | None, int, int]:
     warnings.filterwarnings("ignore")
     config, pool = study_and_pool(study_file, pool_dir)
     name, options = parse_variant(variant)
+    if name == "gp":  # its process is fitted with torch: one thread per worker, or two workers
+        import torch  # oversubscribe 2 cores (load 3.7, ~3x slower; BENCHMARKS.md stop 25)
+
+        torch.set_num_threads(1)
     raw = config.to_dict()
     raw["study"].update(sampler=name, seed=seed)
     raw["sampler"] = options
