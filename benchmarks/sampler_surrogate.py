@@ -45,11 +45,11 @@ NEAREST = 4
 
 
 def collect(args: argparse.Namespace) -> None:
+    if args.trials < 1:
+        fail(f"--trials must be >= 1, got {args.trials}")
     args.pool.mkdir(parents=True, exist_ok=True)
     cmds = [[sys.executable, __file__, "_collect_one", str(args.study), str(seed),
              str(args.trials), str(args.pool / f"pool-{seed}.json")] for seed in args.seeds]
-    if args.trials < 1:
-        fail(f"--trials must be >= 1, got {args.trials}")
     with ThreadPoolExecutor(2) as pool:  # each seed is its own process
         for r in pool.map(lambda c: subprocess.run(c, capture_output=True, text=True), cmds):
             if r.returncode != 0:
@@ -154,6 +154,7 @@ def one_run(task: tuple) -> tuple[str, int, int | None, int, int]:
     import optuna
 
     from tuner.run.config import config_from_dict
+    from tuner.search.best_so_far import best_so_far, trials_to_target
     from tuner.search.pruners import build_pruner
     from tuner.search.samplers import build_sampler
 
@@ -191,9 +192,9 @@ def one_run(task: tuple) -> tuple[str, int, int | None, int, int]:
         return row["curve"][-1]
 
     study.optimize(objective, n_trials=config.n_trials)
-    better = (lambda a, b: a >= b) if config.direction == "maximize" else (lambda a, b: a <= b)
-    reached = next((n for n, t in enumerate(study.trials, 1)
-                    if t.state.name == "COMPLETE" and better(t.value, target)), None)
+    maximize = config.direction == "maximize"
+    values = [t.value if t.state.name == "COMPLETE" else None for t in study.trials]
+    reached = trials_to_target(best_so_far(values, maximize), target, maximize)  # as compare
     return variant, seed, reached, config.n_trials, sum(empty_cells)
 
 

@@ -23,7 +23,7 @@ draws gathered in the good region more slowly than TPE's. Counted from lower, a 
 as good as the best is worth sampling again. A small gain, not a proven one: quickstart, 400
 seeds, 0.95x the trials to reach the target [0.88, 1.02] (0.94x and 0.96x on two sets of 200);
 weight-decay, 40 seeds, 0.94x [0.78, 1.13] (BENCHMARKS.md, stop 25). Kept for what it does on
-a smooth objective: the toy study of the tests' draws miss its optimum by 0.07 on average,
+a smooth objective: on the tests' toy study, gp's draws miss the optimum by 0.07 on average,
 against 0.20 without it.
 
 Only what the sampler reads changes (the study it is handed in ``infer_relative_search_space``
