@@ -49,12 +49,21 @@ def compare(
     err.print(f"comparing {', '.join(names)} on study {config.name!r}: {repeats} seeds × "
               f"{n_trials or config.n_trials} trials each, in memory")
 
+    finished = []
+
     def done(run) -> None:
+        finished.append(run)
         best = run.best[-1] if run.best and run.best[-1] is not None else float("nan")
         err.print(f"  {run.sampler} seed {run.seed}: best {best:.4g} in {run.elapsed_s:.1f}s")
 
-    result = run_compare(config, names, repeats=repeats, n_trials=n_trials, jobs=jobs,
-                         target=target, target_share=target_share, on_run=done, out_dir=output)
+    try:
+        result = run_compare(config, names, repeats=repeats, n_trials=n_trials, jobs=jobs,
+                             target=target, target_share=target_share, on_run=done,
+                             out_dir=output)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs are in memory, nothing to resume
+        err.print(f"interrupted: {len(finished)} of {len(names) * repeats} runs done; "
+                  f"nothing written to {output}", markup=False)
+        raise typer.Exit(130) from None
     paths = result.files
     out.print(paths["table"].read_text(encoding="utf-8"), end="", markup=False)  # as written
     out.print(f"wrote {paths['plot']}, {paths['table']}, {paths['results']}")

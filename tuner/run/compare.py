@@ -209,12 +209,17 @@ def compare(
              for s in samplers for r in range(repeats)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     runs: list[Run] = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    try:
         futures = [pool.submit(_one_run, raw, sampler, seed) for raw, sampler, seed in tasks]
         for future in as_completed(futures):
             runs.append(future.result())
             if on_run is not None:
                 on_run(runs[-1])
+    except BaseException:  # Ctrl-C, SIGTERM, a failed run: stop now, not after every run
+        _stop(pool)
+        raise
+    pool.shutdown()
     runs.sort(key=lambda r: (samplers.index(r.sampler), r.seed))
     result = Comparison(config.name, config.metric, config.direction, n_trials, list(samplers),
                         runs, math.nan, target_share)
@@ -224,6 +229,17 @@ def compare(
     if out_dir is not None:
         result.write(out_dir)
     return result
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Drop the runs not started and end the running ones (in memory: nothing to clean up);
+    leaving the ``with`` block would wait for all of them, many minutes on a long comparison."""
+    workers = list((pool._processes or {}).values())  # no public way to end running tasks
+    pool.shutdown(wait=False, cancel_futures=True)
+    for w in workers:
+        w.terminate()
+    for w in workers:
+        w.join()
 
 
 def check_samplers(samplers: list[str], config: StudyConfig | None = None) -> None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import TUNER
 from tuner.core.errors import ConfigError
 from tuner.run.compare import Comparison, Run, _default_target, compare
 from tuner.run.compare_plot import plot
@@ -236,3 +243,46 @@ def test_results_json_is_strict_json_where_a_sampler_never_reaches_the_target(tm
     table = c.table()
     assert "| tpe | 2 | 1/2 | > 4 | 5.0 | 3.33x [1.00, ∞] |" in table
     assert "| gp | 2 | 0/2 | > 4 | never reached | > 5.33x |" in table
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (read from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to the command", "Ctrl-C in its terminal"])
+def test_a_stopped_comparison_ends_now_and_leaves_no_worker(study_file, tmp_path, how):
+    """Leaving the process pool's ``with`` block waited for every run: a SIGTERM or Ctrl-C
+    to a 200-seed comparison went on for its remaining minutes."""
+    path = study_file(study={"n_trials": 10}, objective={"dataset": "digits", "epochs": 20},
+                      space={"batch_size": 16})  # ~20 runs of several seconds each
+    proc = subprocess.Popen([TUNER, "compare", str(path), "--samplers", "random", "--repeats",
+                             "20", "--jobs", "2", "-o", "out"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(proc.pid)) < 3 and time.monotonic() < deadline:  # 2 + tracker
+        time.sleep(0.2)
+    time.sleep(2)  # the runs are under way
+    stopped = time.monotonic()
+    if how.startswith("SIGTERM"):
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal signals the whole group
+    _, stderr = proc.communicate(timeout=120)
+    assert time.monotonic() - stopped < 10, "it waited for the remaining runs"
+    assert proc.returncode == 130, stderr
+    assert re.search(r"interrupted: \d+ of 20 runs done; nothing written to out$", stderr.strip())
+    assert "Traceback" not in stderr, stderr
+    assert not (tmp_path / "out" / "results.json").exists()
+    time.sleep(0.5)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()
+                and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1][:3]]
