@@ -245,17 +245,19 @@ def test_results_json_is_strict_json_where_a_sampler_never_reaches_the_target(tm
     assert "| gp | 2 | 0/2 | > 4 | never reached | > 5.33x |" in table
 
 
+def _live(pid: int) -> tuple[str, int] | None:
+    """A process's state and parent (from /proc), ``None`` once it is gone or a zombie."""
+    try:
+        state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+    except OSError:
+        return None
+    return None if state == "Z" else (state, int(ppid))
+
+
 def _children(pid: int) -> list[int]:
-    """The live processes whose parent is ``pid`` (read from /proc)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(stat.parent.name))
-    return out
+    """The live processes whose parent is ``pid``."""
+    return [int(d.name) for d in Path("/proc").iterdir()
+            if d.name.isdigit() and (s := _live(int(d.name))) and s[1] == pid]
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the command", "Ctrl-C in its terminal"])
@@ -284,5 +286,4 @@ def test_a_stopped_comparison_ends_now_and_leaves_no_worker(study_file, tmp_path
     assert "Traceback" not in stderr, stderr
     assert not (tmp_path / "out" / "results.json").exists()
     time.sleep(0.5)
-    assert not [w for w in workers if Path(f"/proc/{w}").exists()
-                and "Z" not in Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1][:3]]
+    assert not [w for w in workers if _live(w)]
