@@ -25,9 +25,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from tuner.core.errors import ConfigError
 from tuner.run.compare_plot import plot
 from tuner.run.config import StudyConfig, config_from_dict
 from tuner.run.loop import run_trials
+from tuner.run.process_pool import run_all
 from tuner.run.study import prepare_study
 from tuner.search.best_so_far import (
     best_so_far,
@@ -209,17 +208,13 @@ def compare(
              for s in samplers for r in range(repeats)]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
     runs: list[Run] = []
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
-    try:
-        futures = [pool.submit(_one_run, raw, sampler, seed) for raw, sampler, seed in tasks]
-        for future in as_completed(futures):
-            runs.append(future.result())
-            if on_run is not None:
-                on_run(runs[-1])
-    except BaseException:  # Ctrl-C, SIGTERM, a failed run: stop now, not after every run
-        _stop(pool)
-        raise
-    pool.shutdown()
+
+    def finished(run: Run) -> None:
+        runs.append(run)
+        if on_run is not None:
+            on_run(run)
+
+    run_all(_one_run, tasks, jobs, finished)  # stopped at once by Ctrl-C, SIGTERM, a failure
     runs.sort(key=lambda r: (samplers.index(r.sampler), r.seed))
     result = Comparison(config.name, config.metric, config.direction, n_trials, list(samplers),
                         runs, math.nan, target_share)
@@ -229,17 +224,6 @@ def compare(
     if out_dir is not None:
         result.write(out_dir)
     return result
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Drop the runs not started and end the running ones (in memory: nothing to clean up);
-    leaving the ``with`` block would wait for all of them, many minutes on a long comparison."""
-    workers = list((pool._processes or {}).values())  # no public way to end running tasks
-    pool.shutdown(wait=False, cancel_futures=True)
-    for w in workers:
-        w.terminate()
-    for w in workers:
-        w.join()
 
 
 def check_samplers(samplers: list[str], config: StudyConfig | None = None) -> None:
