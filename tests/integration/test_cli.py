@@ -331,6 +331,44 @@ def test_failed_trials_do_not_count_toward_the_budget(cli, tmp_path, jobs):
                           "(at myobj.py:14 in odd_fail)" for t in failed)
 
 
+OWN_NAME_MODULE = '''
+from tuner.objectives import ObjectiveSpec
+from tuner.search.space import ParamRule
+
+
+def objective(trial, ctx):
+    return float(ctx.suggest(trial)["batch_sise"])
+
+
+SPEC = ObjectiveSpec("own", objective, param_rules={"batch_sise": ParamRule(integer=True)})
+'''
+
+
+def test_a_typo_of_batch_size_is_an_error_for_any_objective_and_stores_nothing(cli, tmp_path,
+                                                                             study_file):
+    """``batch_sise`` was a custom objective's own integer range, and the study was stored."""
+    (tmp_path / "myobj.py").write_text(OBJECTIVE_MODULE)
+    custom = _custom_study(tmp_path, "myobj:objective")
+    custom.write_text(custom.read_text() + "batch_sise = {low = 16, high = 256}\n")
+    classifier = study_file(space={"batch_size": None, "batch_sise": {"low": 16, "high": 256}})
+    for path in (custom, classifier):
+        line = _one_error_line(cli("run", str(path)))
+        assert line.startswith(f"error: {path}: [space] batch_sise = {{ low = 16, high = 256 }}: "
+                               "unknown parameter 'batch_sise'; did you mean 'batch_size'?"), line
+        assert not (tmp_path / "tuner.db").exists()
+    # an objective whose own parameter it is says so in its param_rules
+    (tmp_path / "ownobj.py").write_text(OWN_NAME_MODULE)
+    path = tmp_path / "own.toml"
+    path.write_text(to_toml({"study": {"name": "own", "n_trials": 2, "pruner": "none",
+                                       "direction": "maximize"},
+                             "objective": {"name": "ownobj:SPEC"},
+                             "space": {"batch_sise": {"low": 16, "high": 256}}}))
+    proc = cli("run", str(path), "-q")
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="own", storage=f"sqlite:///{tmp_path / 'tuner.db'}")
+    assert all(16 <= t.value <= 256 for t in study.trials) and len(study.trials) == 2
+
+
 @pytest.mark.parametrize(("name", "reason"), [
     ("exits", "the objective called sys.exit(3)"),
     ("nan", "the objective returned nan, not a finite number"),

@@ -53,8 +53,13 @@ def compare(
 
     def done(run) -> None:
         finished.append(run)
-        best = run.best[-1] if run.best and run.best[-1] is not None else float("nan")
-        err.print(f"  {run.sampler} seed {run.seed}: best {best:.4g} in {run.elapsed_s:.1f}s")
+        best = run.best[-1] if run.best else None
+        best_s = "no complete trial" if best is None else f"best {best:.4g}"
+        failed = run.states.count("FAIL")
+        line = f"  {run.sampler} seed {run.seed}: {best_s} in {run.elapsed_s:.1f}s" + (
+            f", {failed} of {len(run.states)} trials failed" if failed else "") + (
+            f"; stopped: {run.stopped}" if run.stopped else "")
+        err.print(line, markup=False)  # a failure's reason is text, not rich markup
 
     try:
         result = run_compare(config, names, repeats=repeats, n_trials=n_trials, jobs=jobs,

@@ -8,12 +8,20 @@ interquartile band per sampler), ``table.md`` and ``results.json`` (every run's 
 ``compare(..., out_dir=DIR)`` checks ``DIR`` before the first run and writes them at the end.
 
 Target: ``target`` if given, else the value that a share ``target_share`` of all runs reach by
-their last trial (0.5: the median final best). "Trials to target" counts finished trials
-(complete and pruned) until the best value first reaches it; a run that never does counts as
-not reached (the median is then reported as ``> n_trials``). "Expected trials to target" is
-COCO's expected running time: all trials spent, to the target or to the end, over the runs that
-reached it (:func:`tuner.search.best_so_far.expected_trials`); with ``random`` among the
-samplers, each sampler's is also given as a ratio to random's.
+their last trial (0.5: the median final best). "Trials to target" counts the trials spent
+(complete, pruned and failed) until the best value first reaches it; a run that never does
+counts as not reached (the median is then reported as ``> n_trials``). "Expected trials to
+target" is COCO's expected running time: all trials spent, to the target or to the end, over
+the runs that reached it (:func:`tuner.search.best_so_far.expected_trials`); with ``random``
+among the samplers, each sampler's is also given as a ratio to random's.
+
+A failed trial is a trial spent: the best-so-far curve has an entry for it (the best before
+it, or none yet), so a run with failed trials is longer than ``n_trials`` (the budget counts
+complete and pruned trials). A run that completes no trial never reaches the target; when no
+run completes one, there is no default target (``nan``, ``null`` in ``results.json``) and the
+comparison is still written. A run the loop gives up on (the objective failed in several
+trials in a row, every trial diverged) keeps the trials it spent and says why in ``stopped``;
+the other runs go on.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from tuner.core.errors import ConfigError
 from tuner.run.compare_plot import plot
 from tuner.run.config import StudyConfig, config_from_dict
 from tuner.run.loop import run_trials
+from tuner.run.outcome import DivergedError, ObjectiveFailed
 from tuner.run.process_pool import run_all
 from tuner.run.study import prepare_study
 from tuner.search.best_so_far import (
@@ -47,7 +56,8 @@ from tuner.search.samplers import SAMPLERS, options_for
 
 @dataclass
 class Run:
-    """One study run: ``values[i]`` is trial ``i``'s value (``None`` unless complete)."""
+    """One study run: ``values[i]`` is trial ``i``'s value (``None`` unless complete), over
+    every finished trial (complete, pruned, failed) in trial order."""
 
     sampler: str
     seed: int
@@ -56,6 +66,7 @@ class Run:
     elapsed_s: float
     best: list[float | None] = field(default_factory=list)  # best so far after each trial
     to_target: int | None = None  # trials until the best reached the target
+    stopped: str | None = None  # why the run ended before its budget (the loop gave up)
 
 
 @dataclass
@@ -106,10 +117,13 @@ class Comparison:
         return rows
 
     def table(self, rows: list[dict[str, Any]] | None = None) -> str:
-        """The summary (``rows``, if already computed) as a Markdown table."""
+        """The summary (``rows``, if already computed) as a Markdown table, with a line each
+        for failed trials and for runs stopped early, when there are any."""
+        target = f"target {self.target:.4g}" if math.isfinite(self.target) else \
+            "no target: no run completed a trial"
         lines = [
             f"{self.study}: {self.metric} ({self.direction}), {self.n_trials} trials per run, "
-            f"target {self.target:.4g}",
+            f"{target}",
             "",
             "| sampler | runs | reached target | median trials to target | expected trials to "
             "target | vs random [90% interval] | final best: median [q25, q75] | s/run |",
@@ -130,7 +144,21 @@ class Comparison:
                 f"{row['final_best_q75']:.4g}]")
             lines.append(f"| {row['sampler']} | {row['runs']} | {row['reached']}/{row['runs']} "
                          f"| {med_s} | {ert_s} | {vs} | {best} | {row['mean_seconds']:.1f} |")
+        lines += self._notes()
         return "\n".join(lines) + "\n"
+
+    def _notes(self) -> list[str]:
+        """The table's notes: failed trials per sampler, the runs stopped early."""
+        failed = {s: [(r.states.count("FAIL"), len(r.states)) for r in self.runs
+                      if r.sampler == s] for s in self.samplers}
+        notes = []
+        if any(n for per in failed.values() for n, _ in per):
+            notes.append("failed trials (counted as trials spent): " + ", ".join(
+                f"{s} {sum(n for n, _ in per)} of {sum(m for _, m in per)}"
+                for s, per in failed.items()))
+        notes += [f"{r.sampler} seed {r.seed} stopped after {len(r.best)} trials: {r.stopped}"
+                  for r in self.runs if r.stopped]
+        return ["", *notes] if notes else []
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``best.png``, ``table.md`` and ``results.json`` into ``out_dir`` (created if
@@ -139,16 +167,17 @@ class Comparison:
         out = check_output(out_dir)
         paths = {"plot": out / "best.png", "table": out / "table.md",
                  "results": out / "results.json"}
-        raw = {k: v for k, v in asdict(self).items() if k not in ("runs", "files")}
+        raw = {k: _finite_or_none(v) for k, v in asdict(self).items()
+               if k not in ("runs", "files")}  # target: nan when no run completed a trial
         rows = self.summary()  # once: its bootstrap intervals take a while over many seeds
         raw["summary"] = [{k: _finite_or_none(v) for k, v in row.items()}
                           for row in rows]  # JSON has no infinity
         raw["runs"] = [asdict(r) for r in self.runs]
-        try:
+        try:  # the plot last: the raw results and the table are there whatever it does
             out.mkdir(exist_ok=True)
-            plot(self, paths["plot"])
-            paths["table"].write_text(self.table(rows), encoding="utf-8")
             paths["results"].write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")
+            paths["table"].write_text(self.table(rows), encoding="utf-8")
+            plot(self, paths["plot"])
         except OSError as e:
             raise ConfigError(f"cannot write the comparison into {out}: "
                               f"{e.strerror or e} ({e.filename or out})") from None
@@ -264,19 +293,24 @@ def _one_run(raw: dict[str, Any], sampler: str, seed: int) -> Run:
     config = config_from_dict(raw, f"<compare {sampler} seed {seed}>")
     study = prepare_study(config, optuna.storages.InMemoryStorage())
     started = time.monotonic()
-    run_trials(study, config, budget=config.n_trials)
+    stopped = None
+    try:
+        run_trials(study, config, budget=config.n_trials)
+    except (ObjectiveFailed, DivergedError) as e:  # this run is over; the others go on
+        stopped = str(e)
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     values = [t.value if t.state.name == "COMPLETE" else None for t in trials]
     return Run(sampler, seed, values=values, states=[t.state.name for t in trials],
                elapsed_s=time.monotonic() - started,
-               best=best_so_far(values, config.direction == "maximize"))
+               best=best_so_far(values, config.direction == "maximize"), stopped=stopped)
 
 
 def _default_target(c: Comparison) -> float:
-    """The final best value that ``target_share`` of all runs reach (an achieved value)."""
+    """The final best value that ``target_share`` of all runs reach (an achieved value);
+    ``nan`` when no run completed a trial (every run then counts as not reached)."""
     finals = sorted((r.best[-1] for r in c.runs if r.best and r.best[-1] is not None),
                     reverse=c.direction == "maximize")  # best first
     if not finals:
-        raise ConfigError(f"no run of study {c.study!r} completed a trial: nothing to compare")
+        return math.nan
     must_reach = max(math.ceil(c.target_share * len(c.runs)), 1)  # runs, of all
     return finals[min(must_reach, len(finals)) - 1]

@@ -18,30 +18,40 @@ def plot(c: Any, path: Path) -> None:
 
     fig = Figure(figsize=(7, 4.2), dpi=120)
     ax = fig.subplots()
-    x = np.arange(1, c.n_trials + 1)
+    # Runs differ in length: a failed trial is a trial spent on top of the budget, and a run
+    # the loop gave up on ends early. Each curve is padded with NaN (no trial there) to the
+    # longest; a run that completed no trial is all NaN, and draws nothing.
+    length = max([c.n_trials, *(len(r.best) for r in c.runs)])
+    x = np.arange(1, length + 1)
     shown: list[np.ndarray] = []
     for i, sampler in enumerate(c.samplers):
         rows = [[math.nan if b is None else b for b in r.best] +
-                [math.nan] * (c.n_trials - len(r.best)) for r in c.runs if r.sampler == sampler]
+                [math.nan] * (length - len(r.best)) for r in c.runs if r.sampler == sampler]
+        if not rows:
+            continue
         curves = np.array(rows, dtype=float)
         with warnings.catch_warnings():  # all-NaN columns before a first complete trial
             warnings.simplefilter("ignore", RuntimeWarning)
             median = np.nanmedian(curves, axis=0)
             low, high = np.nanpercentile(curves, [25, 75], axis=0)
+        label = f"{sampler} (median of {len(rows)})" if np.isfinite(curves).any() else \
+            f"{sampler} (no complete trial)"
         # Samplers share their random start-up trials (same seeds), so curves overlap: the
         # line styles keep each visible.
-        (line,) = ax.plot(x, median, label=f"{sampler} (median of {len(rows)})", lw=2,
+        (line,) = ax.plot(x, median, label=label, lw=2,
                           ls=("-", "--", ":", "-.")[i % 4], drawstyle="steps-post")
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0, step="post")
         shown.append(curves[:, c.n_trials // 5:])
-    ax.axhline(c.target, color="0.3", ls="--", lw=1, label=f"target {c.target:.4g}")
+    if math.isfinite(c.target):  # nan: no run completed a trial
+        ax.axhline(c.target, color="0.3", ls="--", lw=1, label=f"target {c.target:.4g}")
     # Zoom on where samplers differ: the first trials' poor values would flatten the rest.
     values = np.concatenate([v.ravel() for v in shown] + [np.array([c.target])])
     values = values[np.isfinite(values)]
-    lo, hi = np.percentile(values, [5, 100] if c.direction == "maximize" else [0, 95])
-    pad = 0.08 * (hi - lo) or 0.01
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set_xlabel("finished trials")
+    if values.size:
+        lo, hi = np.percentile(values, [5, 100] if c.direction == "maximize" else [0, 95])
+        pad = 0.08 * (hi - lo) or 0.01
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("trials spent (failed ones too)")
     ax.set_ylabel(f"best {c.metric} so far")
     ax.set_title(f"{c.study}: samplers compared (band: 25–75% of seeds)")
     ax.grid(alpha=0.3)

@@ -1,16 +1,27 @@
 """Reading a study file's ``[space]`` table into a :class:`~tuner.search.space.SearchSpace`:
 each entry checked against its :class:`~tuner.search.space.ParamRule` (the forms are listed in
 :mod:`tuner.search.space`), with errors that name the file and the entry.
+
+A name close to one of :data:`COMMON_NAMES` but not one of them (``batch_sise``) is a typo, for
+every objective: an objective that takes any name would otherwise search it as its own
+parameter, and the study would run without the setting meant. An objective whose own parameter
+it really is declares it in its ``param_rules``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from tuner.core.errors import ConfigError, did_you_mean
+from tuner.core.toml_text import dump_toml
 from tuner.search.space import RANGE_KEYS, Param, ParamRule, Scalar, SearchSpace, is_pow2
+
+# The names a study file means the same by whatever its objective (the shared rules: lr,
+# batch_size, init) or that are too common to be anything else than the classifier's (its
+# weight_decay and momentum): a [space] key a typo away from one is refused.
+COMMON_NAMES = ("lr", "batch_size", "init", "weight_decay", "momentum")
 
 
 def parse_space(
@@ -21,7 +32,8 @@ def parse_space(
 ) -> SearchSpace:
     """Parse a ``[space]`` table; with ``rules``, unknown names are errors and defaults fill in.
     Without, any name is accepted, and those in ``shared`` follow their rule (the names every
-    objective means the same by: ``lr``, ``batch_size``, ``init``).
+    objective means the same by: ``lr``, ``batch_size``, ``init``). Either way, a name that
+    :func:`near_miss` finds a typo of one of :data:`COMMON_NAMES` is an error.
 
     ``where`` prefixes every message (the study file's path).
     """
@@ -30,6 +42,7 @@ def parse_space(
     params: list[Param] = []
     for name, raw in table.items():
         rule = (shared or {}).get(name)
+        _refuse_near_miss(name, raw, rules, shared, where)
         if rules is not None:
             if name not in rules:
                 raise ConfigError(
@@ -42,6 +55,65 @@ def parse_space(
         if name not in table and rule.default is not None:
             params.append(Param(name, "fixed", value=rule.default, default=True))
     return SearchSpace(tuple(params))
+
+
+def near_miss(name: str, names: Collection[str]) -> str | None:
+    """The one of ``names`` that ``name`` is a typo of, else ``None``: at most two edits
+    (insert, delete, replace, swap two neighbours; case ignored), fewer for a short name: two
+    for 8 letters or more (``batch_sise``), one for 4 to 7 (``inti``), none but case for
+    fewer (``LR``). Two edits from ``lr`` is any one- or two-letter name (``x``, ``wd``), and
+    two from ``init`` is ``units``: those are an objective's own parameters."""
+    key = name.lower()
+    for known in names:
+        allowed = 2 if len(known) >= 8 else 1 if len(known) >= 4 else 0
+        if name != known and _edits(key, known, allowed) <= allowed:
+            return known
+    return None
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """The edit distance of ``a`` and ``b`` with swaps of neighbours (optimal string alignment),
+    or ``limit + 1`` once it is sure to be over ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before: list[int] | None = None
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        new = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            new[j] = min(row[j] + 1, new[j - 1] + 1, row[j - 1] + (ca != cb))
+            if before is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                new[j] = min(new[j], before[j - 2] + 1)
+        before, row = row, new
+    return row[-1]
+
+
+def _refuse_near_miss(name: str, raw: Any, rules: Mapping[str, ParamRule] | None,
+                      shared: Mapping[str, ParamRule] | None, where: str) -> None:
+    """ConfigError for a ``[space]`` key that is a typo of a common name (see the module doc):
+    with ``rules``, one of those it declares; without, any, unless it is itself a name the
+    objective knows (a shared one, or a common one taken as its own parameter)."""
+    if rules is not None:
+        if name in rules:
+            return
+        close = near_miss(name, [n for n in COMMON_NAMES if n in rules])
+    elif name in (shared or {}) or name in COMMON_NAMES:
+        return
+    else:
+        close = near_miss(name, COMMON_NAMES)
+    if close is None:
+        return
+    tail = f"; valid: {', '.join(rules)}" if rules is not None else (
+        f" (a name this close to {close!r} is taken for a typo of it; an objective whose own "
+        "parameter it is declares it in its param_rules)")
+    raise ConfigError(f"{where}: [space] {_entry(name, raw)}: unknown parameter {name!r}; "
+                      f"did you mean {close!r}?{tail}")
+
+
+def _entry(name: str, raw: Any) -> str:
+    """``name = value`` as the study file spells it (``batch_sise = { low = 16, high = 256 }``)."""
+    text = dump_toml({"space": {"key": raw}}).partition("\n")[2].strip()
+    return f"{name} = {text.removeprefix('key = ')}" if text else f"{name} = {raw!r}"
 
 
 def parse_param(name: str, raw: Any, rule: ParamRule | None, where: str) -> Param:

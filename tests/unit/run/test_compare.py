@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TUNER
+from tests.conftest import TUNER, to_toml
 from tuner.core.errors import ConfigError
 from tuner.run.compare import Comparison, Run, _default_target, compare
 from tuner.run.compare_plot import plot
@@ -297,3 +298,115 @@ def test_a_stopped_comparison_ends_now_and_leaves_no_worker(study_file, tmp_path
     assert not (tmp_path / "out" / "results.json").exists()
     time.sleep(0.5)
     assert not [w for w in workers if _live(w)]
+
+
+def _ragged_comparison() -> Comparison:
+    """Runs of a 4-trial budget as failed and pruned trials leave them: failed trials are
+    extra (the budget counts complete and pruned ones), and tpe's second seed completed none."""
+    done = [("random", 0, [0.2, None, 0.5, 0.4, None, 0.9], ["COMPLETE", "FAIL", "COMPLETE",
+                                                             "COMPLETE", "FAIL", "COMPLETE"]),
+            ("random", 1, [0.3, 0.6, 0.6, 0.7], ["COMPLETE"] * 4),
+            ("tpe", 0, [None, 0.8, None, 0.8, 0.95], ["PRUNED", "COMPLETE", "FAIL", "COMPLETE",
+                                                     "COMPLETE"]),
+            ("tpe", 1, [None] * 5, ["PRUNED", "FAIL", "PRUNED", "PRUNED", "PRUNED"])]
+    runs = [Run(s, seed, values=v, states=st, elapsed_s=1.0, best=best_so_far(v, True))
+            for s, seed, v, st in done]
+    return Comparison("s", "m", "maximize", 4, ["random", "tpe"], runs, math.nan, 0.5)
+
+
+def test_failed_trials_count_as_spent_and_ragged_runs_are_written(tmp_path):
+    """A run with a failed trial is longer than the budget, and one may complete no trial at
+    all: the plot raised "inhomogeneous shape" (or "x and y must have same first dimension")
+    after every run had finished, and nothing was written."""
+    c = _ragged_comparison()
+    assert c.runs[0].best == [0.2, 0.2, 0.5, 0.5, 0.5, 0.9]  # a failed trial carries the best
+    assert c.runs[3].best == [None] * 5  # an entry per trial spent, none reached yet
+    c.target = _default_target(c)  # finals 0.9, 0.7, 0.95: half of the four runs reach 0.9
+    assert c.target == 0.9
+    for r in c.runs:
+        r.to_target = trials_to_target(r.best, c.target, maximize=True)
+    assert [r.to_target for r in c.runs] == [6, None, 5, None]  # failed trials counted
+    paths = c.write(tmp_path / "out")
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+    raw = json.loads(paths["results"].read_text())
+    assert [len(r["best"]) for r in raw["runs"]] == [6, 4, 5, 5]
+    random, tpe = raw["summary"]
+    assert random["expected_trials_to_target"] == 10.0  # (6 + 4) / 1
+    assert tpe["expected_trials_to_target"] == 10.0 and tpe["final_best_median"] == 0.95
+    table = paths["table"].read_text()
+    assert "| tpe | 2 | 1/2 | > 4 | 10.0 | 1.00x [" in table
+    assert "failed trials (counted as trials spent): random 2 of 10, tpe 2 of 10" in table
+
+
+def test_a_sampler_whose_runs_complete_no_trial_is_never_reached(tmp_path):
+    c = _ragged_comparison()
+    c.runs = [c.runs[0], c.runs[1], c.runs[3], c.runs[3]]  # tpe: only pruned and failed trials
+    c.target = _default_target(c)
+    for r in c.runs:
+        r.to_target = trials_to_target(r.best, c.target, maximize=True)
+    paths = c.write(tmp_path / "out")
+    tpe = json.loads(paths["results"].read_text())["summary"][1]
+    assert tpe["reached"] == 0 and tpe["final_best_median"] is None
+    assert "| tpe | 2 | 0/2 | > 4 | never reached | > 2.00x | — |" in paths["table"].read_text()
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_run_completing_a_trial_still_writes_the_comparison(tmp_path):
+    c = _ragged_comparison()
+    nothing = c.runs[3]
+    c.runs = [dataclasses.replace(nothing, sampler=s, seed=seed) for s in c.samplers
+              for seed in (0, 1)]
+    c.target = _default_target(c)
+    assert math.isnan(c.target)
+    for r in c.runs:
+        r.to_target = trials_to_target(r.best, c.target, maximize=True)
+    paths = c.write(tmp_path / "out")
+    raw = json.loads(paths["results"].read_text(), parse_constant=lambda n: pytest.fail(n))
+    assert raw["target"] is None
+    table = paths["table"].read_text()
+    assert "no target: no run completed a trial" in table.splitlines()[0]
+    assert "| random | 2 | 0/2 | > 4 | never reached | — | — |" in table
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+FAILING_OBJECTIVE = '''
+import optuna
+
+def objective(trial, ctx):
+    hp = ctx.suggest(trial)
+    if trial.study.study_name.endswith("-tpe-1"):  # one run that completes no trial
+        raise optuna.TrialPruned("never good enough")
+    if trial.study.study_name.endswith("-random-1"):  # one the loop gives up on
+        raise RuntimeError("always")
+    if trial.number % 3 == 1:
+        raise RuntimeError("boom")
+    return hp["x"]
+'''
+
+
+def test_compare_with_failed_trials_and_a_pruned_only_run_writes_its_results(
+        tmp_path, monkeypatch):
+    """The issue's study: a user objective that raises in some trials, one run whose trials
+    are all pruned, and one that fails in every trial (the loop stops it after three: the
+    other runs go on)."""
+    (tmp_path / "compare_failing_obj.py").write_text(FAILING_OBJECTIVE)
+    monkeypatch.chdir(tmp_path)  # where a `module:function` objective is imported from
+    path = tmp_path / "fails.toml"
+    path.write_text(to_toml({
+        "study": {"name": "fails", "sampler": "random", "pruner": "none", "n_trials": 4,
+                  "seed": 0, "direction": "maximize"},
+        "objective": {"name": "compare_failing_obj:objective"},
+        "space": {"x": {"low": 0.0, "high": 1.0}}}))
+    c = compare(load_config(path), ["random", "tpe"], repeats=2, jobs=2, out_dir=tmp_path / "o")
+    lengths = {(r.sampler, r.seed): (len(r.values), len(r.best), r.states.count("FAIL"))
+               for r in c.runs}
+    assert lengths[("random", 0)] == (6, 6, 2)  # 4 finished + 2 failed: trials 1 and 4
+    assert lengths[("tpe", 1)] == (4, 4, 0)
+    assert lengths[("random", 1)] == (3, 3, 3) and c.runs[1].stopped == (
+        "the objective failed in 3 trials in a row; last error: RuntimeError: always "
+        "(at compare_failing_obj.py:9 in objective)")
+    assert c.runs[3].best == [None] * 4 and c.runs[3].to_target is None
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "best.png", "results.json", "table.md"]
+    table = (tmp_path / "o" / "table.md").read_text()
+    assert "| tpe | 2 | " in table and "random seed 1 stopped after 3 trials: " in table

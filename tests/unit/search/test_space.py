@@ -108,3 +108,60 @@ def test_grid_needs_finite_values():
     continuous = parse_space({"lr": {"low": 1e-4, "high": 1e-1}}, {"lr": LR}, "f")
     with pytest.raises(ConfigError, match=r"grid sampler needs a finite set.*lr.*step or a list"):
         continuous.grid()
+
+
+# The classifier's names (tuner.objectives.classifier.PARAM_RULES), as far as the rule goes.
+CLASSIFIER_LIKE = {"lr": LR, "batch_size": BATCH, "init": INIT, "weight_decay": ParamRule(),
+                   "momentum": ParamRule(), "depth": ParamRule(integer=True)}
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "close"),
+    [("batch_sise", {"low": 16, "high": 256}, "batch_size"),  # the issue's: an int range
+     ("bacth_size", [16, 32], "batch_size"), ("batchsize", 64, "batch_size"),
+     ("BATCH_SIZE", 64, "batch_size"), ("Lr", {"low": 1e-4, "high": 0.1}, "lr"),
+     ("inti", ["zeros"], "init"), ("inits", ["zeros"], "init"),
+     ("weight_decy", {"low": 0.0, "high": 0.1}, "weight_decay"),
+     ("momentun", 0.9, "momentum"), ("momemtum", 0.9, "momentum")],
+)
+@pytest.mark.parametrize("rules", [None, CLASSIFIER_LIKE], ids=["any-name", "with-rules"])
+def test_a_typo_of_a_common_name_is_an_error_for_every_objective(name, raw, close, rules):
+    """Without rules (a custom objective's own parameters) ``batch_sise`` was searched as an
+    integer range of its own, and the study ran with the default batch size."""
+    from tuner.core.toml_text import dump_toml
+
+    value = dump_toml({"t": {"k": raw}}).split("k = ", 1)[1].strip()
+    with pytest.raises(ConfigError) as e:
+        parse_space({"x": 1.0, name: raw}, None if rules is None else {"x": LR, **rules},
+                    "f.toml", {"lr": LR, "batch_size": BATCH, "init": INIT})
+    message = str(e.value)
+    assert message.startswith(f"f.toml: [space] {name} = {value}: unknown parameter {name!r}; "
+                              f"did you mean {close!r}?"), message
+    assert message.endswith("; valid: x, lr, batch_size, init, weight_decay, momentum, depth"
+                            if rules else "declares it in its param_rules)"), message
+
+
+@pytest.mark.parametrize(
+    "name",
+    # one and two letters are two edits from lr, units two from init: an objective's own
+    ["x", "y", "wd", "l2", "dr", "lrs", "units", "depth", "width", "dropout", "decay",
+     "weight_decay", "momentum", "lr", "batch_size", "init"],
+)
+def test_names_that_are_no_typo_of_a_common_name_pass_without_rules(name):
+    value = {"init": ["zeros"], "lr": [0.1, 0.2], "batch_size": [16, 32]}.get(name, [0, 1])
+    space = parse_space({name: value}, None, "f",
+                        {"lr": LR, "batch_size": BATCH, "init": INIT})
+    assert space[name].kind == "categorical"
+
+
+def test_an_objective_that_declares_a_close_name_may_use_it():
+    space = parse_space({"batch_sise": {"low": 16, "high": 256}, "lrs": [0.1, 0.2]},
+                        {"batch_sise": ParamRule(integer=True), "lrs": ParamRule(),
+                         "batch_size": BATCH}, "f")
+    assert (space["batch_sise"].kind, space["batch_sise"].high) == ("int", 256)
+    # not within the rule's reach: the plain "unknown parameter" message, as before
+    with pytest.raises(ConfigError, match=r"^f: \[space\] unknown parameter 'learnrate'"):
+        parse_space({"learnrate": 0.1}, {"lr": LR}, "f")
+    # a near name of a common one the objective does not take: no suggestion of it
+    with pytest.raises(ConfigError, match=r"^f: \[space\] unknown parameter 'momentun'; valid"):
+        parse_space({"momentun": 0.1}, {"lr": LR}, "f")
