@@ -47,7 +47,8 @@ def sleepy_study(folder: Path, name: str, n_trials: int, sleep: float, **objecti
     (folder / "sleepy.py").write_text(SLEEPY)
     path = folder / f"{name}.toml"
     path.write_text(to_toml({
-        "study": {"name": name, "sampler": "random", "pruner": "none", "n_trials": n_trials},
+        "study": {"name": name, "sampler": "random", "pruner": "none", "n_trials": n_trials,
+                  "direction": "maximize"},
         "objective": {"name": "sleepy:objective", "sleep": sleep, **objective},
         "space": {"x": {"low": 0.0, "high": 1.0}},
     }))

@@ -68,7 +68,7 @@ def run(
     if device is not None:
         check_device(device, "--device")
     url = resolve_url(storage)
-    header = f"study {config.name!r} · {config.sampler} sampler · storage {mask_url(url)}"
+    header = _header(config, url)
     if create_only:
         result = run_study(config, url, create_only=True)
         done = n_finished(result.study)
@@ -86,6 +86,18 @@ def run(
         result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header),
                            device=device, timeout=timeout)
     _report(result, config.metric, url)
+
+
+def _header(config, url: str) -> str:
+    """The run's first line: the study, its task and metric (with the direction), the sampler
+    and the storage. Reading a file's target for the task is an error here, before anything
+    is stored."""
+    from tuner.store.credentials import mask_url
+
+    task = config.task()
+    what = f"{task} · " if task else ""
+    return (f"study {config.name!r} · {what}{config.direction} {config.metric} · "
+            f"{config.sampler} sampler · storage {mask_url(url)}")
 
 
 @app.command()

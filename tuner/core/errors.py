@@ -33,6 +33,18 @@ class ToolkitError(ObjectiveError):
     fails that trial (stored as its reason) and the study goes on."""
 
 
+class Diverged(Exception):
+    """Training diverged: a training or validation loss became NaN or infinite (usually: the
+    learning rate is too large). Raised by :func:`tuner.nn.training.train` (also importable
+    from there); a trial that raises it is pruned with its message as the reason, never failed.
+    Here, not in ``nn``, so the loop that runs trials can catch it without importing torch."""
+
+    def __init__(self, epoch: int, loss: float, which: str = "training") -> None:
+        super().__init__(f"training diverged in epoch {epoch} ({which} loss={loss})")
+        self.epoch = epoch
+        self.loss = loss
+
+
 class CheckpointError(TunerError):
     """A checkpoint is missing, corrupt, not made by tuner, or does not fit the model."""
 

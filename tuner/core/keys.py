@@ -7,6 +7,7 @@ breaks every study stored before the change (a test resumes such a study from a 
 # study user attributes
 CONFIG_ATTR = "tuner:config"  # the validated study file, so a resume needs only the name
 VERSION_ATTR = "tuner:version"  # the tuner that created the study
+TASK_ATTR = "tuner:task"  # "classification" or "regression": what the study's data turned out to be
 
 # trial user attributes
 FAIL_REASON = "fail_reason"  # why a FAIL trial failed, one line: "KeyError: 'x' (at f.py:3 in g)"

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 CACHE_ENV = "TUNER_CACHE_DIR"
-FORMAT = 1  # bump when what a dataset's preparation produces changes
+FORMAT = 2  # bump when what a dataset's preparation produces changes
 ARRAYS = ("x_train", "y_train", "x_val", "y_val")
 
 
@@ -71,13 +71,14 @@ def read(key: str) -> dict[str, Any] | None:
             out["n_classes"] = int(z["n_classes"])
             shape = tuple(int(v) for v in z["image_shape"])
             out["image_shape"] = shape if shape else None
+            out["task"] = str(z["task"])
             return out
     except Exception:  # missing, half-written by a killed process, an older layout: prepare again
         return None
 
 
 def write(key: str, arrays: dict[str, np.ndarray], n_classes: int,
-          image_shape: tuple[int, ...] | None) -> None:
+          image_shape: tuple[int, ...] | None, task: str = "classification") -> None:
     """Store a prepared dataset under ``key``, atomically (a reader never sees half a file);
     a folder that cannot be written is skipped."""
     folder = cache_dir()
@@ -88,7 +89,7 @@ def write(key: str, arrays: dict[str, np.ndarray], n_classes: int,
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays, n_classes=np.int64(n_classes),
+                np.savez(f, **arrays, n_classes=np.int64(n_classes), task=np.str_(task),
                          image_shape=np.array(image_shape or (), dtype=np.int64))
             os.replace(tmp, folder / f"{key}.npz")
         finally:

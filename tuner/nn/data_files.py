@@ -1,7 +1,8 @@
 """Dataset files a study names (``dataset = "csv"`` or ``"npz"``, with ``path``): a CSV with a
 header row and a ``target`` column, or an NPZ archive with arrays ``X`` and ``target`` (``y`` by
-default). Read with the standard library and numpy, checked with errors that say which file and
-where, and their labels (strings or numbers) mapped to 0..k-1.
+default). Read with the standard library and numpy and checked with errors that say which file
+and where. The target comes back as it is in the file (numbers, or strings for text labels):
+:mod:`tuner.nn.data` decides the task and maps class labels to 0..k-1 (:func:`label_ids`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def load_csv(seed: int, path: str, target: str):
         labels.append(label)
         for j, k in enumerate(features):
             x[i, j] = _cell(r[k], line, columns[k])
-    return x, label_ids(_csv_labels(labels, [line for line, _ in body], columns[t])), None
+    return x, np.asarray(_csv_labels(labels, [line for line, _ in body], columns[t])), None
 
 
 def _cell(value: str, line: int, where: str) -> float:
@@ -84,7 +85,7 @@ def _cell(value: str, line: int, where: str) -> float:
 
 
 def _csv_labels(labels: list[str], lines: list[int], where: str) -> list:
-    """Numeric labels as numbers (so 2 sorts before 10), anything else as the strings they are."""
+    """Numeric labels as floats (so 2 sorts before 10), anything else as the strings they are."""
     try:
         numbers = [float(v) for v in labels]
     except ValueError:
@@ -93,7 +94,7 @@ def _csv_labels(labels: list[str], lines: list[int], where: str) -> list:
     if bad is not None:
         raise ConfigError(f"{where} (the label) has a non-finite value ({labels[bad]}) on "
                           f"line {lines[bad]}; clean or drop it")
-    return [int(n) if n.is_integer() else n for n in numbers]
+    return numbers
 
 
 def load_npz(seed: int, path: str, target: str):
@@ -120,9 +121,10 @@ def load_npz(seed: int, path: str, target: str):
                           f"got dtype {x.dtype} and shape {x.shape}")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim != 1 or len(y) != len(x):
-        raise ConfigError(f"dataset file {p}: array {target!r} must hold one label per row of "
-                          f"'X' (shape ({len(x)},)), got shape {y.shape}")
+    if y.ndim not in (1, 2) or len(y) != len(x) or (y.ndim == 2 and y.dtype.kind not in "biuf"):
+        raise ConfigError(f"dataset file {p}: array {target!r} must hold one label or value per "
+                          f"row of 'X' (shape ({len(x)},), or ({len(x)}, k) numbers for a "
+                          f"regression), got shape {y.shape}")
     if y.dtype.kind not in "biufUS":
         raise ConfigError(f"dataset file {p}: array {target!r} must be numbers or strings, got "
                           f"dtype {y.dtype}")
@@ -134,11 +136,11 @@ def load_npz(seed: int, path: str, target: str):
         raise ConfigError(f"dataset file {p}: array 'X' has a non-finite value ({x[row, col]}) "
                           f"in row {row}, feature {col} (counting from 0); clean or drop it")
     if y.dtype.kind == "f":
-        bad_y = np.flatnonzero(~np.isfinite(y))
+        bad_y = np.flatnonzero(~np.isfinite(y.reshape(len(y), -1)).all(axis=1))
         if len(bad_y):
-            raise ConfigError(f"dataset file {p}: array {target!r} has a non-finite label "
-                              f"({y[bad_y[0]]}) in row {bad_y[0]} (counting from 0)")
-    return x, label_ids(y.tolist()), image_shape
+            raise ConfigError(f"dataset file {p}: array {target!r} has a non-finite value "
+                              f"in row {bad_y[0]} (counting from 0)")
+    return x, y, image_shape
 
 
 def _existing(path: Any) -> Path:

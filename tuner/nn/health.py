@@ -1,6 +1,11 @@
 """Init health: is a freshly initialised network able to learn at all?
 
-One forward pass over a batch, before any training, gives a verdict:
+One forward pass over a batch, before any training, gives a verdict. The probe watches every
+weight layer (Linear/Conv, :func:`tuner.nn.models.weight_layers`) as it is called: the signal of
+hidden layer k is what the next weight layer receives, so activations applied in ``forward``
+(``torch.relu(self.fc1(x))``), in ``nn.Sequential`` or as modules, residual blocks and conv
+nets are all seen (a conv layer's channels are its units; between two convs the signal is
+taken after any pooling). ``n`` weight layers called in a chain give ``n - 1`` hidden layers.
 
 =============  ===========================================================================
 ``healthy``    none of the below
@@ -19,13 +24,16 @@ gradient``     when the caller gives the targets) is below ``vanishing_grad`` of
                ``stalled_move`` of their norm (N(0, 0.01²) in the 2-layer quickstart net with
                lr 1e-3: activations look fine, it stays at chance; a real init at a low lr is
                the lr's problem, not the init's, and passes)
+``unknown``    the probe saw no hidden layer (a single weight layer, or a forward that never
+               calls one on another's output) and no dead gradient: nothing was judged
 =============  ===========================================================================
 
 The thresholds are deliberately loose (measured on an 8×64 MLP on digits, see BENCHMARKS.md):
 a net flagged here ends at chance accuracy or close to it, while every borderline-but-trainable
 init (e.g. U(±1/√fan_in) with ReLU at depth 8, std 7e-4, which Adam still trains) passes.
-With ``[objective] prune_dead_inits = true`` (the default) the classifier prunes a trial whose
-verdict is not ``healthy`` before its first epoch (``ctx.check_init``).
+With ``[objective] prune_dead_inits = true`` (the default) ``ctx.check_init`` prunes a trial
+whose init is dead (:attr:`InitHealth.dead`: every verdict but ``healthy`` and ``unknown``)
+before its first epoch.
 """
 
 from __future__ import annotations
@@ -38,9 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuner.nn.models import ACTIVATION_TYPES, ACTIVATIONS, weight_layers
+from tuner.nn.models import ACTIVATIONS, weight_layers
 
 HEALTH_ROWS = 512  # training rows pushed through the network for the verdict
+NO_HIDDEN_LAYER = ("the probe saw no hidden layer (no Linear/Conv layer received another one's "
+                   "output in the forward pass), so the init could not be judged")
+# Switched off while probing: a random mask would make identical units look different.
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                  nn.FeatureAlphaDropout)
 SATURATION_MARGIN = 0.01  # "at a bound": within 1% of the activation's output range of it
 
 
@@ -63,7 +76,8 @@ DEFAULT_THRESHOLDS = HealthThresholds()
 
 @dataclass(frozen=True)
 class InitHealth:
-    """A verdict with its reason (empty when healthy) and the per-layer numbers behind it."""
+    """A verdict (one of :data:`VERDICTS`) with its reason (empty when healthy) and the
+    per-layer numbers behind it."""
 
     verdict: str
     reason: str
@@ -74,6 +88,11 @@ class InitHealth:
     @property
     def healthy(self) -> bool:
         return self.verdict == "healthy"
+
+    @property
+    def dead(self) -> bool:
+        """Whether the init cannot train (:data:`DEAD_VERDICTS`); ``unknown`` is not dead."""
+        return self.verdict in DEAD_VERDICTS
 
 
 def saturated_fraction(a: torch.Tensor, activation: str) -> float:
@@ -121,7 +140,7 @@ def _symmetric(s: _Signal, t: HealthThresholds) -> str | None:
 
 
 def _vanishing(s: _Signal, t: HealthThresholds) -> str | None:
-    i, low = min(enumerate(s.std, start=1), key=lambda p: p[1])
+    i, low = min(enumerate(s.std, start=1), key=lambda p: p[1], default=(0, math.inf))
     if low < t.vanishing_std:
         return (f"the activation std falls to {low:.2g} by hidden layer {i} "
                 f"(threshold {t.vanishing_std:g}); the signal and its gradients vanish")
@@ -132,7 +151,7 @@ def _exploding(s: _Signal, t: HealthThresholds) -> str | None:
     for i, (a, std) in enumerate(zip(s.acts, s.std, strict=True), start=1):
         if not math.isfinite(std) or not torch.isfinite(a).all():
             return f"hidden layer {i} produces inf/NaN activations"
-    i, high = max(enumerate(s.std, start=1), key=lambda p: p[1])
+    i, high = max(enumerate(s.std, start=1), key=lambda p: p[1], default=(0, 0.0))
     if high > t.exploding_std:
         return (f"the activation std grows to {high:.2g} by hidden layer {i} "
                 f"(threshold {t.exploding_std:g}); training diverges")
@@ -170,7 +189,8 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("saturated", _saturated),
     ("vanishing_gradient", _vanishing_gradient),
 )
-VERDICTS = ("healthy", *(name for name, _ in CHECKS))
+DEAD_VERDICTS = tuple(name for name, _ in CHECKS)
+VERDICTS = ("healthy", *DEAD_VERDICTS, "unknown")
 
 
 def assess(
@@ -181,15 +201,24 @@ def assess(
     """The verdict for hidden-layer activations ``[(batch, units…), …]`` (input side first),
     and, when measured, the first layer's relative gradient (:func:`first_layer_gradient`);
     ``lr_steps`` (plain SGD's learning rate × its steps over the whole training) also judges
-    whether that gradient can move the layer at all."""
+    whether that gradient can move the layer at all. No activations and no dead gradient:
+    ``unknown``."""
     std = [a.float().std().item() if a.numel() > 1 else 0.0 for a in activations]
     sat = [saturated_fraction(a, activation) for a in activations]
     signal = _Signal(activations, std, sat, first_grad, lr_steps)
     for verdict, check in CHECKS:
-        reason = check(signal, thresholds) if activations or first_grad is not None else None
+        reason = check(signal, thresholds)
         if reason:
             return InitHealth(verdict, reason, std, sat, first_grad)
+    if not activations:
+        return InitHealth("unknown", NO_HIDDEN_LAYER, std, sat, first_grad)
     return InitHealth("healthy", "", std, sat, first_grad)
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if out.shape != y.shape and out.numel() == y.numel():
+        out = out.reshape(y.shape)
+    return F.mse_loss(out, y)
 
 
 def first_layer_gradient(
@@ -205,7 +234,8 @@ def first_layer_gradient(
     w = weights[0]
     out = model(x)
     if loss is None:
-        loss = F.mse_loss if y.is_floating_point() else F.cross_entropy
+        # (b, 1) outputs against a (b,) target: compare them row by row, never broadcast
+        loss = _mse if y.is_floating_point() else F.cross_entropy
     (grad,) = torch.autograd.grad(loss(out, y), [w], allow_unused=True)
     if grad is None:  # the first layer does not reach the loss at all
         return 0.0
@@ -216,19 +246,54 @@ def first_layer_gradient(
 
 
 def hidden_activations(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The output of every activation module of ``model`` for input ``x``, in forward order."""
-    outputs: list[torch.Tensor] = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
-        for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
-    ]
+    """The signal of every hidden layer of ``model`` for input ``x``, input side first: the
+    input of each weight layer (Linear/Conv) called after another one in the forward pass,
+    which is the previous layer's output after its activation (wherever it is applied).
+
+    The first call's input (the network's input) and an input already seen (a second branch
+    reading the same tensor) are not hidden layers. A flat ``(batch, n)`` input right after a
+    conv layer (``nn.Flatten``) is viewed as ``(batch, channels, n / channels)``, so its units
+    are still the conv's channels. Dropout modules are off during the pass.
+    """
+    layers = weight_layers(model)
+    seen: list[torch.Tensor] = []  # every weight layer input, kept alive so no address is reused
+    calls: list[tuple[torch.Tensor | None, torch.Size | None]] = []  # (hidden input, out shape)
+
+    def before(_m: nn.Module, args: tuple) -> None:
+        a = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        new = a is not None and not any(
+            s is a or (s.data_ptr() == a.data_ptr() and s.shape == a.shape
+                       and s.stride() == a.stride()) for s in seen)
+        if a is not None:
+            seen.append(a)
+        calls.append((a.detach() if new and calls else None, None))
+
+    def after(_m: nn.Module, _args: tuple, out: object) -> None:
+        shape = out.shape if isinstance(out, torch.Tensor) else None
+        calls[-1] = (calls[-1][0], shape)
+
+    dropouts = [m for m in model.modules() if isinstance(m, _DROPOUT_TYPES) and m.training]
+    hooks = [h for m in layers for h in (m.register_forward_pre_hook(before),
+                                         m.register_forward_hook(after))]
     try:
+        for m in dropouts:
+            m.eval()
         with torch.no_grad():
             model(x)
     finally:
         for h in hooks:
             h.remove()
-    return outputs
+        for m in dropouts:
+            m.train()
+    hidden: list[torch.Tensor] = []
+    for (a, _), (_, prev_out) in zip(calls[1:], calls, strict=False):
+        if a is None:
+            continue
+        if (a.dim() == 2 and prev_out is not None and len(prev_out) > 2
+                and prev_out[1] > 0 and a.shape[1] % prev_out[1] == 0):
+            a = a.reshape(a.shape[0], prev_out[1], -1)
+        hidden.append(a)
+    return hidden
 
 
 def init_health(

@@ -16,7 +16,23 @@ from typing import Any
 
 FONT = "font-family='DejaVu Sans, Arial, sans-serif'"
 COLORS = {"train_loss": "#1f77b4", "val_loss": "#ff7f0e", "val_accuracy": "#2ca02c"}
-LABELS = {"train_loss": "train loss", "val_loss": "val loss", "val_accuracy": "val accuracy"}
+PALETTE = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+           "#2ca02c", "#ff7f0e", "#1f77b4")  # for any other name, in the order it was stored
+TITLES = {"val_accuracy": "validation accuracy"}
+LOSS_SUFFIX = "_loss"
+MAX_PANELS = 6  # three rows of two
+PANEL_W, PANEL_H = 290, 190
+
+
+LOG_SPAN = 100.0  # more than two decades: a log axis (the pictures and the report agree)
+
+
+def wants_log_axis(values: Sequence[float]) -> bool:
+    """Whether a plot of ``values`` (a metric, a loss) needs a log axis: its finite values are
+    all positive and span more than two decades (max / min > :data:`LOG_SPAN`), so that one
+    diverged trial or first epoch (33 000) would flatten every good value (100-300)."""
+    finite = _finite(values)
+    return bool(finite) and min(finite) > 0 and max(finite) / min(finite) > LOG_SPAN
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -59,17 +75,18 @@ class _Panel:
         lo, hi = self.yr
         return self.y + self.h - (v - lo) / ((hi - lo) or 1) * self.h
 
-    def frame(self, xticks: Sequence[float], yticks: Sequence[float], title: str) -> list[str]:
+    def frame(self, xticks: Sequence[float], yticks: Sequence[float], title: str,
+              ylabels: Sequence[str] | None = None) -> list[str]:
         out = [f"<rect x='{self.x:.1f}' y='{self.y:.1f}' width='{self.w:.1f}' "
                f"height='{self.h:.1f}' fill='#fafafa' stroke='#999'/>",
                f"<text x='{self.x + self.w / 2:.1f}' y='{self.y - 8:.1f}' font-size='13' "
                f"text-anchor='middle' {FONT}>{escape(title)}</text>"]
-        for t in yticks:
+        for t, text in zip(yticks, ylabels or [_fmt(t) for t in yticks], strict=True):
             y = self.py(t)
             out.append(f"<line x1='{self.x:.1f}' x2='{self.x + self.w:.1f}' y1='{y:.1f}' "
                        f"y2='{y:.1f}' stroke='#e3e3e3'/>")
             out.append(f"<text x='{self.x - 5:.1f}' y='{y + 4:.1f}' font-size='10' "
-                       f"text-anchor='end' {FONT}>{_fmt(t)}</text>")
+                       f"text-anchor='end' {FONT}>{text}</text>")
         for t in xticks:
             x = self.px(t)
             out.append(f"<text x='{x:.1f}' y='{self.y + self.h + 14:.1f}' font-size='10' "
@@ -88,9 +105,11 @@ def _svg(width: int, height: int, title: str, subtitle: str, body: list[str]) ->
     return head + "".join(body) + "</svg>\n"
 
 
-def _series(panel: _Panel, values: Sequence[float], color: str, dashed: bool) -> list[str]:
-    points = [(panel.px(i), panel.py(v)) for i, v in enumerate(values, start=1)
-              if v is not None and math.isfinite(v)]
+def _series(panel: _Panel, values: Sequence[float], color: str, dashed: bool,
+            log: bool = False) -> list[str]:
+    points = [(panel.px(i), panel.py(math.log10(v) if log else v))
+              for i, v in enumerate(values, start=1)
+              if v is not None and math.isfinite(v) and (v > 0 or not log)]
     dash = " stroke-dasharray='5,3'" if dashed else ""
     out = []
     if len(points) > 1:
@@ -105,42 +124,151 @@ def _finite(values: Sequence[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def learning_curve_svg(curve: Mapping[str, Sequence[float]], title: str,
-                       subtitle: str = "") -> str:
-    """Loss (train, validation) and validation accuracy per epoch, side by side.
+def curve_panels(curve: Mapping[str, Sequence[float]],
+                 metric: str | None = None) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """How :func:`learning_curve_svg` groups a trial's curves: ``([(kind, names)], not_drawn)``.
 
-    ``curve``: ``{"train_loss": [...], "val_loss": [...], "val_accuracy": [...]}``, one value
-    per finished epoch (epoch 1 first); missing keys or non-finite values are skipped.
+    ``kind`` is ``"loss"`` (every name ending in ``_loss``; the metric too when it is one),
+    ``"metric"`` (the study's ``metric``, with every other name whose finite values overlap its
+    range: ``val_f1`` beside ``val_accuracy``) or ``"other"`` (the rest, grouped the same way:
+    ``val_mae`` with ``val_rmse``, ``val_r2`` alone). A name without a finite value draws no
+    panel; past :data:`MAX_PANELS` panels the names are listed in ``not_drawn``."""
+    names = [k for k, v in curve.items() if _finite(v)]
+    losses = [k for k in names if k.endswith(LOSS_SUFFIX)]
+    panels: list[tuple[str, list[str]]] = [("loss", losses)] if losses else []
+    ranges: list[tuple[float, float] | None] = [None] if losses else []
+    if metric in names and metric not in losses:
+        panels.append(("metric", [metric]))
+        ranges.append(_range(curve[metric]))
+    not_drawn = []
+    for name in names:
+        if name in losses or name == metric:
+            continue
+        lo, hi = _range(curve[name])
+        fits = [i for i, r in enumerate(ranges) if r is not None and lo <= r[1] and r[0] <= hi]
+        if fits:
+            i = fits[0]
+            panels[i][1].append(name)
+            ranges[i] = (min(lo, ranges[i][0]), max(hi, ranges[i][1]))
+        elif len(panels) < MAX_PANELS:
+            panels.append(("other", [name]))
+            ranges.append((lo, hi))
+        else:
+            not_drawn.append(name)
+    return panels, not_drawn
+
+
+def _range(values: Sequence[float]) -> tuple[float, float]:
+    finite = _finite(values)
+    return min(finite), max(finite)
+
+
+def _title(kind: str, names: list[str]) -> str:
+    if kind == "loss":
+        return "loss per epoch"
+    what = " · ".join(TITLES.get(n, n) for n in names)
+    return f"{what if len(what) <= 34 else 'other curves'} per epoch"
+
+
+def _y_axis(values: list[float], loss: bool) -> tuple[tuple[float, float], list[float], bool]:
+    """The y range, its ticks and whether it is a log axis (drawn as log10 of the values):
+    log when the values span more than two decades (:func:`wants_log_axis`),
+    0 to 1 for fractions (accuracy), else from 0 (or below the lowest value) to the highest."""
+    if wants_log_axis(values):
+        lo, hi = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+        step = max(1, math.ceil((hi - lo) / 5))
+        return (float(lo), float(hi)), [float(k) for k in range(lo, hi + 1, step)], True
+    mn, mx = min(values), max(values)
+    if not loss and mn >= 0 and mx <= 1:
+        return (0.0, 1.0), nice_ticks(0, 1, 6), False
+    lo, hi = min(0.0, mn), max(0.0, mx)
+    pad = 0.05 * (hi - lo) or 1.0
+    lo, hi = (lo - pad if mn < 0 else lo), (hi + pad if mx > 0 else hi)
+    return (lo, hi), nice_ticks(lo, hi), False
+
+
+def learning_curve_svg(curve: Mapping[str, Sequence[float]], title: str,
+                       subtitle: str = "", metric: str | None = None) -> str:
+    """The curves a trial reported, per epoch, in up to :data:`MAX_PANELS` panels
+    (:func:`curve_panels`): the losses, the study's ``metric`` (``val_accuracy``, ``val_mse``
+    …; in the losses' panel when it is a loss) and any other stored name.
+
+    ``curve``: ``{name: [one value per finished epoch, epoch 1 first]}`` (the trial's ``curve``
+    user attribute); non-finite values are skipped, and a panel without data is left out. A
+    panel whose values span more than two decades has a log y axis, named on its axis label.
     """
-    width, height = 760, 320
+    width = 760
     n = max((len(v) for v in curve.values()), default=0)
-    if n == 0:
-        msg = (f"<text x='{width / 2}' y='{height / 2}' font-size='14' text-anchor='middle' "
-               f"{FONT}>no epoch finished</text>")
-        return _svg(width, height, title, subtitle, [msg])
+    panels, not_drawn = curve_panels(curve, metric)
+    if not panels:
+        msg = "no epoch finished" if n == 0 else "no finite value was reported"
+        return _svg(width, 320, title, subtitle, [
+            f"<text x='{width / 2}' y='160' font-size='14' text-anchor='middle' {FONT}>"
+            f"{msg}</text>"])
     xr = (1.0, float(max(n, 2)))
     xticks = [t for t in nice_ticks(1, max(n, 2), min(n, 6)) if float(t).is_integer()]
+    palette = iter(PALETTE)
+    colors = {k: COLORS.get(k) or next(palette, "#333") for _, names in panels for k in names}
+    legends = [_legend(names, metric) for _, names in panels]
     body: list[str] = []
-    losses = _finite([*curve.get("train_loss", []), *curve.get("val_loss", [])]) or [0.0]
-    lo, hi = min(0.0, min(losses)), max(losses) * 1.05 or 1.0
-    loss_panel = _Panel(60, 70, 300, 200, xr, (lo, hi))
-    body += loss_panel.frame(xticks, nice_ticks(lo, hi), "loss per epoch")
-    acc_panel = _Panel(440, 70, 300, 200, xr, (0.0, 1.0))
-    body += acc_panel.frame(xticks, nice_ticks(0, 1, 6), "validation accuracy per epoch")
-    legend_x = 60
-    for key, panel in (("train_loss", loss_panel), ("val_loss", loss_panel),
-                       ("val_accuracy", acc_panel)):
-        values = list(curve.get(key, []))
-        if not values:
-            continue
-        body += _series(panel, values, COLORS[key], dashed=key == "val_loss")
-        body.append(f"<rect x='{legend_x}' y='300' width='14' height='4' fill='{COLORS[key]}'/>"
-                    f"<text x='{legend_x + 18}' y='306' font-size='11' {FONT}>"
-                    f"{LABELS[key]}</text>")
-        legend_x += 130
-    body.append(f"<text x='{width - 20}' y='306' font-size='11' text-anchor='end' {FONT}>"
-                "epoch</text>")
-    return _svg(width, height, title, subtitle, body)
+    y0 = bottom = 70.0
+    for row in range(0, len(panels), 2):
+        lines = max(len(lg) for lg in legends[row:row + 2])
+        for col, (kind, names) in enumerate(panels[row:row + 2]):
+            x0 = 75 + col * 380
+            values = [v for k in names for v in _finite(curve[k])]
+            yr, yticks, log = _y_axis(values, kind == "loss")
+            panel = _Panel(x0, y0, PANEL_W, PANEL_H, xr, yr)
+            body += panel.frame(xticks, yticks, _title(kind, names),
+                                [_power(int(t)) for t in yticks] if log else None)
+            label = "loss" if kind == "loss" else (" · ".join(names)
+                                                  if len(names) == 1 else "value")
+            label += " (log scale)" if log else ""
+            cy = y0 + PANEL_H / 2
+            body.append(f"<text x='{x0 - 60}' y='{cy:.1f}' font-size='11' text-anchor='middle' "
+                        f"transform='rotate(-90 {x0 - 60} {cy:.1f})' {FONT}>"
+                        f"{escape(label)}</text>")
+            body.append(f"<text x='{x0 + PANEL_W / 2}' y='{y0 + PANEL_H + 28:.1f}' "
+                        f"font-size='11' fill='#555' text-anchor='middle' {FONT}>epoch</text>")
+            for name in names:
+                body += _series(panel, curve[name], colors[name],
+                                dashed=kind == "loss" and name.startswith("val"), log=log)
+            for i, line in enumerate(legends[row + col]):
+                body += [_legend_entry(x0 + dx, y0 + PANEL_H + 46 + 16 * i, colors[name], text)
+                         for dx, name, text in line]
+        bottom = y0 + PANEL_H + 46 + 16 * (lines - 1) + 14  # below the last legend line
+        y0 = bottom + 50
+    if not_drawn:
+        body.append(f"<text x='20' y='{bottom + 8:.1f}' font-size='11' fill='#555' {FONT}>"
+                    f"also stored, not drawn: {escape(', '.join(not_drawn))}</text>")
+        bottom += 22
+    return _svg(width, int(bottom), title, subtitle, body)
+
+
+def _power(k: int) -> str:
+    return f"{10.0 ** k:g}" if -3 <= k <= 5 else f"1e{k}"
+
+
+def _legend(names: list[str], metric: str | None) -> list[list[tuple[float, str, str]]]:
+    """A panel's legend as lines of ``(x offset, name, text)``, wrapped to the panel's width
+    (about 6 px per character)."""
+    lines: list[list[tuple[float, str, str]]] = [[]]
+    dx = 0.0
+    for name in names:
+        text = f"{name} (the study's metric)" if name == metric else name
+        w = 24 + 6.2 * len(text)
+        if dx and dx + w > PANEL_W + 20:
+            lines.append([])
+            dx = 0.0
+        lines[-1].append((dx, name, text))
+        dx += w + 10
+    return lines
+
+
+def _legend_entry(x: float, y: float, color: str, text: str) -> str:
+    return (f"<rect x='{x:.1f}' y='{y:.1f}' width='14' height='4' fill='{color}'/>"
+            f"<text x='{x:.1f}' dx='18' y='{y:.1f}' dy='6' font-size='11' {FONT}>"
+            f"{escape(text)}</text>")
 
 
 def _get(stats: Any, key: str) -> Any:

@@ -38,7 +38,10 @@ from tuner.nn.training import (
     TrainConfig,
     amp_dtype,
     autocast,
+    epoch_stats,
+    total_squares,
     use_cpu_threads,
+    val_numbers,
 )
 
 MemberHook = Callable[[int, EpochStats], bool]
@@ -183,10 +186,8 @@ class Population:
         for start in range(0, n, b):
             idx = perms[:, start : start + b]  # (K, b)
             with autocast(self.device, self.dtype):
-                logits = self.forward(x[idx])  # (K, b, classes)
-            losses = nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(), y[idx].flatten(), reduction="none"
-            ).view(idx.shape).mean(dim=1)  # (K,): each member's mean batch loss
+                out = self.forward(x[idx])  # (K, b, outputs)
+            losses = _member_losses(out.float(), y[idx], data.task)  # (K,): mean batch losses
             for p in self.params:
                 p.grad = None
             losses.sum().backward()
@@ -195,21 +196,41 @@ class Population:
         return loss_sums
 
     @torch.no_grad()
-    def evaluate_sums(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Summed validation loss and number correct per member, ``(K,)`` each (no sync)."""
+    def evaluate_sums(self, x: Tensor, y: Tensor, task: str = "classification") -> Tensor:
+        """Summed validation statistics per member, ``(K, s)`` (no sync), in the order of
+        :func:`tuner.nn.training.val_numbers`: classification ``[loss, correct]``, regression
+        ``[loss, |error|, squared error per output…]``."""
         self.net.train(False)
         k = len(self.params[0])
-        loss_sum = torch.zeros(k, device=self.device)
-        correct = torch.zeros(k, device=self.device)
+        width = 1 if y.ndim == 1 else y.shape[1]
+        sums = torch.zeros(k, 2 if task == "classification" else 2 + width, device=self.device)
         with autocast(self.device, self.dtype):
             for start in range(0, x.shape[0], EVAL_CHUNK):
-                logits = self.forward(x[start : start + EVAL_CHUNK], shared=True).float()
+                out = self.forward(x[start : start + EVAL_CHUNK], shared=True).float()
                 target = y[start : start + EVAL_CHUNK]
-                loss_sum += nn.functional.cross_entropy(
-                    logits.flatten(0, 1), target.repeat(k), reduction="none"
-                ).view(k, -1).sum(dim=1)
-                correct += (logits.argmax(dim=-1) == target).sum(dim=1)
-        return loss_sum, correct
+                rows = len(target)
+                if task == "classification":
+                    sums[:, 0] += nn.functional.cross_entropy(
+                        out.flatten(0, 1), target.repeat(k), reduction="none"
+                    ).view(k, -1).sum(dim=1)
+                    sums[:, 1] += (out.argmax(dim=-1) == target).sum(dim=1)
+                else:
+                    error = out.reshape(k, rows, width) - target.reshape(1, rows, width)
+                    sums[:, 0] += error.square().mean(dim=2).sum(dim=1)
+                    sums[:, 1] += error.abs().sum(dim=(1, 2))
+                    sums[:, 2:] += error.square().sum(dim=1)
+        return sums
+
+
+def _member_losses(out: Tensor, y: Tensor, task: str) -> Tensor:
+    """Each member's mean loss on its batch ``(K,)``: cross-entropy, or mean squared error
+    (the default losses of :func:`tuner.nn.training.train`)."""
+    if task == "classification":
+        return nn.functional.cross_entropy(
+            out.flatten(0, 1), y.flatten(), reduction="none"
+        ).view(y.shape).mean(dim=1)
+    k, b = y.shape[0], y.shape[1]
+    return (out.reshape(k, b, -1) - y.reshape(k, b, -1)).square().mean(dim=(1, 2))
 
 
 def train_population(
@@ -222,7 +243,8 @@ def train_population(
 ) -> list[MemberRun]:
     """Train ``models`` (one architecture, on ``data``'s device) together; member ``k`` gets
     ``cfgs[k]`` and batch order ``generators[k]``. ``on_epoch(k, stats)`` returning False stops
-    member ``k`` (e.g. pruned); a member whose training loss is not finite stops as diverged.
+    member ``k`` (e.g. pruned); a member whose training or validation loss is not finite stops
+    as diverged. The loss is the task's default (:func:`tuner.nn.training.default_loss`).
     Member ``k``'s epochs are appended to ``histories[k]`` (default: new lists), which stay the
     caller's if training raises. Returns one :class:`MemberRun` per model, in order."""
     if data.x_train.device.type == "cpu":
@@ -230,19 +252,25 @@ def train_population(
     runs = [MemberRun(history) for history in histories or [[] for _ in models]]
     pop = Population(models, cfgs)
     live = list(range(len(models)))  # original member numbers, in population order
-    n, n_val = data.n_train, data.x_val.shape[0]
+    n = data.n_train
+    sst = total_squares(data.y_val) if data.task == "regression" else None
     for epoch in range(1, pop.cfg.epochs + 1):
         train_sums = pop.train_epoch(data, [generators[k] for k in live])
-        val_sums, correct = pop.evaluate_sums(data.x_val, data.y_val)
+        val_sums = pop.evaluate_sums(data.x_val, data.y_val, data.task)
         # -- one synchronisation per epoch for the whole population
-        rows = torch.stack([train_sums, val_sums, correct]).tolist()
+        rows = torch.cat([train_sums[:, None], val_sums], dim=1).tolist()
         keep: list[int] = []
         for row, k in enumerate(live):
-            train_loss = rows[0][row] / n
+            train_loss = rows[row][0] / n
             if not math.isfinite(train_loss):
                 runs[k].diverged = Diverged(epoch, train_loss)
                 continue
-            stats = EpochStats(epoch, train_loss, rows[1][row] / n_val, rows[2][row] / n_val)
+            try:
+                stats = epoch_stats(epoch, train_loss,
+                                    val_numbers(rows[row][1:], data.y_val, data.task, sst))
+            except Diverged as e:
+                runs[k].diverged = e
+                continue
             runs[k].history.append(stats)
             if on_epoch is not None and not on_epoch(k, stats):
                 runs[k].stopped = True

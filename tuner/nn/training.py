@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from tuner.core.errors import ConfigError
+from tuner.core.errors import ConfigError, Diverged
 from tuner.nn.data import Dataset
 from tuner.nn.models import OPTIMIZERS
 from tuner.nn.stacked_optim import STACKED_OPTIMIZERS, SoloOptimizer
@@ -60,24 +60,38 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EpochStats:
-    """What one epoch produced. ``epoch`` counts from 1."""
+    """What one epoch produced. ``epoch`` counts from 1; ``train_loss`` and ``val_loss`` are
+    the training loss. A classification run has ``val_accuracy``; a regression run has
+    ``val_mse``, ``val_rmse``, ``val_mae`` and ``val_r2`` (over every output, R² averaged over
+    outputs); the others are ``None``."""
 
     epoch: int
     train_loss: float
     val_loss: float
-    val_accuracy: float
+    val_accuracy: float | None = None
+    val_mse: float | None = None
+    val_rmse: float | None = None
+    val_mae: float | None = None
+    val_r2: float | None = None
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """Every number this epoch has (``None`` left out), ``epoch`` included."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def metrics(self) -> dict[str, float]:
+        """The numbers of this epoch by name, without ``epoch``: ready for ``ctx.report(trial,
+        stats.epoch, value, **stats.metrics())``."""
+        out = self.as_dict()
+        del out["epoch"]
+        return out
 
-class Diverged(Exception):
-    """The training loss became NaN or infinite (usually: learning rate too large)."""
-
-    def __init__(self, epoch: int, loss: float) -> None:
-        super().__init__(f"training diverged in epoch {epoch} (loss={loss})")
-        self.epoch = epoch
-        self.loss = loss
+    def value(self, metric: str) -> float:
+        """The number named ``metric`` (e.g. a study's ``val_mse``)."""
+        numbers = self.metrics()
+        if metric not in numbers:
+            raise KeyError(f"epoch statistics have no {metric!r}; they have "
+                           f"{', '.join(numbers)}")
+        return numbers[metric]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, *,
@@ -168,36 +182,106 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 # --------------------------------------------------------------------------- helpers
+def fit_outputs(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A regression model's outputs in the target's shape: ``(b, 1)`` for a ``(b,)`` target
+    becomes ``(b,)`` (mean squared error would otherwise broadcast to ``(b, b)``)."""
+    if out.shape != y.shape and out.numel() == y.numel():
+        return out.reshape(y.shape)
+    return out
+
+
+def mse_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of outputs ``(b, k)`` or ``(b,)`` against ``y`` (regression's
+    default loss)."""
+    return nn.functional.mse_loss(fit_outputs(out, y).float(), y)
+
+
+def default_loss(task: str) -> Loss:
+    """The loss a task trains with unless told otherwise: cross-entropy, or mean squared
+    error for a regression."""
+    return mse_loss if task == "regression" else nn.functional.cross_entropy
+
+
 @torch.no_grad()
+def _eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
+               dtype: torch.dtype | None, loss: Loss) -> torch.Tensor:
+    """Summed statistics of ``model`` on ``x``, ``y`` as one device tensor (no sync):
+    classification ``[loss, correct]``; regression ``[loss, |error|, squared error per
+    output…]``."""
+    was_training = model.training
+    model.eval()
+    k = 1 if y.ndim == 1 else y.shape[1]
+    sums = torch.zeros(2 if task == "classification" else 2 + k, device=x.device)
+    with autocast(x.device, dtype):
+        for start in range(0, x.shape[0], EVAL_CHUNK):
+            out = model(x[start : start + EVAL_CHUNK]).float()
+            target = y[start : start + EVAL_CHUNK]
+            sums[0] += loss(out, target).float() * len(target)
+            if task == "classification":
+                sums[1] += (out.argmax(dim=1) == target).sum()
+            else:
+                error = (fit_outputs(out, target) - target).reshape(len(target), k)
+                sums[1] += error.abs().sum()
+                sums[2:] += error.square().sum(dim=0)
+    model.train(was_training)
+    return sums
+
+
+def val_numbers(sums: list[float], y: torch.Tensor, task: str,
+                sst: list[float] | None) -> dict[str, float]:
+    """The validation numbers of :class:`EpochStats` from summed statistics (synced):
+    classification ``[loss, correct]``, regression ``[loss, |error|, squared error per
+    output…]`` over the rows of ``y``; ``sst``: :func:`total_squares` of ``y`` (for R²)."""
+    n = y.shape[0]
+    if task == "classification":
+        return {"val_loss": sums[0] / n, "val_accuracy": sums[1] / n}
+    k = len(sums) - 2
+    mse = sum(sums[2:]) / (n * k)
+    r2 = [1 - e / t for e, t in zip(sums[2:], sst or [], strict=False) if t > 0]
+    return {"val_loss": sums[0] / n, "val_mse": mse,
+            "val_rmse": math.sqrt(mse) if math.isfinite(mse) and mse >= 0 else math.inf,
+            "val_mae": sums[1] / (n * k), "val_r2": sum(r2) / len(r2) if r2 else math.nan}
+
+
+def total_squares(y: torch.Tensor) -> list[float]:
+    """Sum of squares about the mean, per output, of a regression target (R²'s denominator)."""
+    y2 = y.reshape(len(y), -1).double()
+    return (y2 - y2.mean(dim=0)).square().sum(dim=0).tolist()
+
+
 def evaluate_sums(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None,
     loss: Loss | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed loss (``loss``, default cross-entropy, times each chunk's rows) and number of
-    argmax-correct rows of ``model`` on ``x (n, d)``, ``y (n,)``, as 0-d device tensors (no
+    argmax-correct rows of a classifier on ``x (n, d)``, ``y (n,)``, as 0-d device tensors (no
     synchronisation)."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
-    with autocast(x.device, dtype):
-        for start in range(0, x.shape[0], EVAL_CHUNK):
-            logits = model(x[start : start + EVAL_CHUNK])
-            target = y[start : start + EVAL_CHUNK]
-            if loss is None:
-                loss_sum += nn.functional.cross_entropy(logits.float(), target, reduction="sum")
-            else:
-                loss_sum += loss(logits.float(), target).float() * len(target)
-            correct += (logits.argmax(dim=1) == target).sum()
-    model.train(was_training)
-    return loss_sum, correct
+    sums = _eval_sums(model, x, y, "classification", dtype,
+                      nn.functional.cross_entropy if loss is None else loss)
+    return sums[0], sums[1].to(torch.int64)
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``x (n, d)``, ``y (n,)``."""
+    """Mean cross-entropy and accuracy of a classifier on ``x (n, d)``, ``y (n,)``."""
     loss_sum, correct = evaluate_sums(model, x, y)
     n = x.shape[0]
     return loss_sum.item() / n, correct.item() / n
+
+
+def evaluate_metrics(model: nn.Module, data: Dataset, loss: Loss | None = None
+                     ) -> dict[str, float]:
+    """The validation numbers an epoch of :func:`train` reports (``val_loss`` and the task's
+    metrics), for ``model`` as it is now: e.g. an untrained network's, the baseline a
+    trained one must beat."""
+    return evaluate_rows(model, data.x_val, data.y_val, data.task, loss)
+
+
+def evaluate_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
+                  loss: Loss | None = None) -> dict[str, float]:
+    """:func:`evaluate_metrics` on rows ``x``, targets ``y`` of a ``task``."""
+    criterion = default_loss(task) if loss is None else loss
+    sums = _eval_sums(model, x, y, task, None, criterion).tolist()
+    return val_numbers(sums, y, task, total_squares(y) if task == "regression" else None)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -212,15 +296,19 @@ def train(
 ) -> list[EpochStats]:
     """Train ``model`` on ``data`` (both on the same device) and return per-epoch statistics.
 
+    ``data`` is a :class:`~tuner.nn.data.Dataset` (``ctx.load_data()``, or your own arrays
+    through :meth:`Dataset.from_arrays`); its ``task`` decides the loss and the statistics.
     ``model`` is any ``nn.Module`` that maps a batch of rows ``(b, d)`` of ``data.x_*`` to
-    class scores ``(b, n_classes)``. ``loss(scores, labels)`` is the batch's mean loss to
-    minimise (default: cross-entropy; e.g. ``functools.partial(F.cross_entropy,
-    label_smoothing=0.1)`` or a focal loss); the statistics' ``train_loss`` and ``val_loss``
-    are that loss, ``val_accuracy`` the share of argmax-correct validation rows.
-    ``on_epoch`` runs after every epoch (a pruner hook may raise there to stop). Raises
-    :class:`Diverged` as soon as an epoch's training loss is not finite.
+    ``(b, data.n_outputs)``: class scores, or predicted values (``(b, 1)`` and ``(b,)`` both
+    serve a ``(n,)`` target). ``loss(outputs, targets)`` is the batch's mean loss to minimise
+    (default: cross-entropy, or mean squared error for a regression; e.g.
+    ``functools.partial(F.cross_entropy, label_smoothing=0.1)``); the statistics'
+    ``train_loss`` and ``val_loss`` are that loss, and the task's metrics are in
+    :class:`EpochStats`. ``on_epoch`` runs after every epoch (a pruner hook may raise there to
+    stop). Raises :class:`Diverged` as soon as an epoch's training or validation loss (or a
+    metric) is not finite.
     """
-    criterion = nn.functional.cross_entropy if loss is None else loss
+    criterion = default_loss(data.task) if loss is None else loss
     x, y, n = data.x_train, data.y_train, data.n_train
     device = x.device
     if device.type == "cpu":
@@ -231,6 +319,7 @@ def train(
     optimizer = make_optimizer(model, cfg, solo=scaler is None)
     step = bare_step(optimizer) if scaler is None else None
     params = [p for p in model.parameters() if p.requires_grad]
+    sst = total_squares(data.y_val) if data.task == "regression" else None
     history: list[EpochStats] = []
     model.train()
     for epoch in range(1, cfg.epochs + 1):
@@ -259,18 +348,25 @@ def train(
             if "overflow" not in str(e):
                 raise
             raise Diverged(epoch, math.inf) from None
-        # -- evaluate, then read all three numbers in one synchronisation
-        val_loss_sum, correct = evaluate_sums(model, data.x_val, data.y_val, dtype, loss)
-        train_sum, val_sum, n_correct = torch.stack(
-            [loss_sum, val_loss_sum, correct.to(loss_sum.dtype)]
-        ).tolist()
-        train_loss = train_sum / n
+        # -- evaluate, then read every number in one synchronisation
+        val_sums = _eval_sums(model, data.x_val, data.y_val, data.task, dtype, criterion)
+        numbers = torch.cat([loss_sum.reshape(1), val_sums]).tolist()
+        train_loss = numbers[0] / n
         if not math.isfinite(train_loss):
             raise Diverged(epoch, train_loss)
-        n_val = data.x_val.shape[0]
-        stats = EpochStats(epoch, train_loss, val_sum / n_val, n_correct / n_val)
+        stats = epoch_stats(epoch, train_loss, val_numbers(numbers[1:], data.y_val, data.task,
+                                                           sst))
         history.append(stats)
         # -- let the caller report or prune
         if on_epoch is not None:
             on_epoch(stats)
     return history
+
+
+def epoch_stats(epoch: int, train_loss: float, val: dict[str, float]) -> EpochStats:
+    """One epoch's statistics, or :class:`Diverged` when a validation number is not finite
+    (R² aside: it is NaN for a constant target)."""
+    bad = next((k for k, v in val.items() if not math.isfinite(v) and k != "val_r2"), None)
+    if bad is not None:
+        raise Diverged(epoch, val[bad], "validation")
+    return EpochStats(epoch, train_loss, **val)

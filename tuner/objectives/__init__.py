@@ -90,7 +90,10 @@ class ObjectiveSpec:
     files (load the data, probe the device, read a checkpoint), run once per process before a
     study is written; it returns the space as it runs here (a GPU may lower the largest batch
     size). ``None``: the toolkit's own (the device exists).
-    ``metrics``: the metrics it can return, each with its natural direction.
+    ``metrics``: the metrics it can return, each with its natural direction; ``task_of``
+    (``settings -> "classification" | "regression" | None``) says which task its validated
+    settings are, when known before the data is read, so the default metric is the first of
+    that task's (``default_metric`` when the task is not known yet).
     ``pack``: how several of its trials train as one population (``--pack``); ``None``: its
     trials run one at a time.
     """
@@ -102,18 +105,21 @@ class ObjectiveSpec:
     bind: Callable[..., SearchSpace] | None = None
     metrics: Mapping[str, str] | None = None
     pack: PackSpec | None = None
+    task_of: Callable[[Mapping[str, Any]], str | None] | None = None
+    default_metric: str | None = None
 
 
 BUILTIN: dict[str, Callable[[], ObjectiveSpec]] = {}
 
 
-def _builtin(module: str) -> Callable[[], ObjectiveSpec]:
+def _builtin(module: str, attr: str = "SPEC") -> Callable[[], ObjectiveSpec]:
     """The lazy loader of a built-in objective: its module (torch and all) is imported when a
     study names it, not when this table is read."""
-    return lambda: importlib.import_module(module).SPEC
+    return lambda: getattr(importlib.import_module(module), attr)
 
 
 BUILTIN["classifier"] = _builtin("tuner.objectives.classifier")
+BUILTIN["regressor"] = _builtin("tuner.objectives.classifier", "REGRESSOR")
 
 
 def resolve_objective(name: str) -> ObjectiveSpec:

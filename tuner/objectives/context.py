@@ -42,6 +42,7 @@ from tuner.nn.diagnostics import layer_stats
 from tuner.nn.health import hidden_activations
 from tuner.nn.models import ACTIVATIONS, infer_activation, weight_layers
 from tuner.nn.schemes import SCHEMES
+from tuner.nn.training import evaluate_rows
 from tuner.objectives.records import save_pictures, store_verdict
 from tuner.objectives.shared import dataset_settings
 from tuner.search.report_steps import report_steps
@@ -105,14 +106,15 @@ class ObjectiveContext:
 
     def load_data(self) -> Dataset:
         """The ``[objective] dataset`` (a built-in, ``csv`` or ``npz``) as tensors on
-        :attr:`device`: ``x_train (n, features)``, ``y_train (n,)`` int64 labels, ``x_val``,
-        ``y_val``; split (stratified, seeded by the study seed) and standardised with the
-        training rows' mean and std, exactly as the built-in classifier sees it. Loaded once
-        per process."""
+        :attr:`device`: ``x_train (n, features)``, ``y_train``, ``x_val``, ``y_val``, ``task``
+        and ``n_outputs``. Classification: ``y`` int64 labels, split stratified; regression:
+        ``y`` float32 ``(n,)`` or ``(n, k)``, split unstratified. Seeded by the study seed and
+        standardised with the training rows' mean and std, exactly as the built-in objectives
+        see it. Loaded once per process."""
         if self.settings.get("dataset") is None:
             raise ToolkitError("ctx.load_data(): the study file names no dataset; set "
                                "[objective] dataset (digits, iris, wine, breast_cancer, moons, "
-                               "circles, classification, csv or npz)")
+                               "circles, classification, diabetes, regression, csv or npz)")
         device = self.device
         key = f"data:{device}"
         if key not in self.cache:
@@ -174,12 +176,16 @@ class ObjectiveContext:
         SGD, give ``lr`` (for momentum m, ``lr / (1 - m)``) and the optimizer ``steps`` of the
         whole training: a gradient too small to move the first layer at that rate is dead.
 
+        With ``y``, the untrained network's value on the study's metric (when tuner knows
+        it: ``val_accuracy``, ``val_loss``, ``val_mse``, ``val_rmse``, ``val_mae``, ``val_r2``),
+        computed on these rows (``loss`` for ``val_loss``), is stored as ``untrained_value``: a
+        study whose every trial ends there learned nothing, and the run says so; a pruned dead
+        init reports it as step 0, so it shows in the per-init plot. ``baseline()``, when
+        given, is that value instead (e.g. computed on the validation set).
+
         With ``[objective] prune_dead_inits`` (the default) a dead init (symmetric,
         vanishing, exploding, saturated, vanishing_gradient) raises :class:`optuna.TrialPruned`
-        with the reason, before any training; ``baseline()``, when given, is the untrained
-        network's metric, stored as ``untrained_value`` (a study whose every trial ends there
-        learned nothing, and the run says so) and reported as step 0 when the trial is pruned.
-        ``activation``: as in :meth:`init`.
+        with the reason, before any training. ``activation``: as in :meth:`init`.
         """
         call = "ctx.check_init(trial, model, x)"
         if not isinstance(model, nn.Module) or not isinstance(x, torch.Tensor):
@@ -206,10 +212,10 @@ class ObjectiveContext:
                               for i, a in enumerate(acts, start=1)]
         record.hp.setdefault("activation", activation)
         store_verdict(trial, verdict)
-        value = baseline() if baseline is not None else math.nan
+        value = baseline() if baseline is not None else self._untrained(model, x, y, loss)
         if math.isfinite(value):  # the end-of-run check for "nothing was learned" reads it
             trial.set_user_attr(UNTRAINED_VALUE, float(value))
-        if verdict.healthy or not self.settings.get("prune_dead_inits", True):
+        if not verdict.dead or not self.settings.get("prune_dead_inits", True):
             return verdict
         if math.isfinite(value):
             trial.report(value, step=0)
@@ -218,9 +224,8 @@ class ObjectiveContext:
     # ------------------------------------------------------------------ during training
     def report(self, trial: optuna.Trial, step: int, value: float, **curve: float) -> None:
         """Record step ``step`` (an epoch, from 1): ``value`` is the study's metric, ``curve``
-        any other numbers of that step (``train_loss``, ``val_loss``, ``val_accuracy`` are
-        drawn in the learning-curve picture; every name is stored in the ``curve`` user
-        attribute). ``value`` reaches the pruner only at the steps it can act on
+        any other numbers of that step (every name is stored in the ``curve`` user attribute
+        and drawn in the learning-curve picture and the report). ``value`` reaches the pruner only at the steps it can act on
         (:mod:`tuner.search.report_steps`); when it prunes, this raises
         :class:`optuna.TrialPruned` with the reason, which the trial keeps."""
         call = f"ctx.report(trial, step={step!r}, value={value!r})"
@@ -259,9 +264,21 @@ class ObjectiveContext:
         if record.curve:
             trial.set_user_attr(CURVE, record.curve)
         save_pictures(trial, record.hp, record.init_layers, record.curve, self.cache,
-                      self.settings.get("artifacts", True))
+                      self.settings.get("artifacts", True), metric=self.metric)
 
     # ------------------------------------------------------------------ helpers
+    def _untrained(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
+                   loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> float:
+        """The study's metric of ``model`` on rows ``x``, ``y`` (NaN: no ``y``, or a metric
+        tuner does not compute)."""
+        if y is None:
+            return math.nan
+        task = "regression" if y.is_floating_point() else "classification"
+        try:
+            return float(evaluate_rows(model, x, y, task, loss).get(self.metric, math.nan))
+        except Exception:  # a loss or head that cannot serve a built-in metric: no baseline
+            return math.nan
+
     def _record(self, trial: optuna.Trial) -> _TrialRecord:
         return self._records.setdefault(trial.number, _TrialRecord())
 

@@ -12,7 +12,8 @@ A study file means the same by ``lr``, ``batch_size`` and ``init`` whatever its 
 ==============  ==================================================================================
 
 Settings under ``[objective]`` the toolkit reads, each checked at load for any objective:
-``device`` (auto, cpu, cuda, cuda:N), ``dataset`` and its options (``ctx.load_data()``),
+``device`` (auto, cpu, cuda, cuda:N), ``dataset`` and its options (``ctx.load_data()``; ``task``
+is one of them: classification or regression),
 ``epochs`` (the last step, so nothing is reported after it), ``prune_dead_inits`` (default
 true), ``artifacts`` (per-trial pictures, default true) and ``checkpoint`` (for ``pretrained``).
 An objective's other keys are its own and pass unchecked.
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from tuner.core.errors import ConfigError
+from tuner.core.metrics import TASKS, metric_task
 from tuner.core.paths import missing_file_hint, resolve_path
-from tuner.nn.data import DATASETS, dataset_options
+from tuner.nn.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.nn.device import check_device, check_device_name
 from tuner.nn.schemes import SCHEMES
 from tuner.search.space import ParamRule
@@ -58,6 +60,10 @@ def validate_toolkit_settings(settings: dict[str, Any], where: str) -> dict[str,
                       f"{where}: [objective] device")
     for key in ("prune_dead_inits", "artifacts"):
         check_bool(out, key, where)
+    task = out.get("task")
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"{where}: [objective] task must be "
+                          f"{' or '.join(repr(t) for t in TASKS)}, got {task!r}")
     epochs = out.get("epochs")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
                                or epochs < 1):
@@ -87,12 +93,40 @@ def validate_toolkit_settings(settings: dict[str, Any], where: str) -> dict[str,
     return out
 
 
-def bind_toolkit_settings(settings: dict[str, Any], where: str) -> None:
-    """The binding phase of the toolkit's settings: the device they name exists here (a CUDA
-    device is probed). The dataset is read by ``ctx.load_data()``, the checkpoint by
-    ``ctx.init``."""
+def bind_toolkit_settings(settings: dict[str, Any], where: str) -> Dataset | None:
+    """The binding phase of the toolkit's settings, for every objective: the device they name
+    exists here (a CUDA device is probed), and a named dataset loads and serves its task (a
+    missing column, a bad cell, one class only: one error before anything is stored).
+    Returns the dataset (on the CPU; ``ctx.load_data()`` reads it back from the per-process
+    cache), or ``None`` when the settings name none. The checkpoint is read by ``ctx.init``."""
     check_device(settings.get("device", TOOLKIT_DEFAULTS["device"]),
                  f"{where}: [objective] device")
+    return bind_dataset(settings, where)
+
+
+def bind_dataset(settings: dict[str, Any], where: str) -> Dataset | None:
+    """The dataset the settings name, loaded and checked (on the CPU, cached per process), or
+    ``None`` when they name none."""
+    if settings.get("dataset") is None:
+        return None
+    try:
+        return load_dataset(settings["dataset"], seed=0, device="cpu",
+                            **dataset_settings(settings))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: [objective] {e}") from None
+
+
+def check_metric_task(metric: str, data: Dataset | None, where: str) -> None:
+    """A built-in's metric fits the task its data turned out to have (a CSV target decides it
+    only when read): ``val_mse`` of a classification is an error asking for ``task``."""
+    wanted = metric_task(metric)
+    if data is None or wanted is None or wanted == data.task:
+        return
+    raise ConfigError(
+        f"{where}: [study] metric {metric!r} is a {wanted} metric, but dataset {data.name!r} is "
+        f"a {data.task} task (its target); set [objective] task = \"{wanted}\" or choose a "
+        f"{data.task} metric"
+    )
 
 
 def dataset_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,13 @@ from typing import Any
 from tuner.core.errors import ConfigError, ObjectiveError, did_you_mean, warn_once
 from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
-from tuner.objectives.shared import SHARED_RULES, bind_toolkit_settings, validate_toolkit_settings
+from tuner.objectives.shared import (
+    SHARED_RULES,
+    bind_dataset,
+    bind_toolkit_settings,
+    check_metric_task,
+    validate_toolkit_settings,
+)
 from tuner.run.study_table import STUDY_DEFAULTS, check_study, metric_and_direction
 from tuner.search.pruners import PRUNERS, build_pruner
 from tuner.search.samplers import SAMPLERS, build_sampler, options_for
@@ -93,7 +99,8 @@ class StudyConfig:
         if not given:
             return self
         study = check_study({**self.to_dict()["study"], **given}, self.source)
-        metric, direction = metric_and_direction(study, self.spec, self.source)
+        metric, direction = metric_and_direction(study, self.spec, self.source,
+                                                 self.objective_settings)
         if given.keys() & {"sampler", "pruner"}:  # a new one must take the file's options
             _check_search(study, self.sampler_options, self.pruner_options, self.space,
                           self.objective_settings, self.source)
@@ -101,6 +108,19 @@ class StudyConfig:
                        sampler=study["sampler"], pruner=study["pruner"],
                        n_trials=study["n_trials"], timeout=study["timeout"], seed=study["seed"],
                        pack=study["pack"])
+
+    def task(self) -> str | None:
+        """The study's task: ``[objective] task``, else its dataset's (a file's target decides:
+        read here, once per process, an error when it cannot serve), else ``None`` (an
+        objective that names no dataset)."""
+        if self.objective_settings.get("task") is not None:
+            return self.objective_settings["task"]
+        if self.spec is not None and self.spec.task_of is not None:
+            known = self.spec.task_of(self.objective_settings)
+            if known is not None:
+                return known
+        data = bind_dataset(self.objective_settings, self.source)
+        return None if data is None else data.task
 
     def bind(self) -> StudyConfig:
         """This config bound to this machine (see the module doc): the objective's ``bind``
@@ -118,6 +138,9 @@ class StudyConfig:
             else:
                 bind_toolkit_settings(self.objective_settings, where)
                 _BOUND[key] = self.space
+        if self.spec.task_of is not None:  # a built-in: its metric must fit the data's task
+            check_metric_task(self.metric, bind_dataset(self.objective_settings, self.source),
+                              self.source)
         return replace(self, space=_BOUND[key], bound=True, static_space=self.space)
 
 
@@ -212,7 +235,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
     if not space.searched():
         raise ConfigError(f"{where}: [space] searches nothing; give at least one list or range")
 
-    metric, direction = metric_and_direction(study, spec, where)
+    metric, direction = metric_and_direction(study, spec, where, objective)
     sampler_options = dict(raw.get("sampler", {}))
     pruner_options = dict(raw.get("pruner", {}))
     _check_search(study, sampler_options, pruner_options, space, objective, where)

@@ -21,7 +21,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.errors import ObjectiveError, TunerError
+from tuner.core.errors import Diverged, ObjectiveError, TunerError
 from tuner.core.failures import fail_reason, log_failure
 from tuner.core.keys import FAIL_REASON, PRUNE_REASON
 from tuner.objectives.context import ObjectiveContext
@@ -139,6 +139,9 @@ def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Tri
     except optuna.TrialPruned as e:
         prune_reason = str(e) or "pruned by the objective (it gave no reason)"
         raise
+    except Diverged as e:  # train() of an objective that does not catch it: pruned, not failed
+        prune_reason = str(e)
+        raise optuna.TrialPruned(prune_reason) from None
     except KeyboardInterrupt:
         trial.set_user_attr(FAIL_REASON, "interrupted")
         raise

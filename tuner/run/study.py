@@ -17,7 +17,7 @@ import optuna
 from optuna.storages import BaseStorage
 
 from tuner.core.errors import ConfigError
-from tuner.core.keys import CONFIG_ATTR, VERSION_ATTR
+from tuner.core.keys import CONFIG_ATTR, TASK_ATTR, VERSION_ATTR
 from tuner.core.version import __version__
 from tuner.run.claim import claim_lock
 from tuner.run.config import (
@@ -46,6 +46,9 @@ def stored_config(study: optuna.Study, device: str | None = None) -> StudyConfig
 def _store_config(study: optuna.Study, config: StudyConfig) -> None:
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
     study.set_user_attr(VERSION_ATTR, __version__)
+    task = config.task()
+    if task is not None and study.user_attrs.get(TASK_ATTR) != task:
+        study.set_user_attr(TASK_ATTR, task)
 
 
 def _grow_budget(study: optuna.Study, n_trials: int) -> None:

@@ -8,14 +8,15 @@ import re
 from typing import Any
 
 from tuner.core.errors import ConfigError, did_you_mean
+from tuner.core.metrics import metric_task, natural_direction
 from tuner.objectives import ObjectiveSpec
 from tuner.search.pruners import PRUNERS
 from tuner.search.samplers import SAMPLERS
 
 STUDY_DEFAULTS: dict[str, Any] = {
     "name": None,  # default: the file's stem
-    "direction": None,  # default: the metric's natural direction, else maximize
-    "metric": None,  # default: the objective's first metric, else "value"
+    "direction": None,  # default: the metric's natural direction (tuner.core.metrics)
+    "metric": None,  # default: the objective's first metric for its task, else "value"
     "sampler": "tpe",
     "pruner": "median",
     "n_trials": 20,
@@ -62,24 +63,42 @@ def check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def metric_and_direction(
-    study: dict[str, Any], spec: ObjectiveSpec, where: str
+    study: dict[str, Any], spec: ObjectiveSpec, where: str,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
+    """The study's metric and its direction. A built-in objective's metrics are those of its
+    task (``[objective] task``, or its dataset's, when known before the data is read); any
+    other metric tuner knows has its natural direction (:mod:`tuner.core.metrics`), and a
+    name of one's own needs ``[study] direction``."""
     metric, direction = study["metric"], study["direction"]
     if spec.metrics:
-        metric = metric or next(iter(spec.metrics))
-        if metric not in spec.metrics:
+        task = spec.task_of(settings or {}) if spec.task_of is not None else None
+        valid = [m for m in spec.metrics if task is None or metric_task(m) in (None, task)]
+        default = next((m for m in valid if metric_task(m) == task), None) if task else None
+        metric = metric or default or spec.default_metric or valid[0]
+        if metric not in valid:
+            of = f" for a {task} task" if task else ""
             raise ConfigError(
-                f"{where}: [study] metric {metric!r} is not one objective {spec.name!r} returns; "
-                f"valid: {', '.join(spec.metrics)}"
+                f"{where}: [study] metric {metric!r} is not one objective {spec.name!r} "
+                f"returns{of}; valid: {', '.join(valid)}"
             )
         natural = spec.metrics[metric]
-        if direction is not None and direction != natural:
+    else:
+        metric = metric or "value"
+        natural = natural_direction(metric)
+    if natural is None:
+        if direction is None:
             raise ConfigError(
-                f"{where}: [study] direction {direction!r} contradicts metric {metric!r}, "
-                f"which is to {natural}"
+                f"{where}: [study] metric {metric!r} is not a name tuner knows the direction "
+                "of; set [study] direction = \"maximize\" or \"minimize\""
             )
-        return metric, natural
-    return metric or "value", direction or "maximize"
+        return metric, direction
+    if direction is not None and direction != natural:
+        raise ConfigError(
+            f"{where}: [study] direction {direction!r} contradicts metric {metric!r}, "
+            f"which is to {natural}"
+        )
+    return metric, natural
 
 
 def _is_int(v: Any) -> bool:

@@ -5,7 +5,8 @@ built-in classifier does) stores two SVG artifacts:
 
 * ``init-activations.svg``: per-layer activation histograms of the freshly initialised network
   on a validation batch (captured before the first training step), and
-* ``learning-curve.svg``: train/validation loss and validation accuracy per epoch.
+* ``learning-curve.svg``: the losses, the study's metric and any other reported curve per
+  epoch (:func:`tuner.nn.pictures.learning_curve_svg`).
 
 Where they go: ``$TUNER_ARTIFACT_DIR`` if set, else a folder beside the storage file
 (``tuner.db`` → ``tuner-artifacts/``, ``journal:runs.log`` → ``runs-artifacts/``), else (a

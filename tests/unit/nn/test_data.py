@@ -18,9 +18,15 @@ from tuner.run.config import config_from_dict
 @pytest.mark.parametrize("name", [n for n in DATASETS.names() if n not in ("csv", "npz")])
 def test_builtin_datasets_load_offline(name):
     data = load_dataset(name, seed=0)
-    assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+    assert data.task == DATASETS.get(name).task
     assert data.x_train.shape[1] == data.x_val.shape[1] == data.n_features
-    assert set(data.y_train.unique().tolist()) == set(range(data.n_classes))
+    if data.task == "classification":
+        assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+        assert set(data.y_train.unique().tolist()) == set(range(data.n_classes))
+    else:  # the target as it is: float32 values, one output
+        assert data.y_train.dtype == data.y_val.dtype == torch.float32
+        assert data.n_classes == 0 and data.n_outputs == 1 and data.y_train.ndim == 1
+        assert data.y_train.std() > 10  # not standardised (diabetes: ~77, regression: ~200)
     # standardised with the training split's statistics
     assert data.x_train.mean(0).abs().max() < 1e-4
     std = data.x_train.std(0, unbiased=False)
@@ -179,8 +185,8 @@ BAD_NPZ = [
     ("npy", r" is a single \.npy array, not a \.npz archive"),
     ("nan", r": array 'X' has a non-finite value \(nan\) in row 5, feature 2 \(counting from 0\)"),
     ("inf-image", r": array 'X' has a non-finite value \(inf\) in row 2, feature 1 "),
-    ("nan-label", r": array 'y' has a non-finite label \(nan\) in row 3"),
-    ("short-labels", r": array 'y' must hold one label per row of 'X' \(shape \(8,\)\), got shape \(6,\)"),
+    ("nan-label", r": array 'y' has a non-finite value in row 3 \(counting from 0\)"),
+    ("short-labels", r": array 'y' must hold one label or value per row of 'X' \(shape \(8,\), or \(8, k\) numbers for a regression\), got shape \(6,\)"),
     ("text-features", r": array 'X' must be numbers with one row per sample, got dtype <U1"),
 ]
 

@@ -57,8 +57,8 @@ def test_verdicts_on_the_deep_digits_net(scheme, activation, verdict):
 
 def test_verdicts_come_from_one_table():
     assert VERDICTS == ("healthy", "symmetric", "exploding", "vanishing", "saturated",
-                        "vanishing_gradient")
-    assert assess([], "relu").verdict == "healthy"
+                        "vanishing_gradient", "unknown")
+    assert assess([], "relu").verdict == "unknown", "no layer seen is no verdict"
 
 
 @pytest.mark.parametrize(("scheme", "activation"), [("zeros", "tanh"), ("constant", "tanh"),

@@ -57,7 +57,8 @@ def _study(tmp_path: Path, source: str, **sections: dict) -> Path:
     module = unique("userobj").replace("-", "_")
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
     raw = {
-        "study": {"name": "own", "sampler": "random", "pruner": "none", "n_trials": 4, "seed": 0},
+        "study": {"name": "own", "sampler": "random", "pruner": "none", "n_trials": 4, "seed": 0,
+                  "direction": "maximize"},
         "objective": {"name": f"{module}:objective", "dataset": "iris", "epochs": 2,
                       "device": "cpu"},
         "space": {"lr": {"low": 0.01, "high": 0.5}, "batch_size": {"low": 16, "high": 64},

@@ -25,7 +25,7 @@ BAD = [
     ({"space": {"optimizer": ["sgd", "lbfgs"]}}, r"unknown optimizer 'lbfgs'"),
     ({"objective": {"dataset": "mnist"}}, r"unknown dataset 'mnist'; valid: breast_cancer"),
     ({"objective": {"model": "resnet"}}, r"unknown model 'resnet'; valid: cnn, mlp"),
-    ({"objective": {"name": "regressor"}}, r"unknown objective 'regressor'"),
+    ({"objective": {"name": "predictor"}}, r"unknown objective 'predictor'; valid: classifier, regressor"),
     ({"objective": {"name": "no_such_module_xyz:fn"}}, r"cannot import module 'no_such_module_xyz'"),
     ({"objective": {"name": "json:no_such_fn"}}, r"module 'json' has no attribute 'no_such_fn'"),
     ({"space": {"lr": {"low": -0.1, "high": 0.1, "log": False}}}, r"\[space\] lr: must be > 0"),

@@ -58,7 +58,7 @@ def test_every_trial_stores_both_pictures_beside_the_default_storage(grid_run):
             assert set(ids) == {INIT_ACTIVATIONS, LEARNING_CURVE}
             curve = _texts(read_artifact(store, ids[LEARNING_CURVE]))
             assert f"trial {trial.number}: learning curve" in curve
-            assert "validation accuracy per epoch" in curve and "train loss" in curve
+            assert "validation accuracy per epoch" in curve and "train_loss" in curve
         else:  # pruned before its first epoch (a dead init): nothing to draw but the init
             assert set(ids) == {INIT_ACTIVATIONS}
         init = _texts(read_artifact(store, ids[INIT_ACTIVATIONS]))

@@ -1,33 +1,41 @@
-"""The built-in objective: train a small classifier and return a validation metric.
+"""The built-in objectives: train a small network and return a validation metric.
+
+``classifier`` and ``regressor`` are one objective: the dataset's task (``[objective] task``,
+else the dataset's own, else its target's; see :mod:`tuner.nn.data`) decides the network's
+head, the loss (cross-entropy or mean squared error) and the metrics (``val_accuracy``,
+``val_loss``; or ``val_mse``, ``val_rmse``, ``val_mae``, ``val_r2``, ``val_loss``).
+``regressor`` only defaults to a regression (``task = "regression"``, dataset ``diabetes``).
 
 ``[objective]`` settings: ``dataset`` (a registered name, see :mod:`tuner.nn.data`), its options
-(``path``, ``target``, ``classes``, ``val_fraction`` …), ``model`` (``mlp`` or ``cnn``),
-``epochs`` and ``device``. Searchable ``[space]`` names: lr, batch_size, init, activation,
-weight_decay, depth, width, optimizer, momentum (each may also be fixed or left to its default).
+(``path``, ``target``, ``task``, ``classes``, ``val_fraction`` …), ``model`` (``mlp`` or
+``cnn``), ``epochs`` and ``device``. Searchable ``[space]`` names: lr, batch_size, init,
+activation, weight_decay, depth, width, optimizer, momentum (each may also be fixed or left to
+its default).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
 import torch
 
-from tuner.core.errors import ConfigError, did_you_mean, warn_once
+from tuner.core.errors import ConfigError, Diverged, did_you_mean, warn_once
+from tuner.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, natural_direction
 from tuner.nn import finetune, health
-from tuner.nn.data import DATASETS, Dataset, dataset_options, load_dataset
+from tuner.nn.data import DATASETS, Dataset, dataset_options, known_task
 from tuner.nn.device import fit_batch_size
 from tuner.nn.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
 from tuner.nn.schemes import SCHEMES
-from tuner.nn.training import Diverged, EpochStats, TrainConfig, evaluate, train
+from tuner.nn.training import EpochStats, TrainConfig, evaluate_metrics, train
 from tuner.objectives.classifier import _finetune
 from tuner.objectives.context import ObjectiveContext
 from tuner.objectives.shared import (
     SHARED_RULES,
     bind_toolkit_settings,
-    dataset_settings,
     validate_toolkit_settings,
 )
 from tuner.search.space import ParamRule, SearchSpace
@@ -45,7 +53,8 @@ PARAM_RULES: dict[str, ParamRule] = {
     "width": ParamRule(integer=True, low=1, high=8192, default=64, help="units per layer"),
     **_finetune.PARAM_RULES,  # freeze_layers, head_lr_mult: act on init = "pretrained" only
 }
-METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+METRICS = {m: natural_direction(m) for m in dict.fromkeys(
+    (*CLASSIFICATION_METRICS, *REGRESSION_METRICS))}  # val_accuracy, val_loss, val_mse, …
 SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto",
             "artifacts": True}  # per-trial pictures for the dashboard (tuner.store.artifacts)
 # Init science (tuner.nn.health, tuner.nn.finetune): prune dead inits before epoch 1; a checkpoint
@@ -86,12 +95,8 @@ def bind(settings: dict[str, Any], space: SearchSpace, where: str) -> SearchSpac
     """What needs the machine and the files (once per process, before storage is written):
     the device exists, the dataset loads, the batch sizes fit its rows (and a GPU's memory:
     the space returned), a CNN has images, a pretrained init's checkpoint fits."""
-    bind_toolkit_settings(settings, where)
+    data = bind_toolkit_settings(settings, where)
     dataset = settings["dataset"]
-    try:
-        data = load_dataset(dataset, seed=0, device="cpu", **dataset_settings(settings))
-    except ConfigError as e:
-        raise ConfigError(f"{where}: [objective] {e}") from None
     if "batch_size" in space:
         largest = max(space["batch_size"].values())
         if largest > data.n_train:
@@ -143,7 +148,7 @@ class TrialSetup:
 
 def model_spec(data: Dataset, hp: dict[str, Any]) -> ModelSpec:
     """The architecture of a trial with parameters ``hp`` on ``data``."""
-    return ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
+    return ModelSpec(data.n_features, data.n_outputs, data.image_shape, hp["depth"], hp["width"],
                      hp["activation"])
 
 
@@ -173,8 +178,7 @@ def check_init(setup: TrialSetup, hp: dict[str, Any], ctx: ObjectiveContext) -> 
     data, cfg = setup.data, setup.cfg
 
     def untrained() -> float:
-        loss, accuracy = evaluate(setup.model, data.x_val, data.y_val)
-        return accuracy if ctx.metric == "val_accuracy" else loss
+        return evaluate_metrics(setup.model, data)[ctx.metric]
 
     lr = steps = None
     # Adaptive optimizers rescale the gradient, fine-tuning scales some layers' rates: no reach.
@@ -187,12 +191,10 @@ def check_init(setup: TrialSetup, hp: dict[str, Any], ctx: ObjectiveContext) -> 
 
 
 def report_epoch(ctx: ObjectiveContext, trial: optuna.Trial, stats: EpochStats) -> None:
-    """``ctx.report`` one epoch (a validation loss that overflowed is a divergence, pruned)."""
-    if not math.isfinite(stats.val_loss):
-        raise optuna.TrialPruned(f"training diverged in epoch {stats.epoch} "
-                                 f"(validation loss={stats.val_loss})")
-    ctx.report(trial, stats.epoch, metric_of(stats, ctx.metric), train_loss=stats.train_loss,
-               val_loss=stats.val_loss, val_accuracy=stats.val_accuracy)
+    """``ctx.report`` one epoch, with every number it has in the learning curve (R² only when
+    it is finite: NaN for a constant validation target)."""
+    curve = {k: v for k, v in stats.metrics().items() if math.isfinite(v)}
+    ctx.report(trial, stats.epoch, metric_of(stats, ctx.metric), **curve)
 
 
 def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
@@ -214,5 +216,18 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
 
 
 def metric_of(stats: EpochStats, metric: str) -> float:
-    """The value of ``metric`` (``val_accuracy`` or ``val_loss``) in one epoch's statistics."""
-    return stats.val_accuracy if metric == "val_accuracy" else stats.val_loss
+    """The value of the study's ``metric`` in one epoch's statistics."""
+    return stats.value(metric)
+
+
+def task_of(settings: Mapping[str, Any]) -> str | None:
+    """The task of validated settings, when known before the data is read."""
+    dataset = settings.get("dataset", SETTINGS["dataset"])
+    return known_task(dataset, settings.get("task")) if dataset in DATASETS else None
+
+
+def validate_regressor(
+    settings: dict[str, Any], space: SearchSpace, where: str
+) -> tuple[dict[str, Any], SearchSpace]:
+    """:func:`validate` with a regression's defaults (dataset ``diabetes``, task regression)."""
+    return validate({"dataset": "diabetes", "task": "regression", **settings}, space, where)

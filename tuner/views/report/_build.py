@@ -22,6 +22,7 @@ from tuner.core.version import __version__
 from tuner.store.studies import count_states, study_metric
 from tuner.views.real_params import real_params
 from tuner.views.report import _figures as figs
+from tuner.views.report._curves import learning_curves
 from tuner.views.report._gallery import Gallery
 from tuner.views.report._importance import importances
 
@@ -119,7 +120,7 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
     page.section("Slice plots", *[figs.slice_plot(trials, p, metric)
                                   for p in dict.fromkeys(numeric)])
     page.section("Parallel coordinates", figs.parallel(trials, metric))
-    page.section("Learning curves", figs.learning_curves(trials, top[:5]))
+    page.section("Learning curves", learning_curves(top[:5], metric))
     if top:  # a study whose trials were all pruned (dead inits …) has no best to show
         page.add(gallery.best(top[0]))
         page.add(_top_table(top, metric))
@@ -195,8 +196,10 @@ def _top_table(top: list[FrozenTrial], metric: str) -> str:
 
 def _epochs(t: FrozenTrial) -> str:
     curve = t.user_attrs.get(CURVE)
-    if isinstance(curve, dict) and curve.get("train_loss") is not None:
-        return str(len(curve["train_loss"]))
+    lengths = [len(v) for v in curve.values() if isinstance(v, list)] if isinstance(
+        curve, dict) else []
+    if any(lengths):  # whatever names the objective reported
+        return str(max(lengths))
     return "—" if t.last_step is None else str(t.last_step)
 
 

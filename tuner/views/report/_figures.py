@@ -9,9 +9,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
-from plotly.subplots import make_subplots
 
-from tuner.core.keys import CURVE, LOG2_SUFFIX
+from tuner.core.keys import LOG2_SUFFIX
+from tuner.nn.pictures import LOG_SPAN, wants_log_axis
 from tuner.search.best_so_far import best_so_far
 from tuner.search.space import is_pow2
 from tuner.views.real_params import real_params
@@ -43,6 +43,51 @@ def too_few(n: int, need: int, what: str) -> str:
     return (f"Not shown: {what} needs at least {need} complete trials; this study has {n}.")
 
 
+def metric_scale(values: list[float]) -> str:
+    """How to draw an axis of the study's metric: ``"log"`` when its finite values span more
+    than two decades (:func:`tuner.nn.pictures.wants_log_axis`: one trial at 33 000 would
+    flatten the rest at 100-300); ``"linear-nonpositive"`` when their magnitudes span that much
+    but some are 0 or below, which a log axis cannot show; else ``"linear"``."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if wants_log_axis(finite):
+        return "log"
+    mags = [abs(v) for v in finite if v != 0]
+    if mags and min(finite) <= 0 and max(mags) / min(mags) > LOG_SPAN:
+        return "linear-nonpositive"
+    return "linear"
+
+
+def metric_title(metric: str, scale: str) -> str:
+    """The metric's axis title, saying when it is a log axis or why it is not one."""
+    return {"log": f"{metric} (log scale)",
+            "linear-nonpositive": f"{metric} (linear axis: values ≤ 0)"
+            }.get(scale, metric)
+
+
+def metric_axis(fig: go.Figure, values: list[float], metric: str, axis: str = "yaxis") -> None:
+    """Lay out ``axis`` of ``fig``, which shows the study's metric (:func:`metric_scale`); a log
+    axis is labelled 100, 200, 500, 1000 …, from the label below the lowest value to the one
+    above the highest, padded so that no label sits in a corner."""
+    fig.update_layout({axis: metric_layout(values, metric)})
+
+
+def metric_layout(values: list[float], metric: str) -> dict[str, Any]:
+    """The layout of an axis that shows ``values`` of ``metric`` (see :func:`metric_axis`)."""
+    scale = metric_scale(values)
+    layout: dict[str, Any] = {"type": "log" if scale == "log" else "linear",
+                              "title": {"text": metric_title(metric, scale)}}
+    if scale == "log":
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        ticks = _log_ticks(min(finite), max(finite), 10, enclose=True)
+        lo, hi = math.log10(ticks[0]), math.log10(ticks[-1])
+        pad = 0.04 * (hi - lo)
+        layout.update(autorange=False, range=[lo - pad, hi + pad], tickmode="array",
+                      tickvals=ticks, ticktext=[_tick(t) for t in ticks])
+    else:
+        layout.update(autorange=True, range=None, tickmode="auto", tickvals=None, ticktext=None)
+    return layout
+
+
 def history(trials: list[FrozenTrial], metric: str, maximize: bool) -> Figure:
     """Metric per trial number with the best-so-far line; pruned trials at their last report."""
     done = complete(trials)
@@ -60,8 +105,8 @@ def history(trials: list[FrozenTrial], metric: str, maximize: bool) -> Figure:
     fig.add_scatter(x=[t.number for t in done],
                     y=best_so_far([t.value for t in done], maximize), mode="lines",
                     line={"shape": "hv", "color": "#d62728"}, name="best so far")
-    fig.update_layout(title="Optimisation history", xaxis_title="trial", yaxis_title=metric,
-                      **LAYOUT)
+    fig.update_layout(title="Optimisation history", xaxis_title="trial", **LAYOUT)
+    metric_axis(fig, [t.value for t in done] + [v for _, v in pruned], metric)
     return fig
 
 
@@ -148,12 +193,21 @@ def parallel(trials: list[FrozenTrial], metric: str) -> Figure:
     names = sorted({k for p in params for k in p if all(k in q for q in params)})
     values = [t.value for t in done]
     dims = [_axis(done, k, [p[k] for p in params]) for k in names]
-    dims.append({"label": metric, "values": values})
-    fig = go.Figure(go.Parcoords(line={"color": values, "colorscale": "Viridis",
-                                       "showscale": True}, dimensions=dims))
+    scale = metric_scale(values)
+    line: dict[str, Any] = {"color": values, "colorscale": "Viridis", "showscale": True}
+    if scale == "log":  # drawn as its logarithm, colours too: one outlier flattens neither
+        ticks = _log_ticks(min(values), max(values), 10, enclose=True)
+        logs = {"tickvals": [math.log10(t) for t in ticks], "ticktext": [_tick(t) for t in ticks]}
+        dims.append({"label": metric_title(metric, scale),
+                     "values": [math.log10(v) for v in values],
+                     "range": [logs["tickvals"][0], logs["tickvals"][-1]], **logs})
+        line.update(color=dims[-1]["values"], colorbar=logs)
+    else:
+        dims.append({"label": metric_title(metric, scale), "values": values})
+    fig = go.Figure(go.Parcoords(line=line, dimensions=dims))
     fig.update_layout(title={"text": "Parallel coordinates (complete trials)", "y": 0.97},
                       **{**LAYOUT, "height": 460,
-                         "margin": {"l": 70, "r": 40, "t": 110, "b": 40}})
+                         "margin": {"l": 110, "r": 40, "t": 110, "b": 40}})
     return fig
 
 
@@ -175,8 +229,9 @@ def slice_plot(trials: list[FrozenTrial], param: str, metric: str) -> Figure:
                         name="pruned (last reported)", marker=PRUNED_MARKER)
     xs = [r[0] for r in rows] + [x for x, _ in pruned]
     _slice_xaxis(fig, _scale(trials, param, xs), xs)
-    fig.update_layout(title=f"{metric} against {param}", xaxis_title=param, yaxis_title=metric,
+    fig.update_layout(title=f"{metric} against {param}", xaxis_title=param,
                       legend={"orientation": "h", "y": -0.2}, **LAYOUT)
+    metric_axis(fig, [r[1] for r in rows] + [v for _, v in pruned], metric)
     return fig
 
 
@@ -235,25 +290,7 @@ def by_category(trials: list[FrozenTrial], param: str, metric: str, maximize: bo
                             legendgroup="pruned", showlegend=not any(
                                 getattr(tr, "legendgroup", None) == "pruned" for tr in fig.data))
     fig.update_xaxes(categoryorder="array", categoryarray=labels)
-    fig.update_layout(title=f"{metric} per {param} (best first)", yaxis_title=metric,
+    fig.update_layout(title=f"{metric} per {param} (best first)",
                       legend={"orientation": "h", "y": -0.25}, **LAYOUT)
-    return fig
-
-
-def learning_curves(trials: list[FrozenTrial], top: list[FrozenTrial]) -> Figure:
-    """Train loss and validation accuracy per epoch of the top trials (user attr ``curve``)."""
-    shown = [t for t in top if isinstance(t.user_attrs.get(CURVE), dict)]
-    if not shown:
-        return "Not shown: the trials store no learning curves (user attribute 'curve')."
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss", "validation accuracy"))
-    for i, t in enumerate(shown):
-        curve = t.user_attrs[CURVE]
-        color = f"hsl({i * 360 // max(len(shown), 1)},65%,45%)"
-        for col, key in ((1, "train_loss"), (2, "val_accuracy")):
-            ys = curve.get(key, [])
-            fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers",
-                            name=f"trial {t.number}", legendgroup=str(t.number),
-                            showlegend=col == 1, line={"color": color}, row=1, col=col)
-    fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_layout(title=f"Learning curves of the top {len(shown)} trials", **LAYOUT)
+    metric_axis(fig, [v for vs in (*groups.values(), *pruned.values()) for v in vs], metric)
     return fig
