@@ -89,8 +89,8 @@ def cuda_step_fits(make_model: Callable[[], torch.nn.Module], n_features: int,
             model = make_model().to(device)
             optimizer = torch.optim.Adam(model.parameters())
             x = torch.randn(batch, n_features, device=device)
-            y = torch.zeros(batch, dtype=torch.long, device=device)
-            torch.nn.functional.cross_entropy(model(x), y).backward()
+            # any task's loss: the step's memory is the model's, not its loss's
+            model(x).float().square().mean().backward()
             optimizer.step()
             torch.cuda.synchronize(device)
             peak = torch.cuda.max_memory_allocated(device) - before
@@ -98,7 +98,7 @@ def cuda_step_fits(make_model: Callable[[], torch.nn.Module], n_features: int,
         except torch.cuda.OutOfMemoryError:
             return False
         finally:
-            model = optimizer = x = y = None
+            model = optimizer = x = None
             torch.cuda.empty_cache()
 
     return fits
@@ -118,7 +118,7 @@ def fit_batch_size(space: Any, settings: dict[str, Any], data: Any, where: str) 
     sizes = [int(v) for v in param.values()]
     low, high = min(sizes), max(sizes)
     activation = space["activation"].values()[0] if "activation" in space else "relu"
-    spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, biggest("depth"),
+    spec = ModelSpec(data.n_features, data.n_outputs, data.image_shape, biggest("depth"),
                      biggest("width"), activation)
     data_bytes = sum(t.numel() * t.element_size()
                      for t in (data.x_train, data.y_train, data.x_val, data.y_val))

@@ -61,7 +61,7 @@ def pretrain(
     device = resolve_device(s["device"])
     options = {k: v for k, v in s.items() if k in dataset_options(s["dataset"])}
     data = load_dataset(s["dataset"], seed=seed, device=str(device), **options)
-    spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, hp["depth"], hp["width"],
+    spec = ModelSpec(data.n_features, data.n_outputs, data.image_shape, hp["depth"], hp["width"],
                      hp["activation"])
     torch.manual_seed(seed)
     model = MODELS.get(s["model"])(spec)

@@ -108,3 +108,29 @@ def test_bad_device_override(study_file, device, match):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match=match):
         config_on_device(load_config(study_file()), device)
+
+
+def test_the_batch_fit_of_a_regression_builds_its_head_and_steps_without_class_labels(
+        study_file, monkeypatch):
+    """The fit's trial step is the regressor's own model (one output), and its step runs: a
+    cross-entropy step on class ids would fail on a (b, 1) head (seen as a crash on a GPU)."""
+    import tuner.objectives.classifier  # noqa: F401  (bound the real resolve_device first)
+
+    built = []
+
+    def step_on_cpu(make_model, n_features, device, reserved):
+        def fits(batch: int) -> bool:
+            model = make_model()
+            built.append(model)
+            model(torch.randn(batch, n_features)).float().square().mean().backward()
+            return batch <= 32
+        return fits
+
+    monkeypatch.setattr(device_module, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(device_module, "cuda_step_fits", step_on_cpu)
+    config = load_config(study_file(
+        study={"metric": "val_mse"}, objective={"name": "regressor", "dataset": "diabetes"},
+        space={"batch_size": {"low": 8, "high": 128}})).bind()
+    assert config.space["batch_size"].high == 32
+    heads = [[la for la in m.modules() if isinstance(la, torch.nn.Linear)][-1] for m in built]
+    assert heads and all(head.out_features == 1 for head in heads)  # n_classes is 0 here

@@ -79,7 +79,7 @@ def _check_against(ckpt: Any, settings: dict[str, Any], space: SearchSpace, data
                 f"checkpoint's, {ckpt.path.name}), but the space allows {allowed!r}; "
                 f"fix it to {value!r}"
             )
-    spec = ModelSpec(data.n_features, data.n_classes, data.image_shape, ckpt.spec.depth,
+    spec = ModelSpec(data.n_features, data.n_outputs, data.image_shape, ckpt.spec.depth,
                      ckpt.spec.width, ckpt.spec.activation)
     model = load_pretrained(MODELS.get(ckpt.model)(spec), ckpt.path, ckpt.spec.activation)
     reused = len(weight_layers(model)) - 1
