@@ -7,6 +7,7 @@ table (keyword arguments of the Optuna class, e.g. ``n_startup_trials``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,7 +52,25 @@ def _tpe(options, seed, space, where):
     fixed: dict[str, Any] = {"seed": seed}
     if "gamma" in options:
         fixed["gamma"] = GoodShare(options["gamma"])
-    return build(optuna.samplers.TPESampler, options, where, fixed=fixed, extra=EXTRA["tpe"])
+    if space is not None and space.conditional:  # grouped multivariate TPE: branch by branch
+        options = {"multivariate": True, "group": True, **options}
+    with warnings.catch_warnings():  # multivariate and group are "experimental" in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return build(optuna.samplers.TPESampler, options, where, fixed=fixed,
+                     extra=EXTRA["tpe"])
+
+
+class BranchGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid over a conditional space, with each branch expanded: points that differ
+    only in a parameter whose condition does not hold (momentum in an adam trial) are one
+    point, not copies of one trial. Relies on GridSampler's ``_all_grids``/``_param_names``
+    (tests/unit/search/test_conditional.py fails if they change)."""
+
+    def __init__(self, search_space: Mapping[str, Any], seed: int | None = None, *,
+                 space: SearchSpace) -> None:
+        super().__init__(search_space, seed)
+        self._all_grids = space.active_grid_points(self._param_names, self._all_grids)
+        self._n_min_trials = len(self._all_grids)
 
 
 @SAMPLERS.register("gp")
@@ -65,6 +84,9 @@ def _grid(options, seed, space, where):
         grid = space.grid()
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    if space.conditional:
+        return build(BranchGridSampler, options, where,
+                     fixed={"search_space": grid, "seed": seed, "space": space})
     return build(optuna.samplers.GridSampler, options, where,
                  fixed={"search_space": grid, "seed": seed})
 

@@ -7,7 +7,13 @@ Each entry of ``[space]`` is one of
 * a list (``init = ["zeros", "xavier_uniform"]``)   -> categorical
 * a table (``lr = {low = 1e-4, high = 0.1}``)       -> a range: float or int (``log``, ``step``),
   or ``pow2`` for powers of two (searched as the integer exponent, so model-based samplers see
-  the order; the trial's user attribute ``<name>`` holds the real value).
+  the order; the trial's user attribute ``<name>`` holds the real value); ``{choices = [...]}``
+  and ``{value = ...}`` are a list and a scalar written as a table.
+
+Any of them may be **conditional**: ``when = {optimizer = "sgd"}`` (a value or a list of values
+of a categorical or fixed parameter; several names must all hold) draws the parameter only in
+trials where the condition holds, after the parameters it depends on. Elsewhere it is never
+drawn: the objective's ``{name: value}`` leaves it out, and Optuna stores no value for it.
 
 An objective may declare :class:`ParamRule` s for the names it understands (valid range, registry
 of choices, default); a name without a rule is accepted as is (for pluggable objectives).
@@ -90,6 +96,12 @@ class Param:
     step: float | None = None
     choices: tuple[Scalar, ...] = ()
     default: bool = False  # filled in from the objective's rule, not written in [space]
+    when: tuple[tuple[str, tuple[Scalar, ...]], ...] = ()  # (name, allowed values): all hold
+
+    def active(self, drawn: dict[str, Any]) -> bool:
+        """Whether this parameter is drawn, given the values ``drawn`` so far (its conditions'
+        parameters come first: :class:`SearchSpace` keeps them in that order)."""
+        return all(name in drawn and drawn[name] in allowed for name, allowed in self.when)
 
     @property
     def optuna_name(self) -> str:
@@ -162,7 +174,39 @@ class SearchSpace:
         return [p for p in self.params if p.searched]
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        return {p.name: p.suggest(trial) for p in self.params}
+        """``{name: value}`` of every parameter this trial draws: a conditional one whose
+        condition does not hold is left out (never drawn)."""
+        drawn: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(drawn):
+                drawn[p.name] = p.suggest(trial)
+        return drawn
+
+    @property
+    def conditional(self) -> bool:
+        """Whether some parameter is drawn only when a condition holds."""
+        return any(p.when for p in self.params)
+
+    def active_grid_points(self, names: list[str], points: list[tuple]) -> list[tuple]:
+        """``points`` (tuples of Optuna values, one per name in ``names``) with one point per
+        distinct set of values a trial really draws: points that differ only in a parameter
+        whose condition does not hold are the same trial (a grid over a conditional space)."""
+        by_name = {p.optuna_name: p for p in self.searched()}
+        seen: set[tuple] = set()
+        kept = []
+        for point in points:
+            values = dict(zip(names, point, strict=True))
+            drawn: dict[str, Any] = {}
+            for p in self.params:
+                if p.active(drawn):
+                    drawn[p.name] = (p.value if not p.searched else
+                                     2 ** values[p.optuna_name] if p.kind == "pow2"
+                                     else values[p.optuna_name])
+            key = tuple((n, values[n]) for n in names if by_name[n].name in drawn)
+            if key not in seen:
+                seen.add(key)
+                kept.append(point)
+        return kept
 
     def grid(self) -> dict[str, list[Any]]:
         """The grid over every searched parameter, keyed by Optuna name (for GridSampler)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from typing import Any
 
 from tuner.core.errors import ConfigError, did_you_mean
@@ -54,7 +55,66 @@ def parse_space(
     for name, rule in (rules or {}).items():
         if name not in table and rule.default is not None:
             params.append(Param(name, "fixed", value=rule.default, default=True))
-    return SearchSpace(tuple(params))
+    return SearchSpace(_conditions_first(params, where))
+
+
+def _parse_when(raw: Any, where: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``when = {optimizer = "sgd"}`` (a value or a list of values per name) as
+    ``(name, allowed values)`` pairs."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"{where}: 'when' must be a table of conditions, e.g. when = "
+                          f'{{ optimizer = "sgd" }}, got {raw!r}')
+    out = []
+    for name, values in raw.items():
+        allowed = values if isinstance(values, list) else [values]
+        if not allowed or any(isinstance(v, list | Mapping) for v in allowed):
+            raise ConfigError(f"{where}: when {name} must be a value or a list of values, got "
+                              f"{values!r}")
+        out.append((name, tuple(allowed)))
+    return tuple(out)
+
+
+def _conditions_first(params: list[Param], where: str) -> tuple[Param, ...]:
+    """The parameters checked for their ``when`` (each names a categorical or fixed parameter
+    of the space and values among its choices; no cycle) and ordered so that every
+    parameter comes after those its condition reads (otherwise as written)."""
+    by_name = {p.name: p for p in params}
+    for p in params:
+        for name, allowed in p.when:
+            at = f"{where}: [space] {p.name}: when {name}"
+            if name == p.name:
+                raise ConfigError(f"{at}: a parameter cannot depend on itself")
+            if name not in by_name:
+                raise ConfigError(f"{at}: unknown parameter {name!r}"
+                                  f"{did_you_mean(name, by_name)}; the space has "
+                                  f"{', '.join(by_name)}")
+            cond = by_name[name]
+            if cond.kind not in ("categorical", "fixed"):
+                raise ConfigError(f"{at}: a condition reads a categorical (a list) or fixed "
+                                  f"parameter; {name} is a {cond.kind} range")
+            choices = cond.choices if cond.kind == "categorical" else (cond.value,)
+            bad = [v for v in allowed if v not in choices]
+            if bad:
+                raise ConfigError(f"{at}: {bad[0]!r} is not one of {name}'s values "
+                                  f"{list(choices)!r}")
+    ordered: list[Param] = []
+    placing: list[str] = []
+
+    def place(p: Param) -> None:
+        if p in ordered:
+            return
+        if p.name in placing:
+            cycle = " -> ".join([*placing[placing.index(p.name):], p.name])
+            raise ConfigError(f"{where}: [space] the conditions form a cycle: {cycle}")
+        placing.append(p.name)
+        for name, _ in p.when:
+            place(by_name[name])
+        placing.pop()
+        ordered.append(p)
+
+    for p in params:
+        place(p)
+    return tuple(ordered)
 
 
 def near_miss(name: str, names: Collection[str]) -> str | None:
@@ -119,6 +179,16 @@ def _entry(name: str, raw: Any) -> str:
 def parse_param(name: str, raw: Any, rule: ParamRule | None, where: str) -> Param:
     """One ``[space]`` entry -> :class:`Param`, checked against ``rule`` (see module doc)."""
     rule = rule or ParamRule()
+    if isinstance(raw, Mapping) and "when" in raw:
+        when = _parse_when(raw["when"], where)
+        rest = {k: v for k, v in raw.items() if k != "when"}
+        if set(rest) == {"choices"}:
+            rest = rest["choices"]
+        elif set(rest) == {"value"}:
+            rest = rest["value"]
+        return replace(parse_param(name, rest, rule, where), when=when)
+    if isinstance(raw, Mapping) and set(raw) in ({"choices"}, {"value"}):
+        return parse_param(name, next(iter(raw.values())), rule, where)
     _check_finite(raw, where)
     if rule.integer or rule.kind == "pow2":  # batch_size = 16.0 means 16
         raw = _whole_floats_to_int(raw)
@@ -171,7 +241,7 @@ def _parse_table(name: str, raw: Mapping[str, Any], rule: ParamRule, where: str)
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}"
             f"{did_you_mean(sorted(unknown), sorted(RANGE_KEYS))}; "
-            f"a range takes {', '.join(sorted(RANGE_KEYS))}"
+            f"a range takes {', '.join(sorted(RANGE_KEYS))} (and any entry 'when')"
         )
     for key in ("low", "high"):
         if key not in raw:

@@ -197,10 +197,16 @@ def report_epoch(ctx: ObjectiveContext, trial: optuna.Trial, stats: EpochStats) 
     ctx.report(trial, stats.epoch, metric_of(stats, ctx.metric), **curve)
 
 
+def with_defaults(hp: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters with the defaults of those its space did not draw (a conditional
+    ``momentum`` in an Adam trial): what the network and the optimizer are built from."""
+    return {**{k: r.default for k, r in PARAM_RULES.items() if r.default is not None}, **hp}
+
+
 def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
     """Train one configuration with the toolkit: init, health check, the fast loop
     (:func:`tuner.nn.training.train`), a report per epoch; return the last epoch's value."""
-    hp = ctx.suggest(trial)
+    hp = with_defaults(ctx.suggest(trial))
     setup = prepare_trial(trial, hp, ctx)
     check_init(setup, hp, ctx)
 

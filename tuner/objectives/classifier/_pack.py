@@ -33,6 +33,7 @@ from tuner.objectives.classifier._objective import (
     model_spec,
     prepare_trial,
     report_epoch,
+    with_defaults,
 )
 from tuner.objectives.context import ObjectiveContext
 
@@ -44,6 +45,7 @@ PRETRAINED_ONLY = tuple(_finetune.PARAM_RULES)  # inert unless the init loads a 
 
 def group_key(hp: dict[str, Any], ctx: ObjectiveContext) -> tuple | None:
     """What members of one population share, or ``None`` when this trial cannot be packed."""
+    hp = with_defaults(hp)
     unknown = set(hp) - {*PER_MEMBER, *SHARED, MOMENTUM, *PRETRAINED_ONLY}
     scheme = SCHEMES.get(hp["init"])
     if unknown or getattr(scheme, "from_checkpoint", False):
@@ -75,7 +77,8 @@ def train_members(
     """Train ``members`` (trial, params) of one group together; see the module doc. A member
     whose setup fails, fails alone, as it would run alone."""
     live: list[TrialSetup] = []
-    for trial, hp in members:
+    for trial, drawn in members:
+        hp = with_defaults(drawn)
         try:
             setup = prepare_trial(trial, hp, ctx)
             check_init(setup, hp, ctx)
