@@ -225,8 +225,9 @@ class ObjectiveContext:
     def report(self, trial: optuna.Trial, step: int, value: float, **curve: float) -> None:
         """Record step ``step`` (an epoch, from 1): ``value`` is the study's metric, ``curve``
         any other numbers of that step (every name is stored in the ``curve`` user attribute
-        and drawn in the learning-curve picture and the report). ``value`` reaches the pruner only at the steps it can act on
-        (:mod:`tuner.search.report_steps`); when it prunes, this raises
+        and drawn in the learning-curve picture and the report). ``value`` reaches the pruner
+        only at the steps it can act on (:mod:`tuner.search.report_steps`); when it prunes,
+        this raises
         :class:`optuna.TrialPruned` with the reason, which the trial keeps."""
         call = f"ctx.report(trial, step={step!r}, value={value!r})"
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
