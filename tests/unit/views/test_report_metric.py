@@ -4,6 +4,7 @@ span more than two decades. Real SQLite studies with the user attributes tuner s
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -170,3 +171,52 @@ def test_the_log_axes_are_drawn_in_chromium(tmp_path):
     dom = dump_dom(path.as_uri())
     assert dom.count("val_mse (log scale)") >= 4, "history, slice, init boxes, parallel"
     assert ">10000<" in dom and ">train_loss<" in dom, "log ticks, the curve menu"
+
+
+def test_a_diverged_trial_at_1e16_gets_evenly_spaced_log_labels(tmp_path):
+    # what studies/regression.toml ends on: one sgd trial at 1.15e16, the good ones near 150
+    study = _study(tmp_path, [146.1, 1.15e16, 151.5, 4.468e4], curves=False, pruned=None)
+    axes = [figs.history(study.trials, "val_mse", False).layout.yaxis,
+            figs.by_category(study.trials, "init", "val_mse", False).layout.yaxis]
+    (dim,) = [d for d in figs.parallel(study.trials, "val_mse").data[0].dimensions
+              if d.label.startswith("val_mse")]
+    for ticks in [list(a.tickvals) for a in axes] + [[10 ** v for v in dim.tickvals]]:
+        assert ticks[0] <= 146.1 and ticks[-1] >= 1.15e16, ticks
+        gaps = {round(math.log10(b / a), 6) for a, b in itertools.pairwise(ticks)}
+        assert len(gaps) == 1, f"uneven gaps between labels (1e+16 next to 1e+17): {ticks}"
+        assert 3 <= len(ticks) <= 9, ticks
+
+
+def test_pruned_trials_that_reported_nothing_are_said_to_be_not_plotted(tmp_path):
+    study = _study(tmp_path, FINALS, curves=False)  # one pruned at 500 after trial 1
+    for _ in range(2):  # diverged in epoch 1: pruned before any report
+        t = study.ask()
+        t.suggest_float("lr", 1e-4, 1.0, log=True)
+        t.set_user_attr("prune_reason", "training diverged in epoch 1 (training loss=nan)")
+        study.tell(t, state=TrialState.PRUNED)
+    html = build_report(study)
+    assert ("3 pruned (1 shown as grey × at their last reported value, 2 not plotted: "
+            "they reported no value)") in html
+    assert ("2 pruned: training diverged in epoch N (training loss=nan) "
+            "— not plotted: no value reported") in html
+    assert "1 pruned: by the pruner</li>" in html
+
+
+def test_numbers_chosen_from_a_list_get_one_column_each_not_a_range(tmp_path):
+    # examples/regression_mlp.toml: width = [32, 64] is two choices, not an axis from 30 to 65
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'w.db'}", direction="minimize",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    for i in range(8):
+        study.enqueue_trial({"width": [128, 32, 64][i % 3]})
+        t = study.ask()
+        t.suggest_float("lr", 1e-4, 1.0, log=True)
+        width = t.suggest_categorical("width", [32, 64, 128])
+        study.tell(t, 100.0 + width + i)
+    axis = figs.slice_plot(study.trials, "width", "val_mse").layout.xaxis
+    assert axis.type == "category" and list(axis.categoryarray) == [32, 64, 128]
+    assert list(axis.range) == [-0.5, 2.5], "half a column of room either side"
+    (dim,) = [d for d in figs.parallel(study.trials, "val_mse").data[0].dimensions
+              if d.label == "width"]
+    assert list(dim.ticktext) == ["32", "64", "128"], "in numeric order, not as text"
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert list(dim.values) == [[32, 64, 128].index(t.params["width"]) for t in done]

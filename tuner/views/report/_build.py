@@ -210,11 +210,20 @@ def _failures(trials: list[FrozenTrial]) -> str:
         return ""
     lines = [f"<li>trial {t.number} failed: {escape(str(t.user_attrs.get(FAIL_REASON, '?')))}"
              "</li>" for t in failed[:20]]
+    # a trial pruned before its first report (diverged in epoch 1, …) has no point to draw
+    blank = {t.number for t in pruned if figs.last_reported(t) is None}
     reasons = Counter(_prune_reason(t) for t in pruned)
-    lines += [f"<li>{n} pruned: {escape(reason)}</li>" for reason, n in reasons.most_common(8)]
-    return (f"<h2>Pruned and failed trials</h2><p>{len(pruned)} pruned (shown as grey × at "
-            f"their last reported value), {len(failed)} failed (not plotted).</p>"
-            f"<ul>{''.join(lines)}</ul>")
+    for reason, n in reasons.most_common(8):
+        k = sum(t.number in blank for t in pruned if _prune_reason(t) == reason)
+        note = "" if not k else " — not plotted: no value reported" if k == n else \
+            f" — {k} not plotted: no value reported"
+        lines.append(f"<li>{n} pruned: {escape(reason)}{note}</li>")
+    shown = ("shown as grey × at their last reported value" if not blank else
+             "none plotted: they reported no value" if len(blank) == len(pruned) else
+             f"{len(pruned) - len(blank)} shown as grey × at their last reported value, "
+             f"{len(blank)} not plotted: they reported no value")
+    return (f"<h2>Pruned and failed trials</h2><p>{len(pruned)} pruned ({shown}), "
+            f"{len(failed)} failed (not plotted).</p><ul>{''.join(lines)}</ul>")
 
 
 def _prune_reason(trial: FrozenTrial) -> str:

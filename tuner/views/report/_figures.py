@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 import plotly.graph_objects as go
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.keys import LOG2_SUFFIX
@@ -118,16 +119,19 @@ def param_label(param: str) -> str:
 def _scale(trials: list[FrozenTrial], param: str, values: list[Any]) -> str:
     """How to lay out a parameter's values: "pow2" (searched as powers of two, ``batch_size``),
     "log" (a log-scale distribution, or positive numbers spanning 8x or more), "linear", or
-    "category"."""
+    "category" (text, or numbers chosen from a list: ``width = [32, 64]`` has two values, not
+    a range from 30 to 65)."""
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         return "category"
-    if not values or min(values) <= 0:
-        return "linear"
     dists = [d for t in trials for k, d in t.distributions.items() if param_label(k) == param]
-    if all(is_pow2(v) for v in values) and (
+    if values and min(values) > 0 and all(is_pow2(v) for v in values) and (
             param == "batch_size" or any(k == param + LOG2_SUFFIX for t in trials
                                          for k in t.distributions)):
         return "pow2"
+    if dists and all(isinstance(d, CategoricalDistribution) for d in dists):
+        return "category"
+    if not values or min(values) <= 0:
+        return "linear"
     if any(getattr(d, "log", False) for d in dists) or max(values) / min(values) >= 8:
         return "log"
     return "linear"
@@ -156,6 +160,8 @@ def _log_ticks(lo: float, hi: float, base: int, *, enclose: bool = False) -> lis
     else:
         ticks = [t for t in ticks if lo * (1 - eps) <= t <= hi * (1 + eps)]
     step = max(1, math.ceil(len(ticks) / 9))
+    if enclose:  # both ends labelled: a stride that reaches the last tick keeps gaps even
+        step = next((s for s in range(step, 2 * step + 1) if (len(ticks) - 1) % s == 0), step)
     return ticks[::step] + ([ticks[-1]] if enclose and (len(ticks) - 1) % step else [])
 
 
@@ -169,10 +175,12 @@ def _axis(trials: list[FrozenTrial], name: str, values: list[Any]) -> dict[str, 
     axis grows past the others into its title."""
     scale = _scale(trials, name, values)
     if scale == "category":
-        cats = sorted({str(v) for v in values})
-        return {"label": name, "values": [cats.index(str(v)) for v in values],
-                "tickvals": list(range(len(cats))), "ticktext": cats,
-                "range": [0, max(len(cats) - 1, 1)]}
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        order = sorted(set(values)) if numbers else sorted({str(v) for v in values})
+        keys = values if numbers else [str(v) for v in values]
+        return {"label": name, "values": [order.index(k) for k in keys],
+                "tickvals": list(range(len(order))), "ticktext": [str(c) for c in order],
+                "range": [0, max(len(order) - 1, 1)]}
     if scale == "linear":
         return {"label": name, "values": values}
     base = 2 if scale == "pow2" else 10
@@ -237,7 +245,13 @@ def slice_plot(trials: list[FrozenTrial], param: str, metric: str) -> Figure:
 
 def _slice_xaxis(fig: go.Figure, scale: str, xs: list[Any]) -> None:
     """A log axis (powers of two: the real batch sizes, evenly spaced) padded so that no point
-    sits on its edge, with several labelled ticks however few decades the values span."""
+    sits on its edge, with several labelled ticks however few decades the values span; a
+    category axis for numbers chosen from a list."""
+    if scale == "category":  # chosen from a list: one evenly spaced column per value
+        cats = sorted(set(xs))
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=cats,
+                         range=[-0.5, len(cats) - 0.5])  # no column on the plot's edge
+        return
     if scale == "linear" and all(isinstance(x, int) for x in xs) and max(xs) - min(xs) <= 12:
         fig.update_xaxes(tickmode="linear", dtick=1, tickformat="d")  # depth 1, 2, 3, …
     if scale not in ("log", "pow2"):
