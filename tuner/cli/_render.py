@@ -88,6 +88,10 @@ def render_show(s: dict[str, Any]) -> None:
     else:
         out.print("created outside tuner (no stored study file)")
     out.print(f"trials: {s['n_trials']} ({_states(s['states']) or 'none'})")
+    warm = s.get("warm_start") or {}
+    if warm.get("n"):
+        out.print(f"  {warm['n']} of them are prior observations from study "
+                  f"{warm['from']!r} (warm start: not in the budget, never the best; marked w)")
     render_running(s["name"], s["running"])
     render_failed(s["name"], s["failed"])
     best = s["best"]
@@ -106,5 +110,6 @@ def render_show(s: dict[str, Any]) -> None:
         table.add_column("seconds", justify="right")
         for t in s["top"]:
             cells = [_v(t["params"].get(p)) for p in params]
-            table.add_row(str(t["number"]), _v(t["value"]), *cells, _v(t["duration_s"]))
+            number = f"{t['number']}{' w' if 'warm_start' in t['user_attrs'] else ''}"
+            table.add_row(number, _v(t["value"]), *cells, _v(t["duration_s"]))
         out.print(table)

@@ -39,6 +39,19 @@ def run(
     ),
     pack: int | None = typer.Option(None, "--pack", min=1, help=PACK_HELP),
     device: str | None = typer.Option(None, "--device", help=DEVICE_HELP),
+    warm_start: str | None = typer.Option(
+        None, "--warm-start", metavar="NAME",
+        help="Start from another study's complete trials: those that fit this space are prior "
+        "observations the sampler learns from, not counted in the budget ([study] warm_start).",
+    ),
+    warm_start_storage: str | None = typer.Option(
+        None, "--warm-start-storage", metavar="URL",
+        help="Where the --warm-start study is stored (default: this study's storage).",
+    ),
+    warm_start_top: int | None = typer.Option(
+        None, "--warm-start-top", min=0, metavar="K",
+        help="Also run the warm-start study's best K trials again first, as this study's own.",
+    ),
     create_only: bool = typer.Option(
         False, "--create-only",
         help="Create (or update) the stored study and run no trial: for `tuner worker`s, "
@@ -64,13 +77,13 @@ def run(
 
         single_threaded_parent()  # before any torch work: the workers can then be forked
     config = load_config(study_file, name=name, sampler=sampler, seed=seed, n_trials=n_trials,
-                         pack=pack)
+                         pack=pack, warm_start=warm_start, warm_start_top=warm_start_top)
     if device is not None:
         check_device(device, "--device")
     url = resolve_url(storage)
     header = _header(config, url)
     if create_only:
-        result = run_study(config, url, create_only=True)
+        result = run_study(config, url, create_only=True, warm_start_storage=warm_start_storage)
         done = n_finished(result.study)
         out.print(f"study {config.name!r} is stored in {mask_url(url)}: {done} of "
                   f"{config.n_trials} finished trials; run its trials with: "
@@ -81,10 +94,11 @@ def run(
 
         progress = TrialProgress(config.metric, quiet, f"{header} · {jobs} workers")
         result = run_jobs(config, url, jobs=jobs, progress=progress, device=device,
-                          timeout=timeout, fork_entry=_app.main_entry)
+                          timeout=timeout, fork_entry=_app.main_entry,
+                          warm_start_storage=warm_start_storage)
     else:
         result = run_study(config, url, progress=TrialProgress(config.metric, quiet, header),
-                           device=device, timeout=timeout)
+                           device=device, timeout=timeout, warm_start_storage=warm_start_storage)
     _report(result, config.metric, url)
 
 

@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.core.keys import FAIL_REASON, PACK_OF
 from tuner.store.rdb import ResilientRDBStorage
 from tuner.store.storage import JOURNAL_PREFIX, normalise_url, sqlite_path
-from tuner.store.studies import FINISHED
+from tuner.store.studies import in_budget
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -152,7 +152,7 @@ def decide(study: optuna.Study, storage: BaseStorage, budget: int) -> tuple[Deci
     leaves one RUNNING behind.
     """
     trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in FINISHED for t in trials)
+    finished = sum(in_budget(t) for t in trials)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     monitored = isinstance(storage, ResilientRDBStorage) and storage.heartbeat_interval
     if monitored and running:

@@ -70,6 +70,8 @@ class StudyConfig:
     source: str = "<memory>"
     spec: ObjectiveSpec | None = field(default=None, repr=False, compare=False)
     pack: int = 1
+    warm_start: str | None = None
+    warm_start_top: int = 0
     bound: bool = field(default=False, compare=False)  # :meth:`bind` has run
     # the space as the file says it, before bind fitted it to a device (None: unbound)
     static_space: SearchSpace | None = field(default=None, repr=False, compare=False)
@@ -77,7 +79,9 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """The canonical TOML-shaped form, stored with the study and reloadable by
         :func:`config_from_dict`."""
-        study = {k: getattr(self, k) for k in STUDY_DEFAULTS if getattr(self, k) is not None}
+        study = {k: getattr(self, k) for k in STUDY_DEFAULTS
+                 if getattr(self, k) is not None and not (k == "warm_start_top"
+                                                          and not self.warm_start_top)}
         return {
             "study": study,
             "sampler": dict(self.sampler_options),
@@ -107,7 +111,8 @@ class StudyConfig:
         return replace(self, name=study["name"], direction=direction, metric=metric,
                        sampler=study["sampler"], pruner=study["pruner"],
                        n_trials=study["n_trials"], timeout=study["timeout"], seed=study["seed"],
-                       pack=study["pack"])
+                       pack=study["pack"], warm_start=study["warm_start"],
+                       warm_start_top=study["warm_start_top"])
 
     def task(self) -> str | None:
         """The study's task: ``[objective] task``, else its dataset's (a file's target decides:
@@ -246,6 +251,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
         seed=study["seed"], objective=name, objective_settings=objective, space=space,
         sampler_options=sampler_options, pruner_options=pruner_options,
         space_table=space_table, source=source, spec=spec, pack=study["pack"],
+        warm_start=study["warm_start"], warm_start_top=study["warm_start_top"],
     )
 
 

@@ -48,7 +48,7 @@ from tuner.run.outcome import (
 )
 from tuner.run.packed import optimize_claimed
 from tuner.store.rdb import ResilientRDBStorage, reraise_lost, uncached
-from tuner.store.studies import FINISHED
+from tuner.store.studies import in_budget
 
 log = logging.getLogger("tuner")
 
@@ -111,7 +111,7 @@ def run_trials(
             return "grid"
         return None
 
-    done_before = sum(t.state in FINISHED for t in existing)
+    done_before = sum(in_budget(t) for t in existing)
 
     def total_for(budget: int | None) -> int | None:
         """This process's trials to run, for the progress line."""

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import Diverged, ObjectiveError, TunerError
 from tuner.core.failures import fail_reason, log_failure
-from tuner.core.keys import FAIL_REASON, PRUNE_REASON
+from tuner.core.keys import FAIL_REASON, PRUNE_REASON, WARM_START
 from tuner.objectives.context import ObjectiveContext
 from tuner.run.config import StudyConfig
 from tuner.search.pruners import build_pruner
@@ -194,7 +194,8 @@ def best_value(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> 
     """The best complete value, from ``trials`` when the caller has read them already."""
     if trials is None:
         trials = study.get_trials(deepcopy=False)
-    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+              and WARM_START not in t.user_attrs]  # a warm start's observations are not ours
     if not values:
         return None
     return max(values) if study.direction == optuna.study.StudyDirection.MAXIMIZE else min(values)

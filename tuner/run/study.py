@@ -29,6 +29,7 @@ from tuner.run.config import (
 )
 from tuner.run.loop import run_trials
 from tuner.run.outcome import Deadline, ProgressHook, RunResult
+from tuner.run.warm_start import add_warm_start, read_warm_start, warm_start_line
 from tuner.store.storage import open_storage, resolve_url
 from tuner.store.studies import check_single_objective, load_existing, n_finished
 
@@ -102,6 +103,24 @@ def _check_adoptable(study: optuna.Study, config: StudyConfig) -> None:
         )
 
 
+def prepare_and_warm_start(config: StudyConfig, url: str,
+                           warm_start_storage: str | None = None) -> optuna.Study:
+    """:func:`prepare_study`, and its warm start (:mod:`tuner.run.warm_start`: read and
+    checked before anything is written, copied under the study's claim lock)."""
+    warm = read_warm_start(config, url, warm_start_storage, config.warm_start_top)
+    storage = open_storage(url)
+    study = prepare_study(config, storage)  # the study keeps the file's own device setting
+    if warm is not None:
+        lock = claim_lock(url, storage, config.name)
+        lock.acquire()
+        try:
+            added = add_warm_start(study, warm)
+        finally:
+            lock.release()
+        log.info("%s", warm_start_line(warm, added))
+    return study
+
+
 def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     out = [f"[{s}]" for s in ("objective", "space") if a.get(s) != b.get(s)]
     out += [k for k in ("direction", "metric") if a["study"].get(k) != b["study"].get(k)]
@@ -117,6 +136,7 @@ def run(
     device: str | None = None,
     timeout: float | None = None,
     create_only: bool = False,
+    warm_start_storage: str | None = None,
 ) -> RunResult:
     """Run ``config`` until its study has ``config.n_trials`` finished trials.
 
@@ -124,16 +144,16 @@ def run(
     trains (the study keeps the file's own device setting); ``timeout`` is this run's own
     limit in seconds, never stored: it replaces the study's ``[study] timeout`` for this run.
     ``create_only``: create (or update) the stored study and run no trial.
+    ``warm_start_storage``: where ``[study] warm_start`` is read (default: this storage).
     """
     url = resolve_url(storage_url)
     bound = config_on_device(config, device).bind()  # bad data, device …: nothing is written
-    storage = open_storage(url)
-    study = prepare_study(config, storage)  # the study keeps the file's own device setting
+    study = prepare_and_warm_start(config, url, warm_start_storage)
     if create_only:
         return RunResult(study, stopped_by="created")
     config = bound
     return run_trials(study, config, budget=config.n_trials, follow_stored_budget=True,
-                      lock=claim_lock(url, storage, config.name), timeout=timeout,
+                      lock=claim_lock(url, study._storage, config.name), timeout=timeout,
                       deadline=None if timeout else Deadline.of(study, config.timeout),
                       progress=progress)
 

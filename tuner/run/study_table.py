@@ -23,6 +23,8 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "timeout": None,
     "seed": 0,
     "pack": 1,  # trials trained together as one vectorised population (tuner.nn.population)
+    "warm_start": None,  # another study whose complete trials are prior observations
+    "warm_start_top": 0,  # ... and whose best K run again first (tuner.run.warm_start)
 }
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
@@ -57,6 +59,13 @@ def check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
         raise bad("timeout", "a positive number of seconds")
     if not _is_int(out["seed"]) or not 0 <= out["seed"] < 2**32:
         raise bad("seed", "a whole number from 0 to 2**32 - 1")
+    if out["warm_start"] is not None and (not isinstance(out["warm_start"], str)
+                                          or not NAME_RE.match(out["warm_start"])):
+        raise bad("warm_start", "the name of another study")
+    if not _is_int(out["warm_start_top"]) or out["warm_start_top"] < 0:
+        raise bad("warm_start_top", "a whole number >= 0 (best trials of warm_start to rerun)")
+    if out["warm_start_top"] and out["warm_start"] is None:
+        raise bad("warm_start_top", "0 without warm_start (it reruns that study's best trials)")
     if not _is_int(out["pack"]) or out["pack"] < 1:
         raise bad("pack", "a whole number >= 1 (trials trained together; 1: no packing)")
     return out

@@ -130,6 +130,20 @@ class Param:
             return 2**exponent
         return trial.suggest_categorical(self.name, list(self.choices))
 
+    def distribution(self) -> optuna.distributions.BaseDistribution | None:
+        """The distribution :meth:`suggest` draws from (``None`` for a fixed value)."""
+        d = optuna.distributions
+        if self.kind == "float":
+            return d.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+        if self.kind == "int":
+            return d.IntDistribution(int(self.low), int(self.high), log=self.log,
+                                     step=int(self.step or 1))
+        if self.kind == "pow2":
+            return d.IntDistribution(int(math.log2(self.low)), int(math.log2(self.high)))
+        if self.kind == "categorical":
+            return d.CategoricalDistribution(list(self.choices))
+        return None
+
     def grid_values(self) -> list[Any] | None:
         """The finite list of Optuna values (what GridSampler enumerates), or ``None``."""
         if self.kind == "categorical":

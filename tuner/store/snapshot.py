@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.core.errors import ConfigError, StudyNotFoundError
-from tuner.core.keys import CONFIG_ATTR
+from tuner.core.keys import CONFIG_ATTR, WARM_START
 
 
 class State(enum.Enum):
@@ -105,7 +105,8 @@ class StudySnapshot:
     def best(self) -> Any | None:
         """The best COMPLETE trial of a single-objective study (the first of equals), or
         ``None`` when none has completed."""
-        complete = [t for t in self.trials if t.state.name == "COMPLETE" and t.values]
+        complete = [t for t in self.trials if t.state.name == "COMPLETE" and t.values
+                    and WARM_START not in t.user_attrs]  # a warm start's observations: not ours
         if len(self.directions) != 1 or not complete:
             return None
         pick = max if self.maximize else min

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from tuner.core.keys import WARM_START
 from tuner.store.settings import heartbeat_settings
 from tuner.store.snapshot import (
     Distribution,
@@ -154,7 +155,11 @@ def _trials(conn: sqlite3.Connection, study_id: int, details: bool) -> list[Tria
         special = _INF[kind]
         trial = trials[trial_id]
         trial.values = [*(trial.values or []), float(value) if special is None else special]
-    if not details:
+    if not details:  # but which trials are a warm start's: they are never the study's best
+        for (trial_id,) in conn.execute(
+                f'SELECT trial_id FROM trial_user_attributes WHERE {where} AND "key" = ?',
+                (study_id, WARM_START)):
+            trials[trial_id].user_attrs[WARM_START] = True
         return list(trials.values())
     for trial_id, pname, internal, dist_json in conn.execute(
             f"SELECT trial_id, param_name, param_value, distribution_json FROM trial_params "

@@ -13,6 +13,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.core.keys import WARM_START
 from tuner.store.rdb import ResilientRDBStorage, uncached
 from tuner.store.snapshot import (  # noqa: F401  (count_states, study_metric: re-exported)
     StudySnapshot,
@@ -27,16 +28,26 @@ from tuner.store.storage import open_storage
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what a study's budget counts
 
 
+def in_budget(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` counts in the study's budget: finished, and the study's own (a
+    warm start's prior observations, user attribute ``warm_start``, do not)."""
+    return trial.state in FINISHED and WARM_START not in trial.user_attrs
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best complete trial, or ``None`` when no trial has completed."""
-    try:
-        return study.best_trial
-    except ValueError:
+    """The best complete trial of the study's own (a warm start's prior observations are
+    not), or ``None`` when none has completed."""
+    own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+           if t.value is not None and WARM_START not in t.user_attrs]
+    if not own:
         return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(own, key=lambda t: t.value)
 
 
 def n_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """The study's finished trials that count in its budget (:func:`in_budget`)."""
+    return sum(in_budget(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
 
 
 # --------------------------------------------------------------------------- finding studies

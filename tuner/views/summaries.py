@@ -12,7 +12,7 @@ import math
 import statistics
 from typing import Any
 
-from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, UNTRAINED_VALUE
+from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, UNTRAINED_VALUE, WARM_START
 from tuner.store.snapshot import StudySnapshot, count_states, study_metric
 from tuner.views.real_params import real_params
 
@@ -65,6 +65,8 @@ def study_summary(study: StudySnapshot, top: int = 5) -> dict[str, Any]:
                    for t in trials if t.state.name == "FAIL"],
         "running": study.running,
         "created_by_tuner": config is not None,
+        "warm_start": {"from": (config or {}).get("study", {}).get("warm_start"),
+                       "n": sum(WARM_START in t.user_attrs for t in trials)},
     }
 
 

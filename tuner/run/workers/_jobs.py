@@ -34,11 +34,11 @@ from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig, config_on_device
 from tuner.run.loop import grid_exhausted
 from tuner.run.outcome import Deadline, ProgressHook, RunResult, best_value, fail_running
-from tuner.run.study import prepare_study
+from tuner.run.study import prepare_and_warm_start
 from tuner.run.workers._fork import Entry, ForkedWorker, fork_is_safe
 from tuner.run.workers._worker import cpu_cores
 from tuner.store.rdb import close_connections
-from tuner.store.storage import ENV_VAR, open_storage, resolve_url
+from tuner.store.storage import ENV_VAR, resolve_url
 from tuner.store.studies import n_finished
 
 STOP_GRACE_S = 30.0  # how long stopped workers get to mark their trials failed
@@ -126,6 +126,7 @@ def run_jobs(
     progress: ProgressHook | None = None,
     device: str | None = None,
     fork_entry: Entry | None = None,
+    warm_start_storage: str | None = None,
 ) -> RunResult:
     """Run ``config`` with ``jobs`` local worker processes until its study has its budget of
     finished trials (exactly: see :mod:`tuner.run.claim`), or ``timeout`` seconds (this run's
@@ -135,9 +136,9 @@ def run_jobs(
     (:func:`~tuner.run.workers._fork.fork_is_safe`), rather than started afresh."""
     url = resolve_url(storage_url)
     config_on_device(config, device).bind()  # bad data, device …: nothing is written
-    study = prepare_study(config, open_storage(url))
+    study = prepare_and_warm_start(config, url, warm_start_storage)
     result = RunResult(study, deadline=None if timeout else Deadline.of(study, config.timeout))
-    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}  # warm too
     remaining = config.n_trials - n_finished(study)
     if remaining <= 0 or (result.deadline is not None and result.deadline.passed()):
         result.stopped_by = "budget" if remaining <= 0 else "deadline"
