@@ -14,8 +14,10 @@ import sys
 def main() -> int:
     try:
         from tuner.cli import main as cli_main
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # the words of tuner.cli.main's own, before it could start
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        what = f"tuner {command}" if command else "tuner"
+        print(f"interrupted: {what} before it started; nothing was done", file=sys.stderr)
         return 130
     code = cli_main()
     # Everything is written and closed: let the interpreter exit without its last garbage

@@ -70,10 +70,12 @@ def test_help_groups_the_commands_in_the_order_of_work_and_flags_take_no_value(c
 
 
 @pytest.mark.parametrize("after_s", [0.15, 0.4, 0.8])
-def test_ctrl_c_while_the_command_still_imports_is_no_traceback(after_s, tmp_path):
+def test_ctrl_c_while_the_command_still_imports_is_no_traceback(after_s, study_file):
     # the console script imports Typer, Optuna and torch first; Ctrl-C then printed ~50 lines.
-    # `run` imports torch before it reads its file (over 1 s); `list` may be done in 0.4 s.
-    proc = subprocess.Popen([TUNER, "run", str(tmp_path / "none.toml")],
+    # `run` of a good file imports Optuna and torch (over 1 s) once it has read the file; a
+    # missing file, or `list`, may be done in 0.4 s.
+    path = study_file()
+    proc = subprocess.Popen([TUNER, "run", str(path)], cwd=path.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(after_s)
     proc.send_signal(signal.SIGINT)

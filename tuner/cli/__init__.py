@@ -1,8 +1,8 @@
 """The ``tuner`` command line: a thin shell over the library.
 
 ``main`` turns every :class:`~tuner.core.errors.TunerError` and usage error into one
-``error: …`` line with exit status 2; Ctrl-C exits 130; anything else is a bug (exit 1, the
-traceback only with ``--debug``).
+``error: …`` line with exit status 2; Ctrl-C exits 130 with one ``interrupted: …`` line saying
+what was kept; anything else is a bug (exit 1, the traceback only with ``--debug``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typer._click.exceptions import NoArgsIsHelpError
 from typer.exceptions import TyperException
 
 from tuner.cli import _app, compare, inspect, run, science, view, worker  # noqa: F401
-from tuner.cli._app import app, reflow_help
+from tuner.cli._app import Interrupted, app, reflow_help, say_interrupted
 from tuner.core.errors import TunerError
 from tuner.core.version import __version__
 
 reflow_help()
+say_interrupted()
 
 
 def _print_version(value: bool) -> None:
@@ -44,11 +45,19 @@ HELP_ONLY = {"--help", "-h", "--version"}  # answered without Optuna (0.25 s of 
 # Commands that read (or delete from) a plain SQLite file without Optuna (store.sqlite_reader,
 # store.sqlite_delete); where they fall back to Optuna, they quiet it first (_app.quiet_optuna).
 READERS = {"list", "show", "export", "delete"}
+# Commands that read their study file first, so that a file that is not TOML is refused at
+# once, not after 2 s of Optuna and torch; they quiet Optuna themselves, right after.
+FILE_FIRST = {"run", "compare"}
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def _needs_optuna(argv: list[str]) -> bool:
-    command = next((a for a in argv if not a.startswith("-")), None)
-    return command is not None and command not in READERS and not HELP_ONLY & set(argv)
+    command = _command(argv)
+    return (command is not None and command not in READERS | FILE_FIRST
+            and not HELP_ONLY & set(argv))
 
 
 def _setup_logging(debug: bool = False, optuna_too: bool = True) -> None:
@@ -105,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except Interrupted as e:  # a command's own line: what it kept
+        print(e, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before any command started (options, logging, Optuna's import)
+        command = _command(argv)
+        what = f"tuner {command}" if command else "tuner"
+        print(f"interrupted: {what} before it started; nothing was done", file=sys.stderr)
         return 130
     except Exception as e:
         if debug:

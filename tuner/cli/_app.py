@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -107,3 +109,52 @@ def reflow_help() -> None:
                     and id(default) not in escaped:
                 escaped.add(id(default))
                 default.help = escape(default.help)
+
+
+class Interrupted(Exception):
+    """A Ctrl-C (or SIGTERM) that a command let through, as its one line for ``main`` to print
+    (exit status 130). Typer itself turns a KeyboardInterrupt into a silent exit 130."""
+
+
+# What a Ctrl-C leaves, for each command: "interrupted: tuner NAME …". run, resume and worker
+# say it themselves during their trials, compare during its runs; these lines are for the
+# moments they do not (loading, between trials, waiting for a study) and for every other
+# command.
+_NO_TRIAL_RUNNING = "while no trial was running; every trial that finished is stored"
+INTERRUPTED = {
+    "run": _NO_TRIAL_RUNNING,
+    "resume": _NO_TRIAL_RUNNING,
+    "worker": _NO_TRIAL_RUNNING,
+    "list": "(it only reads: nothing changed)",
+    "show": "(it only reads: nothing changed)",
+    "export": "wrote nothing",
+    "delete": "(a study is deleted in one transaction: it is stored whole or gone; tuner list "
+              "says which)",
+    "dashboard": "before it served; nothing was written",
+    "report": "wrote nothing",
+    "diagnose": "(it runs in memory); nothing is kept",
+    "pretrain": "wrote no checkpoint",
+    "compare": "before its first run; nothing was written",
+}
+
+
+def say_interrupted() -> None:
+    """Wrap every registered command so that a KeyboardInterrupt it lets through becomes
+    :class:`Interrupted`, with its line from :data:`INTERRUPTED`. Called once every command
+    is registered."""
+    for info in app.registered_commands:
+        if info.callback is not None:
+            info.callback = _interruptible(info.callback, _command_name(info))
+
+
+def _interruptible(callback: Callable[..., Any], name: str) -> Callable[..., Any]:
+    line = f"interrupted: tuner {name} {INTERRUPTED.get(name, '(it stopped where it was)')}"
+
+    @functools.wraps(callback)  # Typer reads the parameters through __wrapped__
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(line) from None
+
+    return command

@@ -39,7 +39,11 @@ class TrialProgress:
         self._done = 0
         self._total: int | None = None
 
+    _names: list[str] | None = None  # the study's metric names (several objectives)
+
     def start(self, study: optuna.Study, total: int | None, timeout: float | None) -> None:
+        if len(study.directions) > 1:
+            self._names = list(study.metric_names or [])
         from tuner.store.studies import study_metric
 
         self.metric = self.metric or study_metric(study)
@@ -71,6 +75,10 @@ class TrialProgress:
             self._bar.update(self._task, total=total)
 
     def trial_finished(self, trial: FrozenTrial, best: float | None) -> None:
+        """One line (or a step of the bar) for ``trial``. ``best`` is the best value of the
+        trials that had finished when ``trial`` did (:func:`tuner.run.outcome.finished_by`),
+        not of everything the caller's read of the study holds: a trial that finished later
+        has its own, later line."""
         finished = trial.state != TrialState.FAIL  # a failed trial is run again: not progress
         self._done += finished
         note = ""
@@ -87,12 +95,16 @@ class TrialProgress:
             return
         total = f"/{self._total}" if self._total else ""
         elapsed = time.monotonic() - self._started
-        value = f" {self.metric}={_fmt(trial.value)}" if trial.values else ""
+        if trial.values and len(trial.values) > 1:  # several metrics: each by its name
+            names = self._names or [f"value{i}" for i in range(len(trial.values))]
+            value = "".join(f" {n}={_fmt(v)}" for n, v in zip(names, trial.values, strict=False))
+        else:
+            value = f" {self.metric}={_fmt(trial.value)}" if trial.values else ""
         params = ", ".join(f"{k}={_short(v)}" for k, v in real_params(trial).items())
         # Reasons and parameters are data, not rich markup ('[0, inf]' would vanish).
         err.print(escape(
             f"[{self._done}{total}] trial {trial.number} {trial.state.name.lower()}{value}{note}"
-            f"  best={_fmt(best)}  elapsed {elapsed:.1f}s  ({params})"
+            f"{'' if self._names else f'  best={_fmt(best)}'}  elapsed {elapsed:.1f}s  ({params})"
         ))
 
     def stop(self) -> None:

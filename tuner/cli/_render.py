@@ -4,10 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from tuner.cli._app import out
+
+UNBOUNDED = 10_000  # columns: what a table would take with no width to keep to
+
+
+def print_table(table: Table, records: list[list[str]]) -> None:
+    """Print ``table`` without ever cutting a name or a value short (rich's ``val_…``).
+
+    It keeps to the terminal's width when there is a terminal and the table fits it; on a
+    terminal too narrow for it, each row becomes one line of ``header value`` pairs (the
+    rows of ``records``, in the table's column order), which the terminal wraps. Anything else
+    (a pipe, a file: rich would assume 80 columns, or ``$COLUMNS``) gets the table at its full
+    width."""
+    natural = Measurement.get(out, out.options.update_width(UNBOUNDED), table).maximum
+    if natural <= out.width:
+        out.print(table)
+    elif not out.is_terminal:
+        Console(file=out.file, width=natural, highlight=False, soft_wrap=True).print(table)
+    else:
+        headers = [str(c.header) for c in table.columns]
+        if table.title:
+            out.print(table.title)
+        for cells in records:
+            pairs = (f"#{v}" if h == "#" else f"{h} {v}"
+                     for h, v in zip(headers, cells, strict=True))
+            out.print("  " + " · ".join(pairs), markup=False)
 
 
 def _v(x: Any) -> str:
@@ -30,11 +57,13 @@ def render_list(rows: list[dict[str, Any]], storage: str) -> None:
     table = Table(title=f"studies in {storage}", title_justify="left")
     for col in ("name", "direction", "trials", "states", "best", "started"):
         table.add_column(col, justify="right" if col in ("trials", "best") else "left")
+    records = []
     for r in rows:
         stale = f" ({r['stale']} stale)" if r.get("stale") else ""
-        table.add_row(r["name"], r["direction"], str(r["n_trials"]), _states(r["states"]) + stale,
-                      _v(r["best_value"]), r["started"] or "—")
-    out.print(table)
+        records.append([r["name"], r["direction"], str(r["n_trials"]),
+                        _states(r["states"]) + stale, _v(r["best_value"]), r["started"] or "—"])
+        table.add_row(*map(escape, records[-1]))
+    print_table(table, records)
 
 
 def render_trial_params(best: dict[str, Any], indent: str = "  ") -> None:
@@ -79,12 +108,40 @@ def render_failed(name: str, failed: list[dict[str, Any]]) -> None:
                   f"tuner show {name} --json)")
 
 
+def _render_pareto(s: dict[str, Any]) -> None:
+    """The Pareto set of a study with several metrics: every metric a column."""
+    front = s["top"]
+    if not front:
+        out.print("no complete trial yet")
+        return
+    feasible = " feasible" if s.get("constraints") else ""
+    params = sorted({k for t in front for k in t["params"]})
+    table = Table(title=f"Pareto set: {len(front)}{feasible} trial(s) no other beats in every "
+                        "metric", title_justify="left")
+    table.add_column("#", justify="right")
+    for m in s["metrics"]:
+        table.add_column(m, justify="right")
+    for p in params:
+        table.add_column(p)
+    records = []
+    for t in front:
+        values = t.get("values") or {}
+        records.append([str(t["number"]), *(_v(values.get(m)) for m in s["metrics"]),
+                        *(_v(t["params"].get(p)) for p in params)])
+        table.add_row(*map(escape, records[-1]))
+    print_table(table, records)
+
+
 def render_show(s: dict[str, Any]) -> None:
     metric = s["metric"]
-    out.print(f"[bold]study {s['name']}[/bold]  ({s['direction']} {metric})")
+    goal = " and ".join(f"{d} {m}" for d, m in zip(s["directions"], s["metrics"], strict=False))
+    if s.get("constraints"):
+        goal += "; subject to " + ", ".join(s["constraints"])
+    out.print(f"[bold]study {s['name']}[/bold]  ({escape(goal)})")
     if s["objective"]:
-        out.print(f"objective {s['objective']} · sampler {s['sampler']} · pruner {s['pruner']}"
-                  f" · budget {s['budget']} finished trials")
+        task = f" ({s['task']})" if s.get("task") else ""
+        out.print(f"objective {s['objective']}{task} · sampler {s['sampler']} · pruner "
+                  f"{s['pruner']} · budget {s['budget']} finished trials")
     else:
         out.print("created outside tuner (no stored study file)")
     out.print(f"trials: {s['n_trials']} ({_states(s['states']) or 'none'})")
@@ -94,6 +151,9 @@ def render_show(s: dict[str, Any]) -> None:
                   f"{warm['from']!r} (warm start: not in the budget, never the best; marked w)")
     render_running(s["name"], s["running"])
     render_failed(s["name"], s["failed"])
+    if s.get("pareto"):
+        _render_pareto(s)
+        return
     best = s["best"]
     if best is None:
         out.print("no complete trial yet")
@@ -108,8 +168,10 @@ def render_show(s: dict[str, Any]) -> None:
         for p in params:
             table.add_column(p)
         table.add_column("seconds", justify="right")
+        records = []
         for t in s["top"]:
             cells = [_v(t["params"].get(p)) for p in params]
             number = f"{t['number']}{' w' if 'warm_start' in t['user_attrs'] else ''}"
-            table.add_row(number, _v(t["value"]), *cells, _v(t["duration_s"]))
-        out.print(table)
+            records.append([number, _v(t["value"]), *cells, _v(t["duration_s"])])
+            table.add_row(*map(escape, records[-1]))
+        print_table(table, records)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tuner.cli._app import app, err, out
+from tuner.cli._app import app, err, out, quiet_optuna
 
 
 @app.command()
@@ -37,7 +37,11 @@ def compare(
 ) -> None:
     """Run one study under each sampler with several seeds, in parallel, in memory; write a
     best-so-far plot, a table of trials-to-target and final best, and the raw results."""
-    from tuner.run.compare import check_output, check_samplers
+    from tuner.core.toml_text import read_study_file
+
+    read_study_file(study_file)  # not TOML: refused before 2 s of Optuna and torch imports
+    quiet_optuna()
+    from tuner.run.compare import check_output, check_samplers, random_start_notes
     from tuner.run.compare import compare as run_compare
     from tuner.run.config import load_config
 
@@ -48,6 +52,8 @@ def compare(
     check_samplers(names, config)  # e.g. grid over a continuous range: before the first line
     err.print(f"comparing {', '.join(names)} on study {config.name!r}: {repeats} seeds × "
               f"{n_trials or config.n_trials} trials each, in memory")
+    for note in random_start_notes(config, names, n_trials or config.n_trials):
+        err.print(f"warning: {note}", markup=False)
 
     finished = []
 

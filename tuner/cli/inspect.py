@@ -80,11 +80,18 @@ class Format(StrEnum):
 def export(
     name: str = typer.Argument(..., help="Name of a stored study."),
     storage: str | None = storage_option(),
-    fmt: Format = typer.Option(Format.csv, "--format", help="csv or json."),
+    fmt: Format = typer.Option(
+        Format.csv, "--format",
+        help="csv (one row per trial; the value's column is named after the study's metric, "
+        "e.g. val_mse) or json (the study's metric and direction, and each trial's record with "
+        "its value).",
+    ),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="File; '-' or none: standard output."),
 ) -> None:
-    """Export every trial of a study (params with real batch sizes, values, states, times)."""
+    """Export every trial of a study (params with real batch sizes, values, states, times, the
+    last step reached)."""
+    from tuner.core.paths import write_replacing
     from tuner.store.urls import check_not_storage
     from tuner.views.summaries import export_trials
 
@@ -97,7 +104,7 @@ def export(
         sys.stdout.write(text)
         return
     try:
-        output.write_text(text, encoding="utf-8")
+        write_replacing(output, text)  # a Ctrl-C leaves the file as it was, or the new one
     except OSError as e:
         raise ConfigError(f"cannot write {output}: {e.strerror}") from None
     err.print(f"wrote {output}")

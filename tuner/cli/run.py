@@ -64,6 +64,10 @@ def run(
     Running a stored study again continues it; a stored study of the same name with a
     different objective, space or direction is refused.
     """
+    from tuner.core.toml_text import read_study_file
+
+    read_study_file(study_file)  # not TOML: refused before 2 s of Optuna and torch imports
+    _app.quiet_optuna()
     from tuner.cli._progress import TrialProgress
     from tuner.nn.device import check_device
     from tuner.run.config import load_config
@@ -102,6 +106,23 @@ def run(
     _report(result, config.metric, url)
 
 
+def _report_pareto(study) -> None:
+    """The Pareto set of a study with several metrics, one line per trial."""
+    from tuner.store.studies import pareto_set
+    from tuner.views.real_params import real_params
+
+    front = pareto_set(study)
+    if not front:
+        out.print("no trial has completed yet")
+        return
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    out.print(f"Pareto set: {len(front)} trial(s) that no other beats in every metric")
+    for t in front:
+        values = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, t.values, strict=True))
+        params = ", ".join(f"{k}={v}" for k, v in real_params(t).items())
+        out.print(f"  #{t.number}: {values}  ({params})", markup=False)
+
+
 def _header(config, url: str) -> str:
     """The run's first line: the study, its task and metric (with the direction), the sampler
     and the storage. Reading a file's target for the task is an error here, before anything
@@ -110,7 +131,12 @@ def _header(config, url: str) -> str:
 
     task = config.task()
     what = f"{task} · " if task else ""
-    return (f"study {config.name!r} · {what}{config.direction} {config.metric} · "
+    goal = (" and ".join(f"{d} {m}" for d, m in zip(config.directions, config.metrics,
+                                                      strict=True))
+            if config.multi else f"{config.direction} {config.metric}")
+    if config.constraints:
+        goal += " · subject to " + ", ".join(f"{m} {op} {b:g}" for m, op, b in config.constraints)
+    return (f"study {config.name!r} · {what}{goal} · "
             f"{config.sampler} sampler · storage {mask_url(url)}")
 
 
@@ -188,7 +214,9 @@ def _report(result, metric: str, url: str) -> None:
         out.print(f"study {study.study_name!r}: {trials} this run ({counts}) "
                   f"in {result.elapsed_s:.1f}s")
     best = result.best_trial
-    if best is None:
+    if len(study.directions) > 1:
+        _report_pareto(study)
+    elif best is None:
         out.print("no trial has completed yet")
     else:
         out.print(f"best trial #{best.number}: {metric} = {best.value:.4g}")

@@ -39,8 +39,9 @@ class Diverged(Exception):
     from there); a trial that raises it is pruned with its message as the reason, never failed.
     Here, not in ``nn``, so the loop that runs trials can catch it without importing torch."""
 
-    def __init__(self, epoch: int, loss: float, which: str = "training") -> None:
-        super().__init__(f"training diverged in epoch {epoch} ({which} loss={loss})")
+    def __init__(self, epoch: int, loss: float, which: str = "training",
+                 detail: str = "") -> None:
+        super().__init__(f"training diverged in epoch {epoch} ({which} loss={loss:.4g}{detail})")
         self.epoch = epoch
         self.loss = loss
 

@@ -9,6 +9,7 @@ name                                direction    task
 ``*accuracy``, ``*_r2``, ``*_auc``  maximize     accuracy: classification; r2: regression
 ``*_loss``                          minimize     either
 ``*_mse``, ``*_rmse``, ``*_mae``    minimize     regression
+``n_params``, ``*_ms`` (latency)     minimize     either (a model's size and speed)
 ==================================  ===========  ==============================================
 """
 
@@ -18,14 +19,15 @@ TASKS = ("classification", "regression")
 CLASSIFICATION_METRICS = ("val_accuracy", "val_loss")
 REGRESSION_METRICS = ("val_mse", "val_rmse", "val_mae", "val_r2", "val_loss")
 _MAXIMIZE = ("accuracy", "_r2", "_auc")
-_MINIMIZE = ("_loss", "_mse", "_rmse", "_mae")
+_MINIMIZE = ("_loss", "_mse", "_rmse", "_mae", "_ms", "n_params")
+COST_METRICS = ("n_params", "latency_ms")  # what the built-ins measure of the trained model
 
 
 def natural_direction(metric: str) -> str | None:
     """``"maximize"`` or ``"minimize"`` for a metric name tuner knows (see the module doc),
     else ``None``."""
     name = metric.lower()
-    if name in ("loss", "mse", "rmse", "mae"):
+    if name in ("loss", "mse", "rmse", "mae", "latency"):
         return "minimize"
     if name in ("accuracy", "r2", "auc"):
         return "maximize"

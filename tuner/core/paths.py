@@ -4,7 +4,9 @@ once, when it is read, and stored absolute, so a resumed study reads the same fi
 from __future__ import annotations
 
 import errno
+import os
 import stat
+import tempfile
 from pathlib import Path
 
 
@@ -39,3 +41,25 @@ def replaced_on_write(path: Path) -> bool:
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
         return False
     raise OSError(errno.EINVAL, "it is neither a regular file nor a character device or FIFO")
+
+
+def write_replacing(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as :func:`replaced_on_write` says: into a temporary file
+    beside it, then over it in one rename (an interrupted write leaves the old file or none;
+    the new file gets the umask's permissions, as ``open`` would), or into a device or FIFO.
+    Raises :class:`OSError`."""
+    if not replaced_on_write(path):
+        with path.open("w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -227,6 +227,14 @@ def _decide_task(name: str, y: np.ndarray, task: str | None) -> str:
     if DATASETS.get(name).task is not None:
         return DATASETS.get(name).task
     if y.dtype.kind in "US" or (y.dtype == object and any(isinstance(v, str) for v in y)):
+        numeric = [_is_number(v) for v in y]
+        if sum(numeric) > len(y) / 2:  # numbers with a few stray cells: not text labels
+            bad = numeric.index(False)
+            raise ConfigError(
+                f"dataset {name!r}: the target is numbers but for {len(y) - sum(numeric)} "
+                f"value(s), the first {str(y[bad])!r} in data row {bad + 1} (counting from 1); "
+                "fix or drop those rows (or, if these are class labels, set task = "
+                '"classification")')
         return "classification"
     if y.ndim == 2:
         return "regression"

@@ -254,6 +254,9 @@ def train_population(
     live = list(range(len(models)))  # original member numbers, in population order
     n = data.n_train
     sst = total_squares(data.y_val) if data.task == "regression" else None
+    n_val = data.x_val.shape[0]
+    start = pop.evaluate_sums(data.x_val, data.y_val, data.task)[:, 0]  # untrained losses
+    untrained = start.tolist()  # one sync, before training: each member's (as train() reads)
     for epoch in range(1, pop.cfg.epochs + 1):
         train_sums = pop.train_epoch(data, [generators[k] for k in live])
         val_sums = pop.evaluate_sums(data.x_val, data.y_val, data.task)
@@ -267,7 +270,8 @@ def train_population(
                 continue
             try:
                 stats = epoch_stats(epoch, train_loss,
-                                    val_numbers(rows[row][1:], data.y_val, data.task, sst))
+                                    val_numbers(rows[row][1:], data.y_val, data.task, sst),
+                                    untrained[k] / n_val)
             except Diverged as e:
                 runs[k].diverged = e
                 continue

@@ -34,6 +34,7 @@ from tuner.nn.models import OPTIMIZERS
 from tuner.nn.stacked_optim import STACKED_OPTIMIZERS, SoloOptimizer
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating; bounds memory on big validation sets
+BLOWN_UP = 1e4  # a validation loss this many times the untrained network's: diverged
 AMP_MIN_PARAMS = 250_000  # below this, CUDA autocast costs more in casts than it saves
 CPU_THREADS_ENV = "TUNER_CPU_THREADS"
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (scores, labels) -> mean loss
@@ -320,6 +321,9 @@ def train(
     step = bare_step(optimizer) if scaler is None else None
     params = [p for p in model.parameters() if p.requires_grad]
     sst = total_squares(data.y_val) if data.task == "regression" else None
+    # the untrained network's validation loss, read with the first epoch's numbers (no sync)
+    start = _eval_sums(model, data.x_val, data.y_val, data.task, dtype, criterion)[:1]
+    n_val = data.x_val.shape[0]
     history: list[EpochStats] = []
     model.train()
     for epoch in range(1, cfg.epochs + 1):
@@ -350,12 +354,12 @@ def train(
             raise Diverged(epoch, math.inf) from None
         # -- evaluate, then read every number in one synchronisation
         val_sums = _eval_sums(model, data.x_val, data.y_val, data.task, dtype, criterion)
-        numbers = torch.cat([loss_sum.reshape(1), val_sums]).tolist()
-        train_loss = numbers[0] / n
+        numbers = torch.cat([start, loss_sum.reshape(1), val_sums]).tolist()
+        train_loss = numbers[1] / n
         if not math.isfinite(train_loss):
             raise Diverged(epoch, train_loss)
-        stats = epoch_stats(epoch, train_loss, val_numbers(numbers[1:], data.y_val, data.task,
-                                                           sst))
+        stats = epoch_stats(epoch, train_loss, val_numbers(numbers[2:], data.y_val, data.task,
+                                                           sst), numbers[0] / n_val)
         history.append(stats)
         # -- let the caller report or prune
         if on_epoch is not None:
@@ -363,10 +367,17 @@ def train(
     return history
 
 
-def epoch_stats(epoch: int, train_loss: float, val: dict[str, float]) -> EpochStats:
+def epoch_stats(epoch: int, train_loss: float, val: dict[str, float],
+                untrained_loss: float | None = None) -> EpochStats:
     """One epoch's statistics, or :class:`Diverged` when a validation number is not finite
-    (R² aside: it is NaN for a constant target)."""
+    (R² aside: it is NaN for a constant target) or the validation loss has grown to
+    :data:`BLOWN_UP` times the untrained network's ``untrained_loss`` (a regression whose SGD
+    steps blew up reaches 1e16 against 4e4 before any NaN: a number no plot or sampler can use)."""
     bad = next((k for k, v in val.items() if not math.isfinite(v) and k != "val_r2"), None)
     if bad is not None:
         raise Diverged(epoch, val[bad], "validation")
+    if (untrained_loss is not None and math.isfinite(untrained_loss) and untrained_loss > 0
+            and val["val_loss"] > BLOWN_UP * untrained_loss):
+        raise Diverged(epoch, val["val_loss"], "validation",
+                       f", {val['val_loss'] / untrained_loss:.2g} times the untrained network's")
     return EpochStats(epoch, train_loss, **val)

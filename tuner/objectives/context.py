@@ -80,6 +80,7 @@ class ObjectiveContext:
     seed: int = 0
     metric: str = "value"
     pruner: str = ""  # the study's pruner by name (for prune reasons)
+    metrics: tuple[str, ...] = ()  # every objective, in order (several: [study] metrics)
     cache: dict[str, Any] = field(default_factory=dict)
     _records: dict[int, _TrialRecord] = field(default_factory=dict, repr=False)
 
@@ -125,6 +126,52 @@ class ObjectiveContext:
             except ConfigError as e:
                 raise ConfigError(f"[objective] {e}") from None
         return self.cache[key]
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives: the objective returns a dict by name
+        (or a tuple in :attr:`metrics` order), and nothing is reported to a pruner."""
+        return len(self.metrics) > 1
+
+    @staticmethod
+    def count_params(model: nn.Module) -> int:
+        """The number of trainable parameters of ``model`` (the usual second objective,
+        ``n_params``)."""
+        if not isinstance(model, nn.Module):
+            raise ToolkitError(f"ctx.count_params(model): model must be a torch.nn.Module, got "
+                               f"{type(model).__name__}")
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def latency_ms(self, model: nn.Module, x: torch.Tensor, repeats: int = 20) -> float:
+        """The median time of one forward pass of ``model`` on ``x`` in milliseconds (eval
+        mode, no gradients, after a warm-up pass; synchronised on a GPU): the other usual
+        second objective, ``latency_ms``. On a busy CPU it is noisy; prefer a batch of the
+        size you will serve."""
+        import statistics
+        import time
+
+        if not isinstance(model, nn.Module) or not isinstance(x, torch.Tensor):
+            raise ToolkitError("ctx.latency_ms(model, x): model must be a torch.nn.Module and x "
+                               f"a tensor, got {type(model).__name__} and {type(x).__name__}")
+        was_training = model.training
+        model.eval()
+        sync = (torch.cuda.synchronize if x.device.type == "cuda" else lambda *a: None)
+        times = []
+        try:
+            with torch.no_grad():
+                model(x)
+                for _ in range(max(1, repeats)):
+                    sync()
+                    start = time.perf_counter()
+                    model(x)
+                    sync()
+                    times.append((time.perf_counter() - start) * 1000)
+        except Exception as e:
+            raise ToolkitError(f"ctx.latency_ms(model, x): the model cannot take x of shape "
+                               f"{tuple(x.shape)}: {type(e).__name__}: {e}") from None
+        finally:
+            model.train(was_training)
+        return statistics.median(times)
 
     # ------------------------------------------------------------------ the initial network
     def init(self, model: nn.Module, scheme: str, activation: str | None = None) -> nn.Module:
@@ -217,7 +264,7 @@ class ObjectiveContext:
             trial.set_user_attr(UNTRAINED_VALUE, float(value))
         if not verdict.dead or not self.settings.get("prune_dead_inits", True):
             return verdict
-        if math.isfinite(value):
+        if math.isfinite(value) and not self.multi:  # several metrics: Optuna takes no report
             trial.report(value, step=0)
         raise optuna.TrialPruned(f"dead init ({verdict.verdict}): {verdict.reason}")
 
@@ -233,12 +280,16 @@ class ObjectiveContext:
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise ToolkitError(f"{call}: step must be a whole number >= 0")
         for name, v in {"value": value, **curve}.items():
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, int | float):
                 raise ToolkitError(f"{call}: {name} must be a finite number, got {v!r}")
+        for name, v in {"value": value, **curve}.items():
+            if not math.isfinite(v):  # NaN or inf from the training: a divergence, not a bug
+                raise optuna.TrialPruned(f"training diverged in step {step} ({name}={v!r} "
+                                         "reported; usually the learning rate is too high)")
         record = self._record(trial)
         for name, v in {self.metric: value, **curve}.items():
             record.curve.setdefault(name, []).append(float(v))
-        if step not in self._report_steps(trial, step):
+        if self.multi or step not in self._report_steps(trial, step):
             return
         trial.report(float(value), step)
         if trial.should_prune():

@@ -31,6 +31,7 @@ from tuner.nn.data import DATASETS, Dataset, dataset_options, load_dataset
 from tuner.nn.device import check_device, check_device_name
 from tuner.nn.schemes import SCHEMES
 from tuner.search.space import ParamRule
+from tuner.search.space_table import near_miss
 
 FLOAT32_MAX = 3.4028234663852886e38  # the training dtype's largest value
 SHARED_RULES: dict[str, ParamRule] = {
@@ -91,6 +92,27 @@ def validate_toolkit_settings(settings: dict[str, Any], where: str) -> dict[str,
             raise ConfigError(f"{where}: [objective] dataset file {out['path']} does not exist"
                               f"{missing_file_hint(where)}")
     return out
+
+
+TOOLKIT_KEYS = ("device", "dataset", "epochs", "prune_dead_inits", "artifacts", "checkpoint")
+
+
+def refuse_toolkit_typos(settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """``settings`` of an objective without validation of its own, or a ConfigError for a key
+    that is a typo of one the toolkit reads (``epoch``, ``targt``, ``tsak``): it would pass as
+    the objective's own and the setting meant would silently not apply."""
+    dataset = settings.get("dataset")
+    known = [*TOOLKIT_KEYS, *(dataset_options(dataset) if dataset in DATASETS else
+                              dataset_options("csv"))]
+    for key, value in settings.items():
+        if key in known:
+            continue
+        close = near_miss(key, known)
+        if close is not None:
+            raise ConfigError(f"{where}: [objective] {key} = {value!r}: did you mean {close!r}? "
+                              f"(the toolkit reads {close}; a key of your own objective must "
+                              "not be this close to one)")
+    return settings
 
 
 def bind_toolkit_settings(settings: dict[str, Any], where: str) -> Dataset | None:

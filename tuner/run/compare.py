@@ -15,6 +15,10 @@ target" is COCO's expected running time: all trials spent, to the target or to t
 the runs that reached it (:func:`tuner.search.best_so_far.expected_trials`); with ``random``
 among the samplers, each sampler's is also given as a ratio to random's.
 
+A model-based sampler draws its first ``n_startup_trials`` at random (Optuna's default 10 for
+tpe and gp): where that is half the budget or more, it can barely differ from random search, and
+:func:`random_start_notes` says so (the command's first lines, ``table.md``, ``results.json``).
+
 A failed trial is a trial spent: the best-so-far curve has an entry for it (the best before
 it, or none yet), so a run with failed trials is longer than ``n_trials`` (the budget counts
 complete and pruned trials). A run that completes no trial never reaches the target; when no
@@ -26,6 +30,7 @@ the other runs go on.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -51,7 +56,7 @@ from tuner.search.best_so_far import (
     ratio_of_expected,
     trials_to_target,
 )
-from tuner.search.samplers import SAMPLERS, options_for
+from tuner.search.samplers import SAMPLERS, build_sampler, options_for
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Comparison:
     runs: list[Run]
     target: float
     target_share: float
+    warnings: list[str] = field(default_factory=list)  # random_start_notes
     files: dict[str, Path] = field(default_factory=dict)  # what write() wrote
 
     def summary(self) -> list[dict[str, Any]]:
@@ -148,10 +154,11 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
     def _notes(self) -> list[str]:
-        """The table's notes: failed trials per sampler, the runs stopped early."""
+        """The table's notes: samplers that are mostly random search at this budget, failed
+        trials per sampler, the runs stopped early."""
         failed = {s: [(r.states.count("FAIL"), len(r.states)) for r in self.runs
                       if r.sampler == s] for s in self.samplers}
-        notes = []
+        notes = [f"warning: {w}" for w in self.warnings]
         if any(n for per in failed.values() for n, _ in per):
             notes.append("failed trials (counted as trials spent): " + ", ".join(
                 f"{s} {sum(n for n, _ in per)} of {sum(m for _, m in per)}"
@@ -246,7 +253,8 @@ def compare(
     run_all(_one_run, tasks, jobs, finished)  # stopped at once by Ctrl-C, SIGTERM, a failure
     runs.sort(key=lambda r: (samplers.index(r.sampler), r.seed))
     result = Comparison(config.name, config.metric, config.direction, n_trials, list(samplers),
-                        runs, math.nan, target_share)
+                        runs, math.nan, target_share,
+                        warnings=random_start_notes(config, samplers, n_trials))
     result.target = target if target is not None else _default_target(result)
     for r in runs:
         r.to_target = trials_to_target(r.best, result.target, config.direction == "maximize")
@@ -266,11 +274,42 @@ def check_samplers(samplers: list[str], config: StudyConfig | None = None) -> No
         SAMPLERS.get(name)
         if samplers.count(name) > 1:
             raise ConfigError(f"compare: sampler {name!r} is listed twice")
+    if config is not None and config.multi:
+        raise ConfigError(
+            f"{config.source}: tuner compare counts trials to a target of one metric, and this "
+            f"study has {len(config.metrics)} ({', '.join(config.metrics)}); compare its "
+            "samplers on one of them ([study] metric), or by hypervolume in tuner report")
     if config is not None:
         config.bind()
     for name in samplers if config is not None else ():
         where = f"{config.source} (compared with sampler {name})"
         config_from_dict(_run_config(config, name, config.seed, 1, f"{where}: [sampler]"), where)
+
+
+def random_start_notes(config: StudyConfig, samplers: list[str], n_trials: int) -> list[str]:
+    """A line for the ``samplers`` whose random start-up (``n_startup_trials``: the study
+    file's ``[sampler]`` value, else the Optuna class's default) is at least half of
+    ``n_trials``: so many of their trials are random search's that the comparison can barely
+    tell them apart (with TPE's default 10 and 15 trials, only 5 can differ). One line for
+    all those with the same start-up (tpe and gp: 10 by default)."""
+    by_startup: dict[int, list[str]] = {}
+    for name in samplers:
+        options = options_for(name, config.to_dict()["sampler"], config.space)
+        default = inspect.signature(type(build_sampler(name, {}, 0, config.space))).parameters \
+            .get("n_startup_trials")
+        startup = options.get("n_startup_trials", default.default if default else None)
+        if isinstance(startup, int) and startup >= 1 and 2 * startup >= n_trials:
+            by_startup.setdefault(startup, []).append(name)
+    notes = []
+    for startup, names in by_startup.items():
+        its = "its" if len(names) == 1 else "their"
+        first = f"{' and '.join(names)}: {its} first {startup} trials are random (n_startup_trials)"
+        if startup >= n_trials:
+            notes.append(f"{first}; with {n_trials} trials none can differ from random search")
+        else:
+            notes.append(f"{first}; with {n_trials} trials only {n_trials - startup} can "
+                         "differ from random search")
+    return notes
 
 
 def _run_config(config: StudyConfig, sampler: str, seed: int, n_trials: int,

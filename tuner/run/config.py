@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import copy
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tuner.core.errors import ConfigError, ObjectiveError, did_you_mean, warn_once
+from tuner.core.toml_text import read_study_file
 from tuner.nn.device import check_device
 from tuner.objectives import ObjectiveSpec, resolve_objective
 from tuner.objectives.shared import (
@@ -37,9 +37,15 @@ from tuner.objectives.shared import (
     bind_dataset,
     bind_toolkit_settings,
     check_metric_task,
+    refuse_toolkit_typos,
     validate_toolkit_settings,
 )
-from tuner.run.study_table import STUDY_DEFAULTS, check_study, metric_and_direction
+from tuner.run.study_table import (
+    STUDY_DEFAULTS,
+    check_study,
+    metrics_and_directions,
+    parse_constraints,
+)
 from tuner.search.pruners import PRUNERS, build_pruner
 from tuner.search.samplers import SAMPLERS, build_sampler, options_for
 from tuner.search.space import SearchSpace
@@ -72,6 +78,10 @@ class StudyConfig:
     pack: int = 1
     warm_start: str | None = None
     warm_start_top: int = 0
+    # every objective (several: [study] metrics); metric and direction are the first
+    metrics: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
+    constraints: tuple[tuple[str, str, float], ...] = ()  # (metric, "<=" | ">=", bound)
     bound: bool = field(default=False, compare=False)  # :meth:`bind` has run
     # the space as the file says it, before bind fitted it to a device (None: unbound)
     static_space: SearchSpace | None = field(default=None, repr=False, compare=False)
@@ -80,8 +90,14 @@ class StudyConfig:
         """The canonical TOML-shaped form, stored with the study and reloadable by
         :func:`config_from_dict`."""
         study = {k: getattr(self, k) for k in STUDY_DEFAULTS
-                 if getattr(self, k) is not None and not (k == "warm_start_top"
+                 if k not in ("metrics", "directions", "constraints")
+                 and getattr(self, k) is not None and not (k == "warm_start_top"
                                                           and not self.warm_start_top)}
+        if self.multi:  # several objectives: their lists, not the first's metric/direction
+            del study["metric"], study["direction"]
+            study.update(metrics=list(self.metrics), directions=list(self.directions))
+        if self.constraints:
+            study["constraints"] = [f"{m} {op} {b:g}" for m, op, b in self.constraints]
         return {
             "study": study,
             "sampler": dict(self.sampler_options),
@@ -89,6 +105,11 @@ class StudyConfig:
             "objective": {"name": self.objective, **self.objective_settings},
             "space": copy.deepcopy(self.space_table),
         }
+
+    @property
+    def multi(self) -> bool:
+        """Whether the study has several objectives (``[study] metrics``)."""
+        return len(self.metrics) > 1
 
     def fingerprint(self) -> str:
         """What must match for two configs to feed one study: objective, space, direction."""
@@ -103,12 +124,13 @@ class StudyConfig:
         if not given:
             return self
         study = check_study({**self.to_dict()["study"], **given}, self.source)
-        metric, direction = metric_and_direction(study, self.spec, self.source,
-                                                 self.objective_settings)
+        metrics, directions = metrics_and_directions(study, self.spec, self.source,
+                                                     self.objective_settings)
         if given.keys() & {"sampler", "pruner"}:  # a new one must take the file's options
             _check_search(study, self.sampler_options, self.pruner_options, self.space,
                           self.objective_settings, self.source)
-        return replace(self, name=study["name"], direction=direction, metric=metric,
+        return replace(self, name=study["name"], direction=directions[0], metric=metrics[0],
+                       metrics=metrics, directions=directions,
                        sampler=study["sampler"], pruner=study["pruner"],
                        n_trials=study["n_trials"], timeout=study["timeout"], seed=study["seed"],
                        pack=study["pack"], warm_start=study["warm_start"],
@@ -143,9 +165,9 @@ class StudyConfig:
             else:
                 bind_toolkit_settings(self.objective_settings, where)
                 _BOUND[key] = self.space
-        if self.spec.task_of is not None:  # a built-in: its metric must fit the data's task
-            check_metric_task(self.metric, bind_dataset(self.objective_settings, self.source),
-                              self.source)
+        # a known metric (val_accuracy, val_mse …) must fit the task its data turned out to be
+        check_metric_task(self.metric, bind_dataset(self.objective_settings, self.source),
+                          self.source)
         return replace(self, space=_BOUND[key], bound=True, static_space=self.space)
 
 
@@ -160,6 +182,8 @@ def fingerprint_of(raw: Mapping[str, Any]) -> str:
     objective = {k: v for k, v in raw.get("objective", {}).items() if k != "device"}
     return json.dumps(
         {"direction": study.get("direction"), "metric": study.get("metric"),
+         **({"metrics": study["metrics"], "directions": study.get("directions")}
+            if study.get("metrics") else {}),
          "objective": objective, "space": raw.get("space", {})},
         sort_keys=True, default=str,
     )
@@ -168,19 +192,7 @@ def fingerprint_of(raw: Mapping[str, Any]) -> str:
 def load_config(path: str | Path, **overrides: Any) -> StudyConfig:
     """Read and validate a study file; ``overrides`` replace ``[study]`` keys (CLI flags)."""
     p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"study file {p} is a folder; give a .toml file (e.g. "
-                          "studies/quickstart.toml)")
-    if not p.exists():
-        raise ConfigError(f"study file {p} does not exist")
-    if not p.is_file():
-        raise ConfigError(f"study file {p} is not a regular file")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark is fine
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read study file: {e}") from None
+    raw = read_study_file(p)
     study = raw.setdefault("study", {})
     for key, registry in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
         if overrides.get(key) is not None:  # a flag's mistake is the flag's, not the file's
@@ -236,17 +248,19 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "<memory>") -> StudyC
     if spec.validate is not None:
         objective, space = spec.validate(objective, space, where)
     else:  # the settings the toolkit reads (device, dataset, epochs …) are checked for all
-        objective = validate_toolkit_settings(objective, where)
+        objective = validate_toolkit_settings(refuse_toolkit_typos(objective, where), where)
     if not space.searched():
         raise ConfigError(f"{where}: [space] searches nothing; give at least one list or range")
 
-    metric, direction = metric_and_direction(study, spec, where, objective)
+    metrics, directions = metrics_and_directions(study, spec, where, objective)
     sampler_options = dict(raw.get("sampler", {}))
     pruner_options = dict(raw.get("pruner", {}))
     _check_search(study, sampler_options, pruner_options, space, objective, where)
 
     return StudyConfig(
-        name=study["name"], direction=direction, metric=metric, sampler=study["sampler"],
+        name=study["name"], direction=directions[0], metric=metrics[0], metrics=metrics,
+        directions=directions, constraints=parse_constraints(study["constraints"]),
+        sampler=study["sampler"],
         pruner=study["pruner"], n_trials=study["n_trials"], timeout=study["timeout"],
         seed=study["seed"], objective=name, objective_settings=objective, space=space,
         sampler_options=sampler_options, pruner_options=pruner_options,
@@ -260,7 +274,8 @@ def _check_search(study: Mapping[str, Any], sampler_options: dict[str, Any],
                   objective: Mapping[str, Any], where: str) -> None:
     """Building the sampler and the pruner once is the validation of their options (grid needs
     a finite space …)."""
-    build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]")
+    build_sampler(study["sampler"], sampler_options, study["seed"], space, f"{where}: [sampler]",
+                  n_objectives=len(study["metrics"] or (1,)))
     build_pruner(study["pruner"], pruner_options, objective.get("epochs", 1), f"{where}: [pruner]")
 
 

@@ -43,6 +43,7 @@ from tuner.run.outcome import (
     call_objective,
     fail_running,
     failing_streak,
+    finished_by,
     raise_if_hopeless,
     start_run,
 )
@@ -220,7 +221,7 @@ def _note_ended(study: optuna.Study, ended: list[int], mine: dict[int, int],
         trial = by_number[number] if trials else study._storage.get_trial(mine[number])
         failed |= trial.state == TrialState.FAIL
         if progress is not None:
-            progress.trial_finished(trial, best_value(study, trials))
+            progress.trial_finished(trial, best_value(study, finished_by(trials, trial)))
     return failing_streak(trials or study.get_trials(deepcopy=False)) if failed else []
 
 

@@ -23,9 +23,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import Diverged, ObjectiveError, TunerError
 from tuner.core.failures import fail_reason, log_failure
-from tuner.core.keys import FAIL_REASON, PRUNE_REASON, WARM_START
+from tuner.core.keys import FAIL_REASON, FEASIBLE, PRUNE_REASON, WARM_START
 from tuner.objectives.context import ObjectiveContext
 from tuner.run.config import StudyConfig
+from tuner.search.constraints import Constraints
 from tuner.search.pruners import build_pruner
 from tuner.search.samplers import build_sampler
 from tuner.store.studies import best_trial
@@ -112,10 +113,13 @@ def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> O
     n_existing = len(study.get_trials(deepcopy=False))
     with warnings.catch_warnings():  # metric names are "experimental" in Optuna 5
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if study.metric_names != [config.metric]:  # the dashboard's axis, not "Objective 0"
-            study.set_metric_names([config.metric])
+        metrics = list(config.metrics or (config.metric,))
+        if study.metric_names != metrics:  # the dashboard's axes, not "Objective 0"
+            study.set_metric_names(metrics)
     study.sampler = build_sampler(config.sampler, config.sampler_options,
-                                  sampler_seed(config.seed, n_existing, seed_salt), config.space)
+                                  sampler_seed(config.seed, n_existing, seed_salt), config.space,
+                                  n_objectives=len(metrics),
+                                  constraints_func=constraints_of(config))
     study.pruner = build_pruner(
         config.pruner, config.pruner_options, config.objective_settings.get("epochs", 1)
     )
@@ -124,7 +128,15 @@ def start_run(study: optuna.Study, config: StudyConfig, seed_salt: int = 0) -> O
         log.warning("objective %r cannot be packed; its trials run one at a time",
                     config.objective)
     return ObjectiveContext(settings=config.objective_settings, space=config.space,
-                            seed=config.seed, metric=config.metric, pruner=config.pruner)
+                            seed=config.seed, metric=config.metric, pruner=config.pruner,
+                            metrics=tuple(metrics))
+
+
+def constraints_of(config: StudyConfig) -> Constraints | None:
+    """The study's ``[study] constraints`` as Optuna's ``constraints_func`` (``None``: none)."""
+    if not config.constraints:
+        return None
+    return Constraints(list(config.metrics or (config.metric,)), config.constraints)
 
 
 def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Trial) -> float:
@@ -155,7 +167,60 @@ def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Tri
         raise
     finally:
         ctx.finish_trial(trial, prune_reason)
-    return _a_number(value, trial)
+    if not config.multi:
+        return _a_number(value if not _one_named(value, config) else value[config.metric], trial)
+    values = _values(value, config, trial)
+    if config.constraints:
+        trial.set_user_attr(FEASIBLE, constraints_of(config).feasible(values))
+    return values
+
+
+def _one_named(value: Any, config: StudyConfig) -> bool:
+    """A dict with the study's one metric (``{"val_mse": 12.3}``): its value is the trial's."""
+    return isinstance(value, dict) and set(value) == {config.metric}
+
+
+def _values(value: Any, config: StudyConfig, trial: optuna.Trial) -> list[float]:
+    """A several-objective trial's values in the order of ``[study] metrics``: from a dict by
+    name or a tuple/list in that order; anything else fails the trial with the reason."""
+    metrics = config.metrics
+
+    def fail(reason: str) -> ObjectiveError:
+        trial.set_user_attr(FAIL_REASON, reason)
+        return ObjectiveError(reason)
+
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(metrics), key=str)
+        missing = [m for m in metrics if m not in value]
+        if unknown or missing:
+            raise fail(f"the objective returned {sorted(value, key=str)}; the study's metrics "
+                       f"are {list(metrics)}"
+                       f"{f' (not one of them: {unknown})' if unknown else ''}"
+                       f"{f' (missing: {missing})' if missing else ''}")
+        raw = [value[m] for m in metrics]
+    elif isinstance(value, tuple | list):
+        if len(value) != len(metrics):
+            raise fail(f"the objective returned {len(value)} values; the study has "
+                       f"{len(metrics)} metrics {list(metrics)}")
+        raw = list(value)
+    else:
+        raise fail(f"the objective returned {_shown(value)}; with metrics {list(metrics)} it "
+                   "returns a dict by name or a tuple in that order")
+    out = []
+    for name, v in zip(metrics, raw, strict=True):
+        try:
+            number = None if isinstance(v, str | bytes | bool) else float(v)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not math.isfinite(number):
+            raise fail(f"the objective returned {name} = {_shown(v)}, not a finite number")
+        out.append(number)
+    return out
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -194,11 +259,24 @@ def best_value(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> 
     """The best complete value, from ``trials`` when the caller has read them already."""
     if trials is None:
         trials = study.get_trials(deepcopy=False)
+    if len(study.directions) > 1:  # several metrics: a Pareto set, no one best value
+        return None
     values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None
               and WARM_START not in t.user_attrs]  # a warm start's observations are not ours
     if not values:
         return None
     return max(values) if study.direction == optuna.study.StudyDirection.MAXIMIZE else min(values)
+
+
+def finished_by(trials: list[FrozenTrial], trial: FrozenTrial) -> list[FrozenTrial]:
+    """Those of ``trials`` that had finished when ``trial`` did, ``trial`` included: what its
+    progress line may count as the best so far (:func:`best_value`). One read of the study can
+    hold trials that finished after it: another worker's, a pack-mate's."""
+    end = trial.datetime_complete
+    if end is None:
+        return trials
+    return [t for t in trials if t.number == trial.number
+            or (t.datetime_complete is not None and t.datetime_complete <= end)]
 
 
 def fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> None:

@@ -31,7 +31,7 @@ from tuner.run.loop import run_trials
 from tuner.run.outcome import Deadline, ProgressHook, RunResult
 from tuner.run.warm_start import add_warm_start, read_warm_start, warm_start_line
 from tuner.store.storage import open_storage, resolve_url
-from tuner.store.studies import check_single_objective, load_existing, n_finished
+from tuner.store.studies import load_existing, n_finished
 
 log = logging.getLogger("tuner")
 
@@ -65,15 +65,16 @@ def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
     Refuses (ConfigError) a stored study whose direction, metric, objective or space differ.
     A study made by plain Optuna is adopted when its direction matches.
     """
+    directions = list(config.directions or (config.direction,))
     study = optuna.create_study(
-        storage=storage, study_name=config.name, direction=config.direction, load_if_exists=True
+        storage=storage, study_name=config.name, directions=directions, load_if_exists=True
     )
-    check_single_objective(study)
-    stored_direction = study.direction.name.lower()
-    if stored_direction != config.direction:
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != directions:
+        said = " and ".join(stored_directions)
         raise ConfigError(
-            f"study {config.name!r} already exists and is to {stored_direction}, but "
-            f"{config.source} says {config.direction}; choose another --name"
+            f"study {config.name!r} already exists and is to {said}, but "
+            f"{config.source} says {' and '.join(directions)}; choose another --name"
         )
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:

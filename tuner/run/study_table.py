@@ -23,6 +23,9 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "timeout": None,
     "seed": 0,
     "pack": 1,  # trials trained together as one vectorised population (tuner.nn.population)
+    "metrics": None,  # several objectives at once: ["val_mse", "n_params"] (instead of metric)
+    "directions": None,  # their directions (default: each metric's natural one)
+    "constraints": None,  # ["n_params <= 20000"]: a trial that breaks one is infeasible
     "warm_start": None,  # another study whose complete trials are prior observations
     "warm_start_top": 0,  # ... and whose best K run again first (tuner.run.warm_start)
 }
@@ -68,7 +71,83 @@ def check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
         raise bad("warm_start_top", "0 without warm_start (it reruns that study's best trials)")
     if not _is_int(out["pack"]) or out["pack"] < 1:
         raise bad("pack", "a whole number >= 1 (trials trained together; 1: no packing)")
+    _check_objectives(out, bad)
     return out
+
+
+CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=)\s*(\S+)\s*$")
+
+
+def _check_objectives(out: dict[str, Any], bad: Any) -> None:
+    """``metrics``/``directions`` (several objectives) and ``constraints``."""
+    metrics, directions = out["metrics"], out["directions"]
+    if metrics is not None:
+        if (not isinstance(metrics, list) or len(metrics) < 2
+                or not all(isinstance(m, str) and m for m in metrics)
+                or len(set(metrics)) != len(metrics)):
+            raise bad("metrics", "a list of two or more different metric names (one metric: "
+                                 "[study] metric)")
+        if out["metric"] is not None or out["direction"] is not None:
+            raise bad("metrics", "given instead of metric and direction, not with them "
+                                 "(directions lists one per metric)")
+        if out["pruner"] != "none":
+            raise bad("pruner", "'none' with several metrics: Optuna's pruners compare one "
+                                "value (dead inits are still pruned before training)")
+        if out["pack"] != 1:
+            raise bad("pack", "1 with several metrics (a packed population reports one value)")
+    if directions is not None:
+        if metrics is None:
+            raise bad("directions", "given with metrics (one metric: [study] direction)")
+        if (not isinstance(directions, list) or len(directions) != len(metrics)
+                or any(d not in ("maximize", "minimize") for d in directions)):
+            raise bad("directions", f"a list of {len(metrics)} 'maximize' or 'minimize', one "
+                                    "per metric")
+    constraints = out["constraints"]
+    if constraints is None:
+        return
+    names = metrics or [out["metric"] or "value"]
+    if not isinstance(constraints, list) or not constraints:
+        raise bad("constraints", 'a list such as ["n_params <= 20000"]')
+    for text in constraints:
+        m = CONSTRAINT_RE.match(text) if isinstance(text, str) else None
+        if m is None or not _is_float(m.group(3)):
+            raise bad("constraints", 'a list of "METRIC <= NUMBER" or "METRIC >= NUMBER"')
+        if m.group(1) not in names:
+            raise bad("constraints", f"on the study's metrics ({', '.join(names)}); "
+                                     f"{m.group(1)!r} is not one")
+
+
+def parse_constraints(constraints: list[str] | None) -> tuple[tuple[str, str, float], ...]:
+    """``["n_params <= 20000"]`` (checked) as ``(("n_params", "<=", 20000.0),)``."""
+    out = []
+    for text in constraints or ():
+        m = CONSTRAINT_RE.match(text)
+        assert m is not None
+        out.append((m.group(1), m.group(2), float(m.group(3))))
+    return tuple(out)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def metrics_and_directions(
+    study: dict[str, Any], spec: ObjectiveSpec, where: str,
+    settings: dict[str, Any] | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Every metric of the study with its direction: ``[study] metrics`` (each checked as
+    :func:`metric_and_direction` checks one, with its ``directions`` entry), else the one
+    metric."""
+    if study["metrics"] is None:
+        metric, direction = metric_and_direction(study, spec, where, settings)
+        return (metric,), (direction,)
+    directions = study["directions"] or [None] * len(study["metrics"])
+    pairs = [metric_and_direction({**study, "metric": m, "direction": d}, spec, where, settings)
+             for m, d in zip(study["metrics"], directions, strict=True)]
+    return tuple(m for m, _ in pairs), tuple(d for _, d in pairs)
 
 
 def metric_and_direction(

@@ -31,7 +31,7 @@ from tuner.run.config import StudyConfig
 from tuner.search.space import SearchSpace
 from tuner.store.credentials import mask_url
 from tuner.store.storage import open_storage
-from tuner.store.studies import load_existing, study_metric
+from tuner.store.studies import load_existing, non_dominated, study_metrics
 
 log = logging.getLogger("tuner")
 
@@ -65,13 +65,17 @@ def read_warm_start(config: StudyConfig, url: str, source_url: str | None = None
     except StudyNotFoundError as e:
         at = f" in {mask_url(source_url)}" if source_url else ""
         raise ConfigError(f"{where}: {e}{at}") from None
-    direction = source.direction.name.lower()
-    if direction != config.direction or study_metric(source) not in (config.metric, "value"):
-        raise ConfigError(f"{where}: that study is to {direction} {study_metric(source)}, this "
-                          f"one to {config.direction} {config.metric}; a warm start needs the "
-                          "same metric and direction")
+    directions = [d.name.lower() for d in source.directions]
+    mine = list(config.directions or (config.direction,))
+    theirs = study_metrics(source)
+    if directions != mine or theirs not in (list(config.metrics or (config.metric,)), ["value"]):
+        said = " and ".join(f"{d} {m}" for d, m in zip(directions, theirs, strict=False))
+        goal = " and ".join(f"{d} {m}" for d, m in zip(mine, config.metrics or (config.metric,),
+                                                      strict=False))
+        raise ConfigError(f"{where}: that study is to {said}, this one to {goal}; a warm start "
+                          "needs the same metrics and directions")
     complete = [t for t in source.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and WARM_START not in t.user_attrs]
+                if t.values is not None and WARM_START not in t.user_attrs]
     fitting = [(t, p) for t in complete if (p := fit(t, config.space)) is not None]
     if not fitting:
         raise ConfigError(f"{where}: none of its {len(complete)} complete trials fits this "
@@ -83,14 +87,18 @@ def read_warm_start(config: StudyConfig, url: str, source_url: str | None = None
         user_attrs = {k: v for k, v in t.user_attrs.items() if k in _KEPT}
         user_attrs[WARM_START] = f"{name} #{t.number}"
         trials.append(optuna.trial.create_trial(
-            state=TrialState.COMPLETE, value=t.value, params=params,
+            state=TrialState.COMPLETE, values=t.values, params=params,
             distributions={k: distributions[k] for k in params}, user_attrs=user_attrs))
-    best_first = sorted(fitting, key=lambda tp: tp[0].value, reverse=direction == "maximize")
+    # best first by the first metric (several: the Pareto set's members first)
+    front = {t.number for t in non_dominated([t for t, _ in fitting], directions)}
+    sign = -1 if directions[0] == "maximize" else 1
+    best_first = sorted(fitting, key=lambda tp: (tp[0].number not in front,
+                                                  sign * tp[0].values[0]))
     rerun = [params for _, params in best_first[:top]]
     return WarmStart(name, trials, rerun, len(complete) - len(fitting))
 
 
-_KEPT = ("batch_size", "init_verdict", "curve", "untrained_value")  # what views read of it
+_KEPT = ("batch_size", "init_verdict", "curve", "untrained_value", "feasible")  # views read them
 
 
 def fit(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any] | None:

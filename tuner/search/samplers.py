@@ -48,8 +48,8 @@ class GoodShare:
 
 
 @SAMPLERS.register("tpe")
-def _tpe(options, seed, space, where):
-    fixed: dict[str, Any] = {"seed": seed}
+def _tpe(options, seed, space, where, constraints_func=None):
+    fixed: dict[str, Any] = {"seed": seed, **_constrained(constraints_func)}
     if "gamma" in options:
         fixed["gamma"] = GoodShare(options["gamma"])
     if space is not None and space.conditional:  # grouped multivariate TPE: branch by branch
@@ -74,8 +74,13 @@ class BranchGridSampler(optuna.samplers.GridSampler):
 
 
 @SAMPLERS.register("gp")
-def _gp(options, seed, space, where):  # pruned trials teach it too: tuner.search.gp_pruned
-    return build(PrunedAwareGPSampler, options, where, fixed={"seed": seed})
+def _gp(options, seed, space, where, constraints_func=None):  # pruned trials teach it too
+    return build(PrunedAwareGPSampler, options, where,
+                 fixed={"seed": seed, **_constrained(constraints_func)})
+
+
+def _constrained(constraints_func) -> dict[str, Any]:
+    return {} if constraints_func is None else {"constraints_func": constraints_func}
 
 
 @SAMPLERS.register("grid")
@@ -89,6 +94,12 @@ def _grid(options, seed, space, where):
                      fixed={"search_space": grid, "seed": seed, "space": space})
     return build(optuna.samplers.GridSampler, options, where,
                  fixed={"search_space": grid, "seed": seed})
+
+
+@SAMPLERS.register("nsga2")
+def _nsga2(options, seed, space, where, constraints_func=None):  # several objectives
+    return build(optuna.samplers.NSGAIISampler, options, where,
+                 fixed={"seed": seed, **_constrained(constraints_func)})
 
 
 @SAMPLERS.register("qmc")
@@ -140,12 +151,29 @@ def check_options(options: Mapping[str, Any], where: str) -> None:
                           f"got {options['qmc_type']!r}")
 
 
+MULTI_OBJECTIVE = ("tpe", "nsga2", "random", "gp", "grid", "qmc")  # which take several metrics
+CONSTRAINED = ("tpe", "nsga2", "gp")  # which take Optuna's constraints_func
+
+
 def build_sampler(
-    name: str, options: Mapping[str, Any], seed: int, space: SearchSpace, where: str = "[sampler]"
+    name: str, options: Mapping[str, Any], seed: int, space: SearchSpace,
+    where: str = "[sampler]", *, n_objectives: int = 1,
+    constraints_func: Callable[[Any], Any] | None = None,
 ) -> optuna.samplers.BaseSampler:
-    """A fresh sampler of the named kind (raises ConfigError for bad names or options)."""
+    """A fresh sampler of the named kind (raises ConfigError for bad names or options).
+    ``n_objectives`` > 1: a sampler that takes several metrics (gp: Optuna's own GPSampler,
+    its pruned-trials variant models one value); ``constraints_func``: Optuna's, for the
+    samplers that take one (:data:`CONSTRAINED`; the others sample as if unconstrained)."""
     factory = SAMPLERS.get(name)
     check_options(options, where)
+    if n_objectives > 1 and name not in MULTI_OBJECTIVE:
+        raise ConfigError(f"{where}: the {name} sampler optimises one metric; with several use "
+                          f"{', '.join(MULTI_OBJECTIVE)}")
+    if n_objectives > 1 and name == "gp":
+        return build(optuna.samplers.GPSampler, options, where,
+                     fixed={"seed": seed, **_constrained(constraints_func)})
+    if constraints_func is not None and name in CONSTRAINED:
+        return factory(options, seed, space, where, constraints_func)
     return factory(options, seed, space, where)
 
 

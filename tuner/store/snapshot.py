@@ -114,14 +114,38 @@ class StudySnapshot:
 
 
 # ------------------------------------------------------------------ rules both readers share
+def non_dominated(trials: list[Any], directions: list[str]) -> list[Any]:
+    """The trials (with ``values``) that no other trial dominates: at least as good in every
+    metric and better in one, by ``directions`` ("MINIMIZE"/"MAXIMIZE"), in number order."""
+    signs = [-1.0 if d.upper() == "MAXIMIZE" else 1.0 for d in directions]
+
+    def key(t: Any) -> list[float]:
+        return [s * v for s, v in zip(signs, t.values, strict=True)]
+
+    keyed = [(t, key(t)) for t in trials]
+    front = [t for t, k in keyed
+             if not any(all(o <= m for o, m in zip(other, k, strict=True)) and other != k
+                        for _, other in keyed)]
+    return sorted(front, key=lambda t: t.number)
+
+
+
 def count_states(trials: list[Any]) -> dict[str, int]:
     return dict(Counter(t.state.name for t in trials))
 
 
 def study_metric(study: Any) -> str:
-    """The name of what a study optimises (``value`` for a study tuner did not create); works
-    on anything with the study's ``user_attrs``."""
-    return study.user_attrs.get(CONFIG_ATTR, {}).get("study", {}).get("metric", "value")
+    """The name of what a study optimises (``value`` for a study tuner did not create; the
+    first of several metrics); works on anything with the study's ``user_attrs``."""
+    table = study.user_attrs.get(CONFIG_ATTR, {}).get("study", {})
+    return table.get("metric") or (table.get("metrics") or ["value"])[0]
+
+
+def study_metrics(study: Any) -> list[str]:
+    """Every metric of a study, in the order of its values (``[study] metrics``, else the
+    one)."""
+    table = study.user_attrs.get(CONFIG_ATTR, {}).get("study", {})
+    return list(table.get("metrics") or [study_metric(study)])
 
 
 def not_found(name: str, names: list[str]) -> StudyNotFoundError:
@@ -129,10 +153,14 @@ def not_found(name: str, names: list[str]) -> StudyNotFoundError:
     return StudyNotFoundError(f"no study named {name!r} in this storage; {hint}")
 
 
-def check_single_objective(name: str, n_objectives: int) -> None:
-    if n_objectives > 1:
-        raise ConfigError(f"study {name!r} has {n_objectives} objectives; tuner works with "
-                          "single-objective studies")
+def check_single_objective(name: str, n_objectives: int,
+                           user_attrs: dict[str, Any] | None = None) -> None:
+    """A study tuner can read: one objective, or the several of its own ``[study] metrics``
+    (another Optuna user's multi-objective study is refused)."""
+    metrics = ((user_attrs or {}).get(CONFIG_ATTR) or {}).get("study", {}).get("metrics")
+    if n_objectives > 1 and not (isinstance(metrics, list) and len(metrics) == n_objectives):
+        raise ConfigError(f"study {name!r} has {n_objectives} objectives and was not made by "
+                          "tuner with [study] metrics; tuner reads only its own such studies")
 
 
 def started_before(start: datetime | None, grace_s: float) -> bool:

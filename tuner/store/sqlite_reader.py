@@ -122,9 +122,9 @@ def _read(conn: sqlite3.Connection, name: str | None,
         directions = [d for (d,) in conn.execute(
             "SELECT direction FROM study_directions WHERE study_id = ? ORDER BY objective",
             (study_id,))]
-        if name is not None:
-            check_single_objective(study_name, len(directions))
         attrs = _attrs(conn, "study_user_attributes", "study_id", study_id)
+        if name is not None:
+            check_single_objective(study_name, len(directions), attrs)
         trials = _trials(conn, study_id, details)
         running = [t for t in trials if t.state is State.RUNNING]
         ages = _heartbeat_ages(conn, study_id, now) if running else {}

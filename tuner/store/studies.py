@@ -13,14 +13,16 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.keys import WARM_START
+from tuner.core.keys import FEASIBLE, WARM_START
 from tuner.store.rdb import ResilientRDBStorage, uncached
-from tuner.store.snapshot import (  # noqa: F401  (count_states, study_metric: re-exported)
+from tuner.store.snapshot import (  # noqa: F401  (count_states, study_metric(s): re-exported)
     StudySnapshot,
     count_states,
+    non_dominated,
     not_found,
     running_entries,
     study_metric,
+    study_metrics,
 )
 from tuner.store.snapshot import check_single_objective as _check_objectives
 from tuner.store.storage import open_storage
@@ -37,12 +39,23 @@ def in_budget(trial: FrozenTrial) -> bool:
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """The best complete trial of the study's own (a warm start's prior observations are
     not), or ``None`` when none has completed."""
+    if len(study.directions) > 1:  # several metrics: pareto_set, not one best
+        return None
     own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
            if t.value is not None and WARM_START not in t.user_attrs]
     if not own:
         return None
     pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
     return pick(own, key=lambda t: t.value)
+
+
+def pareto_set(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's own complete trials that no other dominates (with ``[study] constraints``:
+    among the feasible ones, when there are any), in number order."""
+    own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+           if t.values is not None and WARM_START not in t.user_attrs]
+    feasible = [t for t in own if t.user_attrs.get(FEASIBLE, True)]
+    return non_dominated(feasible or own, [d.name for d in study.directions])
 
 
 def n_finished(study: optuna.Study) -> int:
@@ -71,7 +84,7 @@ def load_existing(name: str, storage: BaseStorage, *, any_objectives: bool = Fal
 
 
 def check_single_objective(study: optuna.Study) -> None:
-    _check_objectives(study.study_name, len(study.directions))
+    _check_objectives(study.study_name, len(study.directions), study.user_attrs)
 
 
 def open_study(name: str, storage_url: str | None = None) -> optuna.Study:

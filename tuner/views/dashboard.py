@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -25,6 +26,15 @@ from tuner.views.real_storage import RealParamsStorage
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 log = logging.getLogger("tuner")
+# What Optuna's PED-ANOVA warns while the dashboard computes a study's importances (each time
+# a page asks): a conditional parameter (momentum, drawn only with sgd) that too few trials have,
+# or too few trials for it at all. The page shows the importances anyway; the terminal is no
+# place for them (the report names its own caveats on the figure).
+IMPORTANCE_WARNINGS = (
+    r"Some regimes for parameter .* have less than \d+ trials",
+    r"Target and region quantiles select the same set of trials",
+    r"The number of trials is too small to compute importances",
+)
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -72,7 +82,8 @@ def start(
     """Open the storage, attach the artifact store and bind ``host:port`` (0: any free port).
 
     Raises StorageError when the storage cannot be opened and ConfigError when the address
-    cannot be bound (port busy, unknown host); nothing is served or written then.
+    cannot be bound (port busy, unknown host); nothing is served or written then. From then on
+    this process ignores the warnings in :data:`IMPORTANCE_WARNINGS`.
     """
     url = resolve_url(storage)
     opened = open_storage(url, must_exist=True)
@@ -88,6 +99,8 @@ def start(
         raise
     import optuna_dashboard  # slow to import: only once the storage and the port are fine
 
+    for message in IMPORTANCE_WARNINGS:  # for the server's threads: a filter of the process's
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
     # the dashboard's own views read real values: batch_size 32, not batch_size_log2 5
     server.set_app(optuna_dashboard.wsgi(RealParamsStorage(opened), artifact_store=store))
     bound_port = server.server_address[1]

@@ -12,8 +12,23 @@ import math
 import statistics
 from typing import Any
 
-from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, INIT_VERDICT, UNTRAINED_VALUE, WARM_START
-from tuner.store.snapshot import StudySnapshot, count_states, study_metric
+from tuner.core.keys import (
+    CONFIG_ATTR,
+    CURVE,
+    FAIL_REASON,
+    FEASIBLE,
+    INIT_VERDICT,
+    TASK_ATTR,
+    UNTRAINED_VALUE,
+    WARM_START,
+)
+from tuner.store.snapshot import (
+    StudySnapshot,
+    count_states,
+    non_dominated,
+    study_metric,
+    study_metrics,
+)
 from tuner.views.real_params import real_params
 
 # No Optuna here (``list``, ``show`` and ``export`` stay light): a trial (``Any``) is Optuna's
@@ -24,20 +39,40 @@ def _number(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else v
 
 
-def trial_record(trial: Any) -> dict[str, Any]:
-    """One trial as JSON-ready data."""
+def last_step(trial: Any) -> int | None:
+    """The last step (epoch, counted from 1) a trial reached: the length of its learning curve
+    (``ctx.report`` records every step there), else the last step its pruner was told.
+
+    Optuna's own ``last_step`` is only the latter, and the pruner hears only the steps it can
+    act on, never the last epoch (:mod:`tuner.search.report_steps`): a complete 12-epoch trial
+    under the median pruner has intermediate values up to step 11, and none at all with
+    ``pruner = "none"``. A dead init pruned before training has step 0 and no curve."""
+    curve = trial.user_attrs.get(CURVE)
+    lengths = [len(v) for v in curve.values() if isinstance(v, list)] \
+        if isinstance(curve, dict) else []
+    told = trial.last_step
+    steps = max(lengths, default=0)
+    return max(steps, told) if told is not None else (steps or None)
+
+
+def trial_record(trial: Any, metrics: list[str] | None = None) -> dict[str, Any]:
+    """One trial as JSON-ready data; with several ``metrics``, ``values`` by name too
+    (``value`` is the first)."""
     duration = trial.duration.total_seconds() if trial.duration else None
+    several = {} if not metrics or len(metrics) < 2 else {"values": dict(zip(
+        metrics, (_number(v) for v in trial.values), strict=False)) if trial.values else None}
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "value": _number(trial.value) if trial.values else None,
+        "value": _number(trial.values[0]) if trial.values else None,
+        **several,
         "params": real_params(trial),
         "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
         "datetime_complete": (
             trial.datetime_complete.isoformat() if trial.datetime_complete else None
         ),
         "duration_s": duration,
-        "last_step": trial.last_step,
+        "last_step": last_step(trial),
         "user_attrs": dict(trial.user_attrs),
     }
 
@@ -47,12 +82,21 @@ def study_summary(study: StudySnapshot, top: int = 5) -> dict[str, Any]:
     trials = study.trials
     config = study.user_attrs.get(CONFIG_ATTR)
     best = study.best()
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-    complete.sort(key=lambda t: t.value, reverse=study.maximize)
+    metrics = study_metrics(study)
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
+    if len(study.directions) > 1:  # several metrics: the Pareto set, not a ranking
+        own = [t for t in complete if WARM_START not in t.user_attrs]
+        feasible = [t for t in own if t.user_attrs.get(FEASIBLE, True)]
+        complete = non_dominated(feasible or own, study.directions)
+    else:
+        complete.sort(key=lambda t: t.values[0], reverse=study.maximize)
     return {
         "name": study.study_name,
         "direction": study.directions[0].lower(),
+        "directions": [d.lower() for d in study.directions],
         "metric": study_metric(study),
+        "metrics": metrics,
+        "constraints": (config or {}).get("study", {}).get("constraints"),
         "objective": (config or {}).get("objective", {}).get("name"),
         "sampler": (config or {}).get("study", {}).get("sampler"),
         "pruner": (config or {}).get("study", {}).get("pruner"),
@@ -60,7 +104,10 @@ def study_summary(study: StudySnapshot, top: int = 5) -> dict[str, Any]:
         "n_trials": len(trials),
         "states": count_states(trials),
         "best": trial_record(best) if best else None,
-        "top": [trial_record(t) for t in complete[:top]],
+        "top": [trial_record(t, metrics) for t in
+                (complete if len(study.directions) > 1 else complete[:top])],
+        "pareto": len(study.directions) > 1,
+        "task": study.user_attrs.get(TASK_ATTR),
         "failed": [{"number": t.number, "reason": t.user_attrs.get(FAIL_REASON)}
                    for t in trials if t.state.name == "FAIL"],
         "running": study.running,
@@ -89,22 +136,40 @@ def list_studies(studies: list[StudySnapshot]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["name"])
 
 
+TRIAL_COLUMNS = ["number", "state", "value", "datetime_start", "datetime_complete",
+                 "duration_s", "last_step"]
+
+
 def export_trials(study: StudySnapshot, fmt: str) -> str:
-    """All trials as ``csv`` (one row per trial, ``param_*`` columns) or ``json``."""
-    records = [trial_record(t) for t in study.trials]
+    """All trials as ``csv`` (one row per trial; the value's column is named after the study's
+    metric, e.g. ``val_mse``; then ``param_*`` and ``attr_*`` columns) or ``json`` (the study,
+    its metric and direction, and each trial's record, whose ``value`` is that metric)."""
+    metrics = study_metrics(study)
+    records = [trial_record(t, metrics) for t in study.trials]
+    metric = study_metric(study)
     if fmt == "json":
-        return json.dumps({"study": study.study_name, "trials": records}, indent=2) + "\n"
+        several = {"metrics": metrics, "directions": [d.lower() for d in study.directions]} \
+            if len(metrics) > 1 else {}
+        return json.dumps({"study": study.study_name, "metric": metric,
+                           "direction": study.directions[0].lower(), **several,
+                           "trials": records}, indent=2) + "\n"
     param_names = sorted({k for r in records for k in r["params"]})
     attr_names = sorted({k for r in records for k, v in r["user_attrs"].items()
                          if not isinstance(v, dict | list)})
-    columns = ["number", "state", "value", "datetime_start", "datetime_complete", "duration_s",
-               "last_step", *(f"param_{p}" for p in param_names),
-               *(f"attr_{a}" for a in attr_names)]
+    value_column = metric if metric not in TRIAL_COLUMNS else "value"  # a metric "state"…
+    extra = [m for m in metrics[1:] if m not in TRIAL_COLUMNS]  # several metrics: one each
+    columns = [value_column if c == "value" else c for c in TRIAL_COLUMNS]
+    columns[columns.index(value_column) + 1:columns.index(value_column) + 1] = extra
+    columns += [*(f"param_{p}" for p in param_names), *(f"attr_{a}" for a in attr_names)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for r in records:
-        row = [r[c] for c in columns[:7]]
+        row = [r[c] for c in TRIAL_COLUMNS]
+        if extra:
+            values = r.get("values") or {}
+            row[TRIAL_COLUMNS.index("value") + 1:TRIAL_COLUMNS.index("value") + 1] = [
+                values.get(m) for m in extra]
         row += [r["params"].get(p) for p in param_names]
         row += [r["user_attrs"].get(a) for a in attr_names]
         writer.writerow(["" if v is None else v for v in row])
@@ -159,6 +224,8 @@ def nothing_learned(study: Any, trials: list[Any]) -> str | None:
     :data:`CHANCE_MIN_TRIALS`, each knowing its untrained network's value) ended within noise
     (:func:`noise_of`) of the untrained networks' value: training changed nothing, whatever
     was sampled."""
+    if len(getattr(study, "directions", [None])) > 1:  # several metrics: no one value to judge
+        return None
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
     known = [t for t in complete if UNTRAINED_VALUE in t.user_attrs]
     if len(known) < max(CHANCE_MIN_TRIALS, len(complete)):
@@ -166,6 +233,12 @@ def nothing_learned(study: Any, trials: list[Any]) -> str | None:
     before = [t.user_attrs[UNTRAINED_VALUE] for t in known]
     untrained, noise = statistics.median(before), noise_of(before)
     if any(abs(t.value - untrained) > noise for t in known):
+        return None
+    # each trial against its own untrained network too: loss-like metrics vary widely between
+    # inits (val_loss 2.4 to 4.0), and 1.5 is learning however wide that spread
+    own = [abs(t.value - t.user_attrs[UNTRAINED_VALUE]) for t in known]
+    if any(d > max(0.05, 0.1 * abs(t.user_attrs[UNTRAINED_VALUE])) for d, t in zip(own, known,
+                                                                                 strict=True)):
         return None
     lrs = [t.params["lr"] for t in known if isinstance(t.params.get("lr"), int | float)]
     optimizer = study.user_attrs.get(CONFIG_ATTR, {}).get("space", {}).get("optimizer")

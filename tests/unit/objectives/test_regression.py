@@ -139,8 +139,9 @@ def test_dataset_from_arrays_is_the_documented_constructor():
 
 
 # --------------------------------------------------------------------------- the loop
-def _mlp(data: Dataset, width: int = 16) -> torch.nn.Module:
-    return MODELS.get("mlp")(ModelSpec(data.n_features, data.n_outputs, None, 1, width, "relu"))
+def _mlp(data: Dataset, width: int = 16, depth: int = 1) -> torch.nn.Module:
+    return MODELS.get("mlp")(ModelSpec(data.n_features, data.n_outputs, None, depth, width,
+                                       "relu"))
 
 
 def test_train_reports_regression_metrics_that_agree_with_their_definitions():
@@ -338,3 +339,76 @@ def test_a_regression_that_learns_nothing_says_so(tmp_path):
     said = nothing_learned(study, study.get_trials())
     assert said is not None and "untrained network's val_mse" in said and "nothing was learned" in said
     assert nothing_learned(study, []) is None
+
+
+def test_a_loss_that_blows_up_is_a_divergence_before_any_nan():
+    """Seen: plain SGD on raw-scale targets ended 'complete' at val_mse 1.15e16 (untrained
+    4.5e4): a value that flattened every plot and misled the samplers."""
+    data = load_dataset("regression")
+    cfg = TrainConfig(lr=3e-3, batch_size=128, epochs=6, optimizer="sgd")
+    torch.manual_seed(0)
+    model = _mlp(data, width=64, depth=2)
+    untrained = evaluate_metrics(model, data)["val_loss"]
+    with pytest.raises(Diverged, match=r"in epoch 1 \(validation loss=2\.\d+e\+09, 5\.5e\+04 "
+                                       r"times the untrained network's\)") as e:
+        train(model, data, cfg, generator=torch.Generator().manual_seed(0))
+    assert math.isfinite(e.value.loss) and e.value.loss > 1e4 * untrained
+    torch.manual_seed(0)
+    packed = train_population([_mlp(data, width=64, depth=2)], data, [cfg],
+                              [torch.Generator().manual_seed(0)])
+    assert packed[0].diverged is not None and "times the untrained" in str(packed[0].diverged)
+
+
+def test_a_users_metric_must_fit_the_datas_task(tmp_path):
+    """Seen: val_accuracy on a float target with one's own objective maximised the MSE."""
+    y = np.random.default_rng(3).normal(100, 30, size=60).round(3)
+    _csv(tmp_path / "f.csv", y)
+    _csv(tmp_path / "c.csv", np.arange(60) % 3)
+    for file, metric, match in (
+            ("f.csv", "val_accuracy", r"metric 'val_accuracy' is a classification metric, but "
+                                      r"dataset 'csv' is a regression task"),
+            ("c.csv", "val_mse", r"metric 'val_mse' is a regression metric, but dataset 'csv' is "
+                                 r"a classification task .* set \[objective\] task")):
+        path = tmp_path / "s.toml"
+        path.write_text(to_toml({"study": {"name": "s", "metric": metric},
+                                 "objective": {"name": "operator:add", "dataset": "csv",
+                                               "path": file},
+                                 "space": {"x": {"low": 0.0, "high": 1.0}}}))
+        with pytest.raises(ConfigError, match=match):
+            load_config(path).bind()
+
+
+@pytest.mark.parametrize(("key", "meant"), [("targt", "target"), ("epoch", "epochs"),
+                                            ("tsak", "task"), ("datset", "dataset")])
+def test_a_typo_of_a_toolkit_key_is_an_error_for_a_users_objective(key, meant):
+    raw = {"study": {"name": "s", "metric": "val_mse"},
+           "objective": {"name": "operator:add", "dataset": "csv", "path": __file__, key: 1},
+           "space": {"x": {"low": 0.0, "high": 1.0}}}
+    with pytest.raises(ConfigError, match=rf"\[objective\] {key} = 1: did you mean '{meant}'\?"):
+        config_from_dict(raw, "s.toml")
+    raw["objective"] = {"name": "operator:add", "hidden": 64, "my_epochs": 3}  # its own keys
+    assert config_from_dict(raw, "s.toml").objective_settings == {"hidden": 64, "my_epochs": 3}
+
+
+def test_a_stray_text_cell_in_a_numeric_target_names_its_row(tmp_path):
+    y = [f"{v:.2f}" for v in np.random.default_rng(4).normal(100, 30, size=40)]
+    y[12] = "n/a"
+    with pytest.raises(ConfigError, match=r"the target is numbers but for 1 value\(s\), the first "
+                                          r"'n/a' in data row 13"):
+        load_dataset("csv", path=str(_csv(tmp_path / "n.csv", y)))
+
+
+def test_nothing_learned_is_judged_against_each_trials_own_start():
+    """Seen: val_loss 1.5-1.7 from untrained 2.4-4.0 was called 'nothing was learned'."""
+    from tuner.views.summaries import nothing_learned
+
+    study = optuna.create_study(direction="minimize")
+    for value, untrained in ((1.68, 4.03), (1.62, 2.43), (1.54, 2.66)):
+        study.add_trial(optuna.trial.create_trial(value=value,
+                                                  user_attrs={UNTRAINED_VALUE: untrained}))
+    assert nothing_learned(study, study.trials) is None
+    flat = optuna.create_study(direction="maximize")
+    for value, untrained in ((0.10, 0.14), (0.11, 0.08), (0.09, 0.10)):  # chance, all of them
+        flat.add_trial(optuna.trial.create_trial(value=value,
+                                                 user_attrs={UNTRAINED_VALUE: untrained}))
+    assert "nothing was learned" in nothing_learned(flat, flat.trials)

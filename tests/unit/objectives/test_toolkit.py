@@ -167,9 +167,9 @@ BAD_CALLS = [
      r"y must be a tensor of the targets of x's 8 rows, got Tensor of 5"),
     ("ctx.check_init(trial, torch.nn.Linear(4, 3), torch.zeros(8, 4), lr=0.1)",
      r"give both lr and steps"),
-    ("ctx.report(trial, 1, float('nan'))",
-     r"ctx\.report\(trial, step=1, value=nan\): value must be a finite number"),
-    ("ctx.report(trial, 1, 0.5, train_loss=float('inf'))", r"train_loss must be a finite number"),
+    ("ctx.report(trial, 1, 'high')",
+     r"ctx\.report\(trial, step=1, value='high'\): value must be a finite number"),
+    ("ctx.report(trial, 1, 0.5, train_loss=None)", r"train_loss must be a finite number"),
     ("ctx.report(trial, -1, 0.5)", r"step must be a whole number >= 0"),
 ]
 
@@ -186,6 +186,23 @@ def test_a_wrong_toolkit_call_fails_the_trial_naming_the_call(user_dir, call, ma
     '''
     with pytest.raises(ObjectiveFailed, match=match):
         _run(_study(user_dir, source), user_dir)
+
+
+def test_a_nan_or_inf_reported_is_a_divergence_pruned_not_a_failure(user_dir):
+    """Seen: a user's own loop reporting an overflowed val_loss failed three trials as an
+    objective bug, and the study stopped."""
+    source = '''
+    def objective(trial, ctx):
+        ctx.suggest(trial)
+        ctx.report(trial, 1, 0.5, val_loss=float("inf") if trial.number % 2 else 1.0)
+        return 0.5
+    '''
+    study = _run(_study(user_dir, source), user_dir)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert [t.number for t in pruned] == [1, 3] and not study.get_trials(states=(TrialState.FAIL,))
+    assert pruned[0].user_attrs["prune_reason"] == (
+        "training diverged in step 1 (val_loss=inf reported; usually the learning rate is too "
+        "high)")
 
 
 def test_the_study_goes_on_after_a_trial_with_a_wrong_call(user_dir):

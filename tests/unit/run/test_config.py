@@ -17,7 +17,7 @@ from tuner.run.study import run
 
 BAD = [
     # (tables to update in the tiny study, expected message)
-    ({"study": {"sampler": "bayes"}}, r"unknown sampler 'bayes'; valid: cmaes, gp, grid, qmc, random, tpe"),
+    ({"study": {"sampler": "bayes"}}, r"unknown sampler 'bayes'; valid: cmaes, gp, grid, nsga2, qmc, random, tpe"),
     ({"study": {"pruner": "median", "sampler": "tpe"}, "pruner": {"warmup": 1}}, r"\[pruner\]: unknown option\(s\) warmup; did you mean 'n_warmup_steps'\?; valid:"),
     ({"study": {"pruner": "early"}}, r"unknown pruner 'early'; valid: .*median"),
     ({"space": {"init": ["zeros", "he_normal"]}}, r"\[space\] init: unknown init scheme 'he_normal'"),

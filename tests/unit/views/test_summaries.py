@@ -48,13 +48,19 @@ def test_nothing_learned_needs_every_complete_trial_at_its_untrained_value() -> 
 
 
 def test_a_chance_level_study_says_so_at_the_end_of_the_run(cli, tmp_path) -> None:
-    """Seen: Adam with lr 1e4 to 1e8, every trial 'complete' at 0.10, exit 0, no word."""
+    """Seen: Adam with lr 1e4 to 1e8, every trial 'complete' at 0.10, exit 0, no word (that
+    lr now blows the loss up, a divergence: the same silence comes from an lr far too low)."""
     (tmp_path / "chance.toml").write_text(to_toml({
         "study": {"name": "chance", "sampler": "random", "pruner": "none", "n_trials": 4},
         "objective": {"name": "classifier", "dataset": "digits", "epochs": 2},
-        "space": {"lr": {"low": 1e4, "high": 1e8, "log": True}, "optimizer": "adam"}}))
+        "space": {"lr": {"low": 1e-10, "high": 1e-9, "log": True}, "optimizer": "adam"}}))
     got = cli("run", "chance.toml")
     assert got.returncode == 0, got.stderr
     assert "warning: all 4 complete trials of this run ended within noise of the untrained " \
            "network's val_accuracy" in got.stderr
     assert "for the adam optimizer: change [space] lr" in got.stderr
+    high = tmp_path / "high.toml"
+    high.write_text((tmp_path / "chance.toml").read_text().replace("1e-10", "1e4")
+                    .replace("1e-09", "1e8").replace('"chance"', '"high"'))
+    got = cli("run", "high.toml")
+    assert got.returncode == 2 and "all 4 trials of this run diverged" in got.stderr

@@ -24,7 +24,12 @@ import optuna
 import torch
 
 from tuner.core.errors import ConfigError, Diverged, did_you_mean, warn_once
-from tuner.core.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, natural_direction
+from tuner.core.metrics import (
+    CLASSIFICATION_METRICS,
+    COST_METRICS,
+    REGRESSION_METRICS,
+    natural_direction,
+)
 from tuner.nn import finetune, health
 from tuner.nn.data import DATASETS, Dataset, dataset_options, known_task
 from tuner.nn.device import fit_batch_size
@@ -54,7 +59,7 @@ PARAM_RULES: dict[str, ParamRule] = {
     **_finetune.PARAM_RULES,  # freeze_layers, head_lr_mult: act on init = "pretrained" only
 }
 METRICS = {m: natural_direction(m) for m in dict.fromkeys(
-    (*CLASSIFICATION_METRICS, *REGRESSION_METRICS))}  # val_accuracy, val_loss, val_mse, …
+    (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *COST_METRICS))}  # val_accuracy, …
 SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto",
             "artifacts": True}  # per-trial pictures for the dashboard (tuner.store.artifacts)
 # Init science (tuner.nn.health, tuner.nn.finetune): prune dead inits before epoch 1; a checkpoint
@@ -178,7 +183,7 @@ def check_init(setup: TrialSetup, hp: dict[str, Any], ctx: ObjectiveContext) -> 
     data, cfg = setup.data, setup.cfg
 
     def untrained() -> float:
-        return evaluate_metrics(setup.model, data)[ctx.metric]
+        return evaluate_metrics(setup.model, data).get(ctx.metric, math.nan)
 
     lr = steps = None
     # Adaptive optimizers rescale the gradient, fine-tuning scales some layers' rates: no reach.
@@ -218,7 +223,19 @@ def classifier(trial: optuna.Trial, ctx: ObjectiveContext) -> float:
         train(setup.model, setup.data, setup.cfg, on_epoch=on_epoch, generator=setup.generator)
     except Diverged as e:
         raise optuna.TrialPruned(str(e)) from None
-    return metric_of(setup.curve[-1], ctx.metric)
+    if ctx.multi:  # every metric of the study, by name
+        return {m: measure(m, setup, ctx) for m in ctx.metrics}
+    return measure(ctx.metric, setup, ctx)
+
+
+def measure(metric: str, setup: TrialSetup, ctx: ObjectiveContext) -> float:
+    """The trained trial's ``metric``: its last epoch's number, or the model's size
+    (``n_params``) or forward time on 256 validation rows (``latency_ms``)."""
+    if metric == "n_params":
+        return ctx.count_params(setup.model)
+    if metric == "latency_ms":
+        return ctx.latency_ms(setup.model, setup.data.x_val[:256])
+    return metric_of(setup.curve[-1], metric)
 
 
 def metric_of(stats: EpochStats, metric: str) -> float:

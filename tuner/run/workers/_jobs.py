@@ -33,7 +33,14 @@ from tuner.nn.device import worker_device
 from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig, config_on_device
 from tuner.run.loop import grid_exhausted
-from tuner.run.outcome import Deadline, ProgressHook, RunResult, best_value, fail_running
+from tuner.run.outcome import (
+    Deadline,
+    ProgressHook,
+    RunResult,
+    best_value,
+    fail_running,
+    finished_by,
+)
 from tuner.run.study import prepare_and_warm_start
 from tuner.run.workers._fork import Entry, ForkedWorker, fork_is_safe
 from tuner.run.workers._worker import cpu_cores
@@ -224,13 +231,16 @@ def _fail_killed_workers_trials(study: optuna.Study, workers: list[_Worker], pac
 
 def _report_new(study: optuna.Study, seen: set[int], result: RunResult,
                 progress: ProgressHook | None) -> None:
+    """Tell ``progress`` of the trials that finished since the last read, in the order they
+    finished, each with the best of the trials finished by then (not by this read)."""
     trials = study.get_trials(deepcopy=False)
-    for trial in trials:
-        if trial.state.is_finished() and trial.number not in seen:
-            seen.add(trial.number)
-            result.trial_numbers.append(trial.number)
-            if progress is not None:
-                progress.trial_finished(trial, best_value(study, trials))
+    new = [t for t in trials if t.state.is_finished() and t.number not in seen]
+    new.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
+    for trial in new:
+        seen.add(trial.number)
+        result.trial_numbers.append(trial.number)
+        if progress is not None:
+            progress.trial_finished(trial, best_value(study, finished_by(trials, trial)))
 
 
 def _raise_for_workers(workers: list[_Worker], interrupted: bool) -> None:

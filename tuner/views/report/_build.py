@@ -19,9 +19,10 @@ from tuner.core.keys import CONFIG_ATTR, CURVE, FAIL_REASON, PRUNE_REASON
 from tuner.core.paths import replaced_on_write
 from tuner.core.toml_text import dump_toml
 from tuner.core.version import __version__
-from tuner.store.studies import count_states, study_metric
+from tuner.store.studies import count_states, pareto_set, study_metric
 from tuner.views.real_params import real_params
 from tuner.views.report import _figures as figs
+from tuner.views.report import _pareto as mo
 from tuner.views.report._curves import learning_curves
 from tuner.views.report._gallery import Gallery
 from tuner.views.report._importance import importances
@@ -92,6 +93,8 @@ def _check_writable(path: Path) -> None:
 def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None) -> str:
     """The report of ``study`` as one HTML string (see :func:`write_report`)."""
     trials = study.get_trials(deepcopy=False)
+    if len(study.directions) > 1:
+        return _multi_report(study, trials, artifact_dir)
     done = figs.complete(trials)
     if not done and not any(t.state == TrialState.PRUNED for t in trials):
         raise ConfigError(
@@ -126,9 +129,69 @@ def build_report(study: optuna.Study, *, artifact_dir: str | Path | None = None)
         page.add(_top_table(top, metric))
     page.add(_failures(trials))
     page.add(_settings(config))
-    title = f"tuner report · {escape(study.study_name)}"
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{CSS}</style></head><body>{''.join(page.parts)}</body></html>\n")
+    return page.html(study)
+
+
+def _multi_report(study: optuna.Study, trials: list[FrozenTrial],
+                  artifact_dir: str | Path | None) -> str:
+    """The report of a study with several objectives (:mod:`tuner.views.report._pareto`): its
+    Pareto front, hypervolume and metric histories instead of one value's history and best
+    trials; the plots of one value show the first metric and say so in their titles."""
+    if not any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        raise ConfigError(
+            f"study {study.study_name!r} has no finished trial yet ({_states(trials) or 'none'}); "
+            "nothing to report"
+        )
+    obj = mo.objectives_of(study, trials)
+    front = mo.sort_front(pareto_set(study), obj)
+    first = mo.first_metric(trials)  # whose value is the first metric, for the plots of one
+    name, maximize = obj.names[0], obj.maximize[0]
+    by = f"{name}, the first metric"
+    searched = sorted({figs.param_label(p) for t in trials for p in t.params})
+    page = _Page()
+    gallery = Gallery(study, artifact_dir)
+
+    page.add(_multi_header(study, trials, front, obj))
+    page.section("Pareto front", *mo.pareto_figures(trials, front, obj))
+    page.add(_front_words(trials, front, obj))
+    volume, words = mo.hypervolume_plot(trials, obj)
+    page.section("Hypervolume", volume)
+    if words:
+        page.add(f"<p class='sub'>{escape(words)}</p>")
+    page.section("Each metric over trials", *mo.metric_histories(trials, front, obj))
+    for param, title in (("init", "Init schemes compared"), ("activation", "Activations compared")):
+        if param in searched:
+            page.section(f"{title} (by {by})", figs.by_category(first, param, name, maximize))
+        if param == "init" and param in searched:
+            page.add(gallery.per_init(first, maximize, by=f"by {by}"))
+    n = len(figs.complete(first))
+    page.section("Parameter importance, per metric",
+                 *([importances(study, first, target=mo.importance_target(obj, i), metric=m)
+                    for i, m in enumerate(obj.names)] if n >= 2
+                   else [figs.too_few(n, 2, "parameter importance")]))
+    numeric = [p for p in ("lr", "batch_size", *searched) if p in searched
+               and all(isinstance(real_params(t).get(p, 0), int | float) for t in trials
+                       if mo.scored(t, obj))]
+    page.section(f"Slice plots ({by})", *[figs.slice_plot(first, p, name)
+                                           for p in dict.fromkeys(numeric)])
+    page.section("Parallel coordinates", mo.parallel_metrics(trials, obj))
+    page.section("Learning curves", learning_curves(first_of(first, front[:5]), name,
+                                                    which="{n} Pareto-optimal",
+                                                    role="the first metric"))
+    if front:
+        page.add(gallery.best(front[0], f"Pareto-optimal trial #{front[0].number} (the best "
+                                        f"{name} of the Pareto set): its pictures"))
+        page.add(_pareto_table(front, obj))
+    page.add(_failures(trials))
+    page.add(_settings(study.user_attrs.get(CONFIG_ATTR) or {}))
+    return page.html(study)
+
+
+def first_of(first: list[FrozenTrial], chosen: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The copies among ``first`` (:func:`_pareto.first_metric`) of the ``chosen`` trials."""
+    by_number = {t.number: t for t in first}
+    return [by_number[t.number] for t in chosen]
+
 
 
 class _Page:
@@ -153,6 +216,11 @@ class _Page:
         wrap = "<div class='row'>" if len(figures) > 1 else "<div>"
         self.add(f"<h2>{escape(title)}</h2>{wrap}{inner}</div>")
 
+    def html(self, study: optuna.Study) -> str:
+        title = f"tuner report · {escape(study.study_name)}"
+        return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}"
+                f"</title><style>{CSS}</style></head><body>{''.join(self.parts)}</body></html>\n")
+
 
 def _states(trials: list[FrozenTrial]) -> str:
     return ", ".join(f"{n} {s.lower()}" for s, n in sorted(count_states(trials).items()))
@@ -176,6 +244,79 @@ def _header(study: optuna.Study, trials: list[FrozenTrial], best: FrozenTrial | 
     params = ", ".join(f"{k} = {_v(v)}" for k, v in real_params(best).items())
     return head + (f"<p><b>Best trial #{best.number}: {escape(metric)} = {_v(best.value)}</b>"
                    f" — {params}</p>")
+
+
+def _multi_header(study: optuna.Study, trials: list[FrozenTrial], front: list[FrozenTrial],
+                  obj: mo.Objectives) -> str:
+    when = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    goals = ", ".join(f"{obj.direction(i)} {escape(n)}" for i, n in enumerate(obj.names))
+    limits = (f" · constraints: {escape(', '.join(obj.constraints))}" if obj.constraints
+              else "")
+    head = (f"<h1>Study {escape(study.study_name)}</h1>"
+            f"<p class='sub'>{len(obj.names)} objectives: {goals}{limits} · "
+            f"{len(trials)} trials ({_states(trials)}) · report by tuner {__version__}, {when}"
+            "</p>")
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        return head + ("<p><b>No trial completed: every finished trial was pruned.</b> The "
+                       "plots that need complete trials say so; the initial networks (when "
+                       "stored) and the list of pruned trials at the end show why they "
+                       "stopped.</p>")
+    if not front:
+        return head + "<p><b>No Pareto set: none of the study's own trials completed.</b></p>"
+    numbers = ", ".join(f"#{t.number}" for t in front[:20]) + (
+        f" and {len(front) - 20} more" if len(front) > 20 else "")
+    infeasible = obj.constrained and not any(mo.is_feasible(t) for t in front)
+    note = (" <b>None of them is feasible</b>: no trial satisfies the constraints, so this is "
+            "the front of the infeasible ones." if infeasible else "")
+    return head + (f"<p><b>Pareto set: {len(front)} trial{'s' if len(front) != 1 else ''} "
+                   f"({numbers})</b> — no other{' feasible' if obj.constrained else ''} trial "
+                   f"of the study is as good in every metric and better in one.{note}</p>")
+
+
+def _front_words(trials: list[FrozenTrial], front: list[FrozenTrial], obj: mo.Objectives) -> str:
+    """What the Pareto plot shows, in words (which trials are left out of the front)."""
+    if not any(mo.scored(t, obj) for t in trials):
+        return ""
+    parts = [f"Red diamonds: the Pareto set ({len(front)} trials)"
+             + (", connected as the staircase it dominates" if len(obj.names) == 2 else
+                f"; one plot per pair of the {len(obj.names)} metrics, the front of all of "
+                "them not connected: its projection on two metrics is no staircase")]
+    if obj.constrained:
+        parts.append("orange squares: infeasible trials (never in the Pareto set"
+                     + (" unless none is feasible" if not any(mo.is_feasible(t) for t in front)
+                        else "") + ")")
+    if any(not mo.is_own(t) for t in trials):
+        parts.append("hollow markers: a warm start's prior observations (another study's "
+                     "trials; counted in neither the front nor the hypervolume)")
+    left = sum(t.state == TrialState.COMPLETE and not mo.scored(t, obj) for t in trials)
+    if left:
+        parts.append(f"{left} complete trial{'s' if left != 1 else ''} with a non-finite value "
+                     "not drawn")
+    pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    if pruned:
+        parts.append(f"{pruned} pruned trial{'s' if pruned != 1 else ''} (no values) not drawn")
+    return f"<p class='sub'>{escape('; '.join(parts))}.</p>"
+
+
+def _pareto_table(front: list[FrozenTrial], obj: mo.Objectives) -> str:
+    params = sorted({k for t in front for k in real_params(t)})
+    head = "".join(f"<th>{escape(n)} ({'max' if m else 'min'})</th>"
+                   for n, m in zip(obj.names, obj.maximize, strict=True))
+    head += "".join(f"<th class='l'>{escape(p)}</th>" for p in params)
+    rows = []
+    for t in front:
+        p = real_params(t)
+        values = "".join(f"<td>{_v(v)}</td>" for v in t.values)
+        cells = "".join(f"<td class='l'>{_v(p.get(k, '—'))}</td>" for k in params)
+        secs = t.duration.total_seconds() if t.duration else None
+        rows.append(f"<tr data-trial='{t.number}'><td>{t.number}</td>{values}{cells}"
+                    f"<td>{_epochs(t)}</td>"
+                    f"<td>{'—' if secs is None else f'{secs:.2f}'}</td></tr>")
+    which = "feasible, " if obj.constrained and any(mo.is_feasible(t) for t in front) else ""
+    return (f"<h2>Pareto set ({len(front)} trials)</h2><p class='sub'>The study's own "
+            f"{which}complete trials that no other beats in every metric, best "
+            f"{escape(obj.names[0])} first.</p><table class='pareto'><tr><th>trial</th>{head}"
+            f"<th>epochs</th><th>seconds</th></tr>{''.join(rows)}</table>")
 
 
 def _top_table(top: list[FrozenTrial], metric: str) -> str:

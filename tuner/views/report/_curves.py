@@ -21,16 +21,18 @@ def curve_names(trials: list[FrozenTrial], metric: str) -> list[str]:
     return sorted(names, key=lambda k: k != metric)
 
 
-def learning_curves(top: list[FrozenTrial], metric: str) -> Figure:
+def learning_curves(top: list[FrozenTrial], metric: str, *, which: str = "the top {n}",
+                    role: str = "the study's metric") -> Figure:
     """The study's ``metric`` per epoch of the ``top`` trials (left; the first name stored when
     none of them stores a curve under it), and any other stored name (right: ``train_loss`` at
     first, the others from the menu above it). Each axis is a log axis when its values span
-    more than two decades (:func:`tuner.views.report._figures.metric_scale`)."""
+    more than two decades (:func:`tuner.views.report._figures.metric_scale`). The title names
+    them as ``which`` ("the top {n}" trials) and the left plot's metric as ``role``."""
     shown = [t for t in top if _curve(t)]
     if not shown:
         return "Not shown: the trials store no learning curves (user attribute 'curve')."
     left, *others = curve_names(shown, metric)
-    title = f"{left} (the study's metric)" if left == metric else left
+    title = f"{left} ({role})" if left == metric else left
     fig = (make_subplots(rows=1, cols=2, subplot_titles=(title, ""), horizontal_spacing=0.12)
            if others else make_subplots(rows=1, cols=1, subplot_titles=(title,)))
     colors = {t.number: f"hsl({i * 360 // len(shown)},65%,45%)" for i, t in enumerate(shown)}
@@ -53,7 +55,7 @@ def learning_curves(top: list[FrozenTrial], metric: str) -> Figure:
             "x": 0.78, "xanchor": "center", "y": 1.02, "yanchor": "bottom",
             "showactive": True, "bgcolor": "white", "bordercolor": "#999"}])
     fig.update_xaxes(title_text="epoch", dtick=1 if _epochs(shown) <= 12 else None)
-    fig.update_layout(title=f"Learning curves of the top {len(shown)} trials",
+    fig.update_layout(title=f"Learning curves of {which.format(n=len(shown))} trials",
                       **{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}})
     return fig
 

@@ -197,26 +197,43 @@ def parallel(trials: list[FrozenTrial], metric: str) -> Figure:
     done = complete(trials)
     if len(done) < 2:
         return too_few(len(done), 2, "the parallel-coordinates plot")
+    return parallel_figure(done, [(metric, [t.value for t in done])],
+                           "Parallel coordinates (complete trials)")
+
+
+def parallel_figure(done: list[FrozenTrial], metrics: list[tuple[str, list[float]]],
+                    title: str) -> go.Figure:
+    """The parallel-coordinates plot of ``done`` (at least two trials): an axis per (real)
+    parameter they all have, then one per ``(name, values)`` in ``metrics`` (one value per
+    trial), the lines coloured by the first of them."""
     params = [real_params(t) for t in done]
     names = sorted({k for p in params for k in p if all(k in q for q in params)})
-    values = [t.value for t in done]
     dims = [_axis(done, k, [p[k] for p in params]) for k in names]
-    scale = metric_scale(values)
-    line: dict[str, Any] = {"color": values, "colorscale": "Viridis", "showscale": True}
-    if scale == "log":  # drawn as its logarithm, colours too: one outlier flattens neither
-        ticks = _log_ticks(min(values), max(values), 10, enclose=True)
-        logs = {"tickvals": [math.log10(t) for t in ticks], "ticktext": [_tick(t) for t in ticks]}
-        dims.append({"label": metric_title(metric, scale),
-                     "values": [math.log10(v) for v in values],
-                     "range": [logs["tickvals"][0], logs["tickvals"][-1]], **logs})
-        line.update(color=dims[-1]["values"], colorbar=logs)
-    else:
-        dims.append({"label": metric_title(metric, scale), "values": values})
+    line: dict[str, Any] = {}
+    for metric, values in metrics:
+        dim, colorbar = _metric_dim(metric, values)
+        dims.append(dim)
+        if not line:  # drawn as its logarithm, colours too: one outlier flattens neither
+            line = {"color": dim["values"], "colorscale": "Viridis", "showscale": True}
+            if colorbar is not None:
+                line["colorbar"] = colorbar
     fig = go.Figure(go.Parcoords(line=line, dimensions=dims))
-    fig.update_layout(title={"text": "Parallel coordinates (complete trials)", "y": 0.97},
+    fig.update_layout(title={"text": title, "y": 0.97},
                       **{**LAYOUT, "height": 460,
                          "margin": {"l": 110, "r": 40, "t": 110, "b": 40}})
     return fig
+
+
+def _metric_dim(metric: str, values: list[float]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A metric's parallel-coordinates axis, and the colour bar's ticks when it is a log axis
+    (drawn as its logarithm)."""
+    scale = metric_scale(values)
+    if scale != "log":
+        return {"label": metric_title(metric, scale), "values": values}, None
+    ticks = _log_ticks(min(values), max(values), 10, enclose=True)
+    logs = {"tickvals": [math.log10(t) for t in ticks], "ticktext": [_tick(t) for t in ticks]}
+    return {"label": metric_title(metric, scale), "values": [math.log10(v) for v in values],
+            "range": [logs["tickvals"][0], logs["tickvals"][-1]], **logs}, logs
 
 
 def slice_plot(trials: list[FrozenTrial], param: str, metric: str) -> Figure:

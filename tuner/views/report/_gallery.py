@@ -35,8 +35,9 @@ class Gallery:
         artifact_id = art.trial_artifacts(self.study, trial).get(name)
         return art.read_artifact(self.store, artifact_id) if artifact_id else None
 
-    def best(self, best: FrozenTrial) -> str:
-        """The best trial's learning curve and initial activations."""
+    def best(self, best: FrozenTrial, title: str | None = None) -> str:
+        """The best trial's learning curve and initial activations (under ``title``: by
+        default "Best trial #N: its pictures")."""
         pics = [(n, self.picture(best, n)) for n in (art.LEARNING_CURVE, art.INIT_ACTIVATIONS)]
         cells = "".join(_img(data, name) for name, data in pics if data)
         if not cells and not art.trial_artifacts(self.study, best):
@@ -47,11 +48,13 @@ class Gallery:
         if not cells:
             return (f"<p class='note'>The best trial's pictures (learning curve, initial "
                     f"activations) are not in the artifact store{self._where()}.</p>")
-        return f"<h3>Best trial #{best.number}: its pictures</h3><div class='row'>{cells}</div>"
+        title = escape(title or f"Best trial #{best.number}: its pictures")
+        return f"<h3>{title}</h3><div class='row'>{cells}</div>"
 
-    def per_init(self, trials: list[FrozenTrial], maximize: bool) -> str:
+    def per_init(self, trials: list[FrozenTrial], maximize: bool, by: str = "") -> str:
         """For every init scheme tried, the initial network of its best trial (or, when none
-        completed, of its last pruned one): why a scheme trains or not, at a glance."""
+        completed, of its last pruned one): why a scheme trains or not, at a glance. ``by``:
+        what "best" means when the value is not the study's only metric ("by val_mse, …")."""
         chosen: dict[str, FrozenTrial] = {}
         for t in trials:
             scheme = real_params(t).get("init")
@@ -70,8 +73,9 @@ class Gallery:
                                   f"<b>{escape(scheme)}</b> · trial {t.number} · {how}"))
         if not cells:
             return ""
-        return ("<h2>Initial networks per init scheme</h2><p>Activations of each scheme's best "
-                "trial before its first training step (a scheme with no complete trial: its last "
+        best = f"best trial ({escape(by)})" if by else "best trial"
+        return ("<h2>Initial networks per init scheme</h2><p>Activations of each scheme's "
+                f"{best} before its first training step (a scheme with no complete trial: its last "
                 f"pruned one).</p><div class='row'>{''.join(cells)}</div>")
 
     def _where(self) -> str:
