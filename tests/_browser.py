@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,19 +36,33 @@ def _run(url: str, output: str, size: tuple[int, int], budget_ms: int) -> str:
     return done.stdout
 
 
-def dump_dom(url: str, budget_ms: int = 15_000) -> str:
-    """The DOM of ``url`` once its scripts (and the network requests they made) ran."""
-    return _run(url, "--dump-dom", (1400, 1000), budget_ms)
+def dump_dom(url: str, budget_ms: int = 15_000, *,
+             until: Callable[[str], bool] | None = None, tries: int = 4) -> str:
+    """The DOM of ``url`` once its scripts (and the network requests they made) ran. With
+    ``until``, it is read again, with twice the time budget each try, until ``until(dom)``
+    holds (a busy machine: the app's requests to a server may not have come back in time);
+    the last read is returned either way, for the caller's assertion to say what is missing."""
+    dom = ""
+    for attempt in range(tries if until is not None else 1):
+        dom = _run(url, "--dump-dom", (1400, 1000), budget_ms * 2**attempt)
+        if until is None or until(dom):
+            break
+    return dom
 
 
 def screenshot(url: str, name: str, size: tuple[int, int] = (1400, 1000),
-               budget_ms: int = 15_000) -> Path:
-    """Save a screenshot of ``url`` as test-artifacts/``name`` and return its path."""
+               budget_ms: int = 15_000, *, min_ink: float | None = None,
+               tries: int = 4) -> Path:
+    """Save a screenshot of ``url`` as test-artifacts/``name`` and return its path. With
+    ``min_ink``, it is taken again (twice the budget each try) until :func:`ink` exceeds it."""
     TEST_ARTIFACTS.mkdir(exist_ok=True)
     path = TEST_ARTIFACTS / name
-    path.unlink(missing_ok=True)
-    _run(url, f"--screenshot={path}", size, budget_ms)
-    assert path.is_file(), f"chromium wrote no screenshot of {url}"
+    for attempt in range(tries if min_ink is not None else 1):
+        path.unlink(missing_ok=True)
+        _run(url, f"--screenshot={path}", size, budget_ms * 2**attempt)
+        assert path.is_file(), f"chromium wrote no screenshot of {url}"
+        if min_ink is None or ink(path) > min_ink:
+            break
     return path
 
 

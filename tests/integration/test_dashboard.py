@@ -122,27 +122,27 @@ def test_its_own_views_show_the_real_batch_size(served):
 
 @pytest.mark.browser
 def test_study_page_renders_name_and_plots_in_chromium(served):
-    dom = dump_dom(served.url + "studies/1")
+    dom = dump_dom(served.url + "studies/1", until=lambda d: "main-svg" in d)
     assert "dash-study" in dom
     assert "main-svg" in dom, "no plotly figure was drawn (history plot)"
-    png = screenshot(served.url + "studies/1", "dashboard-study.png")
+    png = screenshot(served.url + "studies/1", "dashboard-study.png", min_ink=0.05)
     assert ink(png) > 0.05, f"{png} looks blank"
 
 
 @pytest.mark.browser
 def test_trial_page_shows_its_pictures_in_chromium(served):
     page = served.url + f"studies/1/trials?numbers={_best(served).number}"
-    dom = dump_dom(page)
+    dom = dump_dom(page, until=lambda d: "learning-curve.svg" in d and "/artifacts/1/" in d)
     assert "init-activations.svg" in dom and "learning-curve.svg" in dom
     assert re.search(r'<img[^>]+src="/artifacts/1/\d+/[0-9a-f-]+"', dom), "pictures not shown"
-    png = screenshot(page, "dashboard-trial.png", size=(1400, 1300))
+    png = screenshot(page, "dashboard-trial.png", size=(1400, 1300), min_ink=0.05)
     assert ink(png) > 0.05, f"{png} looks blank"
     _, body = served.get("/api/studies/1?after=0")
     trial = next(t for t in json.loads(body)["trials"] if t["number"] == _best(served).number)
     for art in trial["artifacts"]:
         name = "dashboard-" + art["filename"].replace(".svg", ".png")
         png = screenshot(f"{served.base}/artifacts/1/{trial['trial_id']}/{art['artifact_id']}",
-                         name, size=(780, 330))
+                         name, size=(780, 330), min_ink=0.02)
         assert ink(png) > 0.02, f"{png} looks blank"
 
 
