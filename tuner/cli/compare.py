@@ -25,8 +25,8 @@ def compare(
         None, "--jobs", "-j", min=1, help="Worker processes (default: one per CPU core)."
     ),
     target: float | None = typer.Option(
-        None, "--target", help="Metric value to reach (default: the median final best of all "
-        "runs, see --target-share)."
+        None, "--target", help="Metric value to reach, with several metrics a hypervolume "
+        "(default: the median final best of all runs, see --target-share)."
     ),
     target_share: float = typer.Option(
         0.5, "--target-share", min=0.01, max=1.0,
@@ -36,7 +36,8 @@ def compare(
                                     "study file's; repeat r uses seed + r)."),
 ) -> None:
     """Run one study under each sampler with several seeds, in parallel, in memory; write a
-    best-so-far plot, a table of trials-to-target and final best, and the raw results."""
+    best-so-far plot, a table of trials-to-target and final best, and the raw results. A study
+    with several metrics is compared by hypervolume."""
     from tuner.core.toml_text import read_study_file
 
     read_study_file(study_file)  # not TOML: refused before 2 s of Optuna and torch imports
@@ -50,8 +51,9 @@ def compare(
     check_output(output)
     config = load_config(study_file, seed=seed)
     check_samplers(names, config)  # e.g. grid over a continuous range: before the first line
-    err.print(f"comparing {', '.join(names)} on study {config.name!r}: {repeats} seeds × "
-              f"{n_trials or config.n_trials} trials each, in memory")
+    by = f" by hypervolume of {' and '.join(config.metrics)}" if config.multi else ""
+    err.print(f"comparing {', '.join(names)} on study {config.name!r}{by}: {repeats} seeds × "
+              f"{n_trials or config.n_trials} trials each, in memory", markup=False)
     for note in random_start_notes(config, names, n_trials or config.n_trials):
         err.print(f"warning: {note}", markup=False)
 
@@ -59,10 +61,8 @@ def compare(
 
     def done(run) -> None:
         finished.append(run)
-        best = run.best[-1] if run.best else None
-        best_s = "no complete trial" if best is None else f"best {best:.4g}"
         failed = run.states.count("FAIL")
-        line = f"  {run.sampler} seed {run.seed}: {best_s} in {run.elapsed_s:.1f}s" + (
+        line = f"  {run.sampler} seed {run.seed}: {run.outcome()} in {run.elapsed_s:.1f}s" + (
             f", {failed} of {len(run.states)} trials failed" if failed else "") + (
             f"; stopped: {run.stopped}" if run.stopped else "")
         err.print(line, markup=False)  # a failure's reason is text, not rich markup

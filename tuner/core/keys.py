@@ -20,6 +20,8 @@ INIT_FIRST_GRAD = "init_first_grad"  # |grad W1| / |W1| of the initial network (
 UNTRAINED_VALUE = "untrained_value"  # the metric of the initial network (ctx.check_init baseline)
 LOG2_SUFFIX = "_log2"  # a power-of-two parameter is searched as NAME_log2; NAME holds the value
 FEASIBLE = "feasible"  # with [study] constraints: whether the trial satisfies them all
+CONSTRAINT_VALUES = "constraint_values"  # with [study] constraints: how far it is from each (<= 0:
+#   satisfied), what Optuna's constraints_func reads (it runs before the values are stored)
 WARM_START = "warm_start"  # a prior observation copied from another study: "NAME #number"
 PACK_OF = "pack_of"  # a packed claim's later trial: the number of the trial whose draw it shares
 

@@ -1,4 +1,5 @@
-"""``tuner compare``'s picture: best-so-far against trials, per sampler."""
+"""``tuner compare``'s picture: best-so-far (with several metrics: hypervolume so far) against
+trials, per sampler."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 def plot(c: Any, path: Path) -> None:
     """Best-so-far vs trials of ``c``, a :class:`tuner.run.compare.Comparison` (not imported:
     compare imports this module): the median over seeds per sampler, the quartiles as a band.
+    With several metrics, the hypervolume so far, its y label naming them and the reference
+    point.
     Drawn on a bare ``Figure``: the caller's matplotlib backend and pyplot state stay as
     they are."""
     import numpy as np
@@ -25,7 +28,7 @@ def plot(c: Any, path: Path) -> None:
     x = np.arange(1, length + 1)
     shown: list[np.ndarray] = []
     for i, sampler in enumerate(c.samplers):
-        rows = [[math.nan if b is None else b for b in r.best] +
+        rows = [[math.nan if b is None else b for b in c.curve(r)] +
                 [math.nan] * (length - len(r.best)) for r in c.runs if r.sampler == sampler]
         if not rows:
             continue
@@ -52,7 +55,17 @@ def plot(c: Any, path: Path) -> None:
         pad = 0.08 * (hi - lo) or 0.01
         ax.set_ylim(lo - pad, hi + pad)
     ax.set_xlabel("trials spent (failed ones too)")
-    ax.set_ylabel(f"best {c.metric} so far")
+    if c.multi:  # by hypervolume: name what it measures, and from where (a line each)
+        lines = ["hypervolume so far" + (" (feasible trials)" if c.constraints else "")]
+        refs = c.reference or [None] * len(c.metrics)
+        for m, d, v in zip(c.metrics, c.directions, refs, strict=True):
+            lines.append(f"{m} {'↑' if d == 'maximize' else '↓'}" +
+                         ("" if v is None else f", reference point {v:.4g}"))
+        if c.reference is None:
+            lines.append("no reference point: no feasible trial")
+        ax.set_ylabel("\n".join(lines), fontsize=8)
+    else:
+        ax.set_ylabel(f"best {c.metric} so far")
     ax.set_title(f"{c.study}: samplers compared (band: 25–75% of seeds)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right" if c.direction == "maximize" else "upper right")

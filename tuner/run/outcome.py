@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import Diverged, ObjectiveError, TunerError
 from tuner.core.failures import fail_reason, log_failure
-from tuner.core.keys import FAIL_REASON, FEASIBLE, PRUNE_REASON, WARM_START
+from tuner.core.keys import CONSTRAINT_VALUES, FAIL_REASON, FEASIBLE, PRUNE_REASON, WARM_START
 from tuner.objectives.context import ObjectiveContext
 from tuner.run.config import StudyConfig
 from tuner.search.constraints import Constraints
@@ -170,8 +170,10 @@ def call_objective(config: StudyConfig, ctx: ObjectiveContext, trial: optuna.Tri
     if not config.multi:
         return _a_number(value if not _one_named(value, config) else value[config.metric], trial)
     values = _values(value, config, trial)
-    if config.constraints:
-        trial.set_user_attr(FEASIBLE, constraints_of(config).feasible(values))
+    if config.constraints:  # Optuna's constraints_func reads the first (Constraints.__call__)
+        constraints = constraints_of(config)
+        trial.set_user_attr(CONSTRAINT_VALUES, constraints.of(values))
+        trial.set_user_attr(FEASIBLE, constraints.feasible(values))
     return values
 
 

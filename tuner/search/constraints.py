@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tuner.core.keys import CONSTRAINT_VALUES
+
 
 class Constraints:
     """The constraints of a study with ``metrics`` (in the objective's order). Picklable (a
@@ -26,5 +28,12 @@ class Constraints:
     def feasible(self, values: Sequence[float] | None) -> bool:
         return all(c <= 0 for c in self.of(values))
 
-    def __call__(self, trial: Any) -> list[float]:  # Optuna's constraints_func(FrozenTrial)
+    def __call__(self, trial: Any) -> list[float]:
+        """Optuna's ``constraints_func(FrozenTrial)``. Optuna calls it in the sampler's
+        ``after_trial``, before it stores the trial's values (``trial.values`` is ``None``
+        then): so what the trial wrote as its :data:`CONSTRAINT_VALUES` (from its values, when
+        its objective returned), else :meth:`of` its values (a pruned trial: all broken)."""
+        stored = trial.user_attrs.get(CONSTRAINT_VALUES)
+        if isinstance(stored, list | tuple) and len(stored) == len(self.constraints):
+            return [float(v) for v in stored]
         return self.of(trial.values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -130,12 +131,19 @@ def test_the_shipped_two_objective_example_runs(tmp_path):
     assert all(t.state == TrialState.PRUNED for t in zeros)  # dead inits pruned still
 
 
-def test_compare_says_it_needs_one_metric(tmp_path, monkeypatch):
-    from tuner.run.compare import check_samplers
+def test_compare_measures_several_metrics_by_hypervolume(tmp_path, monkeypatch):
+    from tuner.run.compare import check_samplers, compare
 
-    config = load_config(_study(tmp_path, monkeypatch))
-    with pytest.raises(ConfigError, match=r"tuner compare counts trials to a target of one metric"):
-        check_samplers(["random", "tpe"], config)
+    config = load_config(_study(tmp_path, monkeypatch, n_trials=3))
+    check_samplers(["random", "tpe", "nsga2"], config)  # no longer refused
+    with pytest.raises(ConfigError, match=r"the cmaes sampler optimises one metric"):
+        check_samplers(["random", "cmaes"], config)
+    c = compare(config, ["random", "nsga2"], repeats=1, jobs=1)
+    assert (c.metric, c.direction, c.metrics) == ("hypervolume", "maximize", ["loss", "size"])
+    assert c.reference is not None and math.isfinite(c.target) and c.target > 0
+    for r in c.runs:
+        assert len(r.values) == len(r.best) == 3 and all(len(v) == 2 for v in r.values)
+        assert r.best == sorted(r.best)  # no constraints: every complete trial counts
 
 
 def test_a_two_objective_study_warm_starts_from_another(tmp_path, monkeypatch):

@@ -42,3 +42,21 @@ def test_the_study_files_own_start_up_counts_for_every_sampler_that_takes_it(stu
     assert random_start_notes(config, ["tpe"], 5) == [
         "tpe: its first 3 trials are random (n_startup_trials); with 5 trials only 2 can differ "
         "from random search"]
+
+
+def test_nsga2s_first_generation_is_its_random_start_up(study_file):
+    """NSGA-II draws its first generation (``population_size``, 50 by default) at random: with
+    20 trials of a two-metric study it gave random search's results to the last digit."""
+    assert inspect.signature(optuna.samplers.NSGAIISampler).parameters[
+        "population_size"].default == 50
+    config = load_config(study_file())
+    assert random_start_notes(config, ["random", "tpe", "nsga2"], 20) == [
+        "tpe: its first 10 trials are random (n_startup_trials); with 20 trials only 10 can "
+        "differ from random search",
+        "nsga2: its first 50 trials are random (population_size); with 20 trials none can "
+        "differ from random search"]
+    assert random_start_notes(config, ["nsga2"], 101) == []
+    small = load_config(study_file(study={"sampler": "nsga2"}, sampler={"population_size": 8}))
+    assert random_start_notes(small, ["nsga2"], 12) == [
+        "nsga2: its first 8 trials are random (population_size); with 12 trials only 4 can "
+        "differ from random search"]

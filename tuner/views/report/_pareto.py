@@ -25,18 +25,14 @@ import plotly.graph_objects as go
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-try:  # exact hypervolume in any dimension (WFG); private, but in Optuna 5.1 (and 3.x, 4.x)
-    from optuna._hypervolume import compute_hypervolume
-except ImportError:  # pragma: no cover - another Optuna: three or more metrics say so
-    compute_hypervolume = None
-
 from tuner.core.keys import CONFIG_ATTR, FEASIBLE, WARM_START
 from tuner.search.best_so_far import best_so_far
+from tuner.search.hypervolume import from_losses, hypervolume_so_far, reference_losses
+from tuner.search.hypervolume import hypervolume as hypervolume  # also this module's name
 from tuner.views.real_params import real_params
 from tuner.views.report._figures import LAYOUT, Figure, metric_layout, parallel_figure, too_few
 
 OPTUNA_CONSTRAINTS = "constraints"  # Optuna's trial system attribute: one float each, <= 0 holds
-REFERENCE_MARGIN = 0.1  # the hypervolume's reference point: the worst value, out by 10% of range
 FRONT_LABELS = 12  # the Pareto-optimal points are labelled with their number up to this many
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=)\s*(\S+)\s*$")
 
@@ -282,55 +278,25 @@ class Reference:
 
 def reference_point(trials: list[FrozenTrial], obj: Objectives) -> Reference | None:
     """The worst value of each metric among the study's own complete trials (feasible or not),
-    pushed out by :data:`REFERENCE_MARGIN` of its range; ``None`` without such a trial."""
+    pushed out by 10% of its range
+    (:func:`tuner.search.hypervolume.reference_losses`); ``None`` without such a trial."""
     own = [t for t in trials if scored(t, obj) and is_own(t)]
     if not own:
         return None
-    losses = np.array([obj.loss(t) for t in own], dtype=float)
-    worst, best = losses.max(axis=0), losses.min(axis=0)
-    span = worst - best
-    flat = span == 0
-    span = np.where(flat, np.maximum(np.abs(worst), 1.0), span)
-    ref = worst + REFERENCE_MARGIN * span
-    values = tuple(float(-r if m else r) for r, m in zip(ref, obj.maximize, strict=True))
-    return Reference(values, ref, len(own),
+    ref, flat = reference_losses(np.array([obj.loss(t) for t in own], dtype=float))
+    return Reference(from_losses(ref, obj.maximize), ref, len(own),
                      tuple(n for n, f in zip(obj.names, flat, strict=True) if f))
-
-
-def hypervolume(losses: np.ndarray, ref: np.ndarray) -> float:
-    """The hypervolume that points (losses, lower is better) dominate up to ``ref``: a sweep
-    with two metrics; Optuna's exact ``compute_hypervolume`` (WFG) with more."""
-    points = losses[np.all(losses <= ref, axis=1)] if len(losses) else losses
-    if not len(points):
-        return 0.0
-    if points.shape[1] == 2:
-        points = points[np.lexsort((points[:, 1], points[:, 0]))]  # by the first, then second
-        area, low = 0.0, ref[1]
-        for x, y in points:
-            if y < low:  # a new lowest point: the band from it up to the last one
-                area += (ref[0] - x) * (low - y)
-                low = y
-        return float(area)
-    if compute_hypervolume is None:
-        raise ImportError("optuna._hypervolume.compute_hypervolume")
-    return float(compute_hypervolume(points, ref))
 
 
 def hypervolume_history(trials: list[FrozenTrial], obj: Objectives,
                         ref: Reference) -> list[tuple[int, float]]:
     """After each of the study's own complete trials (by number), the hypervolume of its
-    feasible ones so far: ``(number, hypervolume)``, never decreasing."""
+    feasible ones so far: ``(number, hypervolume)``, never decreasing (0 before the first
+    feasible one)."""
     own = sorted((t for t in trials if scored(t, obj) and is_own(t)), key=lambda t: t.number)
-    front = np.empty((0, len(obj.names)))
-    volume, out = 0.0, []
-    for t in own:
-        if is_feasible(t):
-            point = np.array(obj.loss(t), dtype=float)
-            if not len(front) or not np.any(np.all(front <= point, axis=1)):
-                front = np.vstack([front[~np.all(point <= front, axis=1)], point])
-                volume = hypervolume(front, ref.losses)
-        out.append((t.number, volume))
-    return out
+    volumes = hypervolume_so_far([obj.loss(t) if is_feasible(t) else None for t in own],
+                                 ref.losses)
+    return [(t.number, v or 0.0) for t, v in zip(own, volumes, strict=True)]
 
 
 def hypervolume_plot(trials: list[FrozenTrial], obj: Objectives) -> tuple[Figure, str]:
