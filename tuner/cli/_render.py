@@ -149,6 +149,9 @@ def render_show(s: dict[str, Any]) -> None:
     if warm.get("n"):
         out.print(f"  {warm['n']} of them are prior observations from study "
                   f"{warm['from']!r} (warm start: not in the budget, never the best; marked w)")
+    if s.get("pruned"):
+        out.print("  pruned: " + ", ".join(f"{n} {kind}" for kind, n in s["pruned"].items()),
+                  markup=False, highlight=False)
     render_running(s["name"], s["running"])
     render_failed(s["name"], s["failed"])
     if s.get("pareto"):

@@ -23,7 +23,7 @@ validation images the best observation is partly a lucky draw, and improvement o
 draw favours places the process knows little about (stop 24: gp's late draws gathered in the
 good region more slowly than TPE's). Quickstart, tuner compare over 400 seeds: 0.92x the trials
 to reach the target [0.85, 0.99] of counting from 0.3 standard deviations below the best
-observation (stop 25; 0.89x and 0.95x on two sets of 200), 0.58x random search's [0.53, 0.64]
+observation (stop 25, two sets of 200 seeds), 0.58x random search's [0.53, 0.64]
 (BENCHMARKS.md, stop 26). On a smooth, noiseless objective the two thresholds nearly agree.
 
 Only what the sampler reads changes (the study it is handed in ``infer_relative_search_space``

@@ -68,11 +68,12 @@ class SnapshotMedianPruner(MedianPruner):
     """Optuna's median pruner, reading the completed trials once per trial.
 
     ``MedianPruner.prune`` reads every COMPLETE trial at each report; through an RDB storage
-    that is one query per epoch (~2–5 ms on SQLite, more on PostgreSQL), the largest share of a
-    short trial's storage time (BENCHMARKS.md, issue 7 (d)). Here a trial is judged against
-    the trials that had completed at its first pruning check. In one process nothing completes
-    while a trial runs, so the decisions are Optuna's exactly; with several workers a trial
-    that completes meanwhile counts from the next trial on.
+    that is one query per epoch (~2–5 ms on SQLite, more on PostgreSQL), the largest share
+    of a short trial's storage time (measured for issue 7; the figures are in
+    BENCHMARKS.md's git history). Here a trial is judged against the trials that had
+    completed at its first pruning check. In one process nothing completes while a trial
+    runs, so the decisions are Optuna's exactly; with several workers a trial that completes
+    meanwhile counts from the next trial on.
     """
 
     # No __init__ of its own: the study file's options are MedianPruner's signature.

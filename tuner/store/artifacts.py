@@ -12,7 +12,7 @@ Where they go: ``$TUNER_ARTIFACT_DIR`` if set, else a folder beside the storage 
 (``tuner.db`` → ``tuner-artifacts/``, ``journal:runs.log`` → ``runs-artifacts/``), else (a
 database server) ``tuner-artifacts/`` in the working directory. ``tuner dashboard`` and
 ``tuner report`` look in the same place, or where ``--artifact-dir`` says. ``[objective]
-artifacts = false`` turns them off. They cost a trial about 2 ms (see BENCHMARKS.md): two
+artifacts = false`` turns them off. They cost a trial ~4–10 ms (BENCHMARKS.md, pictures): two
 small writes to the storage and two small files; a failing disk only warns, never fails a trial.
 """
 

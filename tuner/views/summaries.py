@@ -18,6 +18,7 @@ from tuner.core.keys import (
     FAIL_REASON,
     FEASIBLE,
     INIT_VERDICT,
+    PRUNE_REASON,
     TASK_ATTR,
     UNTRAINED_VALUE,
     WARM_START,
@@ -110,11 +111,34 @@ def study_summary(study: StudySnapshot, top: int = 5) -> dict[str, Any]:
         "task": study.user_attrs.get(TASK_ATTR),
         "failed": [{"number": t.number, "reason": t.user_attrs.get(FAIL_REASON)}
                    for t in trials if t.state.name == "FAIL"],
+        "pruned": prune_kinds(trials),
         "running": study.running,
         "created_by_tuner": config is not None,
         "warm_start": {"from": (config or {}).get("study", {}).get("warm_start"),
                        "n": sum(WARM_START in t.user_attrs for t in trials)},
     }
+
+
+def prune_kind(reason: str | None) -> str:
+    """A prune reason without its numbers and details, to count alike ones: "dead init
+    (symmetric)", "training diverged", "by the median pruner", "pruned by the objective"."""
+    if not reason:
+        return "no reason stored"
+    if reason.startswith("training diverged"):
+        return "training diverged"
+    if reason.startswith("pruned after epoch") and " by the " in reason:
+        return "by the " + reason.split(" by the ", 1)[1]
+    return reason.split(":", 1)[0].strip()
+
+
+def prune_kinds(trials: list[Any]) -> dict[str, int]:
+    """How many PRUNED trials were pruned for each kind of reason, the commonest first."""
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.state.name == "PRUNED":
+            kind = prune_kind(t.user_attrs.get(PRUNE_REASON))
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def list_studies(studies: list[StudySnapshot]) -> list[dict[str, Any]]:

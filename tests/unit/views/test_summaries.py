@@ -64,3 +64,28 @@ def test_a_chance_level_study_says_so_at_the_end_of_the_run(cli, tmp_path) -> No
                     .replace("1e-09", "1e8").replace('"chance"', '"high"'))
     got = cli("run", "high.toml")
     assert got.returncode == 2 and "all 4 trials of this run diverged" in got.stderr
+
+
+def test_show_counts_why_trials_were_pruned() -> None:
+    """Seen: tuner show listed why trials failed, never why 12 of 25 were pruned."""
+    import optuna
+
+    from tuner.store.studies import snapshot_of
+    from tuner.views.summaries import prune_kind, study_summary
+
+    study = optuna.create_study()
+    reasons = ["training diverged in epoch 1 (training loss=nan)",
+               "training diverged in epoch 3 (validation loss=2.5e+09, 5.5e+04 times the "
+               "untrained network's)",
+               "dead init (symmetric): all 64 units of hidden layer 1 output the same values",
+               "pruned after epoch 3 by the median pruner", None]
+    for reason in reasons:
+        attrs = {} if reason is None else {"prune_reason": reason}
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  user_attrs=attrs))
+    study.add_trial(optuna.trial.create_trial(value=1.0))
+    assert study_summary(snapshot_of(study))["pruned"] == {
+        "training diverged": 2, "dead init (symmetric)": 1, "by the median pruner": 1,
+        "no reason stored": 1}
+    assert prune_kind("pruned by the objective (it gave no reason)") == \
+        "pruned by the objective (it gave no reason)"
