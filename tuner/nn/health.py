@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tuner.nn.models import ACTIVATIONS, weight_layers
+from tuner.nn.training import mse_loss
 
 HEALTH_ROWS = 512  # training rows pushed through the network for the verdict
 NO_HIDDEN_LAYER = ("the probe saw no hidden layer (no Linear/Conv layer received another one's "
@@ -215,12 +216,6 @@ def assess(
     return InitHealth("healthy", "", std, sat, first_grad)
 
 
-def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    if out.shape != y.shape and out.numel() == y.numel():
-        out = out.reshape(y.shape)
-    return F.mse_loss(out, y)
-
-
 def first_layer_gradient(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -235,7 +230,7 @@ def first_layer_gradient(
     out = model(x)
     if loss is None:
         # (b, 1) outputs against a (b,) target: compare them row by row, never broadcast
-        loss = _mse if y.is_floating_point() else F.cross_entropy
+        loss = mse_loss if y.is_floating_point() else F.cross_entropy
     (grad,) = torch.autograd.grad(loss(out, y), [w], allow_unused=True)
     if grad is None:  # the first layer does not reach the loss at all
         return 0.0

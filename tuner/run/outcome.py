@@ -210,14 +210,19 @@ def _values(value: Any, config: StudyConfig, trial: optuna.Trial) -> list[float]
                    "returns a dict by name or a tuple in that order")
     out = []
     for name, v in zip(metrics, raw, strict=True):
-        try:
-            number = None if isinstance(v, str | bytes | bool) else float(v)
-        except (TypeError, ValueError):
-            number = None
+        number = None if isinstance(v, bool) else _as_float(v)
         if number is None or not math.isfinite(number):
             raise fail(f"the objective returned {name} = {_shown(v)}, not a finite number")
         out.append(number)
     return out
+
+
+def _as_float(value: Any) -> float | None:
+    """``value`` as a float (NaN and ±inf too), or ``None`` for text or what is no number."""
+    try:
+        return None if isinstance(value, str | bytes) else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _shown(value: Any) -> str:
@@ -244,14 +249,10 @@ def failing_streak(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 def _a_number(value: Any, trial: optuna.Trial) -> float:
     """``value`` as a finite float, or the trial fails with the reason stored (Optuna would
     fail NaN and a string without one, and store ±inf as a complete value no plot can use)."""
-    try:
-        number = None if isinstance(value, str | bytes) else float(value)
-    except (TypeError, ValueError):
-        number = None
+    number = _as_float(value)
     if number is None or not math.isfinite(number):
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         what = "not a number" if number is None else "not a finite number"
-        reason = f"the objective returned {shown}, {what}"
+        reason = f"the objective returned {_shown(value)}, {what}"
         trial.set_user_attr(FAIL_REASON, reason)
         raise ObjectiveError(reason)
     return number

@@ -10,6 +10,7 @@ from typing import Any
 from tuner.core.errors import ConfigError, did_you_mean
 from tuner.core.metrics import metric_task, natural_direction
 from tuner.objectives import ObjectiveSpec
+from tuner.search.constraints import parse_constraint
 from tuner.search.pruners import PRUNERS
 from tuner.search.samplers import SAMPLERS
 
@@ -75,9 +76,6 @@ def check_study(study: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=)\s*(\S+)\s*$")
-
-
 def _check_objectives(out: dict[str, Any], bad: Any) -> None:
     """``metrics``/``directions`` (several objectives) and ``constraints``."""
     metrics, directions = out["metrics"], out["directions"]
@@ -109,29 +107,19 @@ def _check_objectives(out: dict[str, Any], bad: Any) -> None:
     if not isinstance(constraints, list) or not constraints:
         raise bad("constraints", 'a list such as ["n_params <= 20000"]')
     for text in constraints:
-        m = CONSTRAINT_RE.match(text) if isinstance(text, str) else None
-        if m is None or not _is_float(m.group(3)):
+        parsed = parse_constraint(text)
+        if parsed is None:
             raise bad("constraints", 'a list of "METRIC <= NUMBER" or "METRIC >= NUMBER"')
-        if m.group(1) not in names:
+        if parsed[0] not in names:
             raise bad("constraints", f"on the study's metrics ({', '.join(names)}); "
-                                     f"{m.group(1)!r} is not one")
+                                     f"{parsed[0]!r} is not one")
 
 
 def parse_constraints(constraints: list[str] | None) -> tuple[tuple[str, str, float], ...]:
     """``["n_params <= 20000"]`` (checked) as ``(("n_params", "<=", 20000.0),)``."""
-    out = []
-    for text in constraints or ():
-        m = CONSTRAINT_RE.match(text)
-        assert m is not None
-        out.append((m.group(1), m.group(2), float(m.group(3))))
-    return tuple(out)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
+    parsed = tuple(parse_constraint(text) for text in constraints or ())
+    assert None not in parsed
+    return parsed  # type: ignore[return-value]
 
 
 def metrics_and_directions(

@@ -30,8 +30,9 @@ from tuner.core.keys import LOG2_SUFFIX, WARM_START
 from tuner.run.config import StudyConfig
 from tuner.search.space import SearchSpace
 from tuner.store.credentials import mask_url
+from tuner.store.snapshot import non_dominated
 from tuner.store.storage import open_storage
-from tuner.store.studies import load_existing, non_dominated, study_metrics
+from tuner.store.studies import load_existing, study_metrics
 
 log = logging.getLogger("tuner")
 

@@ -3,10 +3,27 @@ for Optuna's ``constraints_func`` (a value <= 0 is satisfied) and for tuner's ``
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from tuner.core.keys import CONSTRAINT_VALUES
+
+CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=)\s*(\S+)\s*$")
+
+
+def parse_constraint(text: Any) -> tuple[str, str, float] | None:
+    """``"n_params <= 20000"`` as ``("n_params", "<=", 20000.0)``; ``None`` for anything that
+    is not ``METRIC <= NUMBER`` or ``METRIC >= NUMBER`` with a finite number."""
+    m = CONSTRAINT_RE.match(text) if isinstance(text, str) else None
+    if m is None:
+        return None
+    try:
+        bound = float(m.group(3))
+    except ValueError:
+        return None
+    return (m.group(1), m.group(2), bound) if math.isfinite(bound) else None
 
 
 class Constraints:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.core.errors import ConfigError, StudyNotFoundError
-from tuner.core.keys import CONFIG_ATTR, WARM_START
+from tuner.core.keys import CONFIG_ATTR, FEASIBLE, WARM_START
 
 
 class State(enum.Enum):
@@ -114,6 +114,16 @@ class StudySnapshot:
 
 
 # ------------------------------------------------------------------ rules both readers share
+def pareto_front(trials: list[Any], directions: list[str]) -> list[Any]:
+    """The Pareto set among ``trials``: the study's own COMPLETE ones (not a warm start's)
+    that no other dominates, among the feasible ones when there are any (``[study]
+    constraints``), in number order."""
+    own = [t for t in trials if t.state.name == "COMPLETE" and t.values
+           and WARM_START not in t.user_attrs]
+    feasible = [t for t in own if t.user_attrs.get(FEASIBLE, True)]
+    return non_dominated(feasible or own, directions)
+
+
 def non_dominated(trials: list[Any], directions: list[str]) -> list[Any]:
     """The trials (with ``values``) that no other trial dominates: at least as good in every
     metric and better in one, by ``directions`` ("MINIMIZE"/"MAXIMIZE"), in number order."""

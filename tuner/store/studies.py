@@ -13,13 +13,13 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.keys import FEASIBLE, WARM_START
+from tuner.core.keys import WARM_START
 from tuner.store.rdb import ResilientRDBStorage, uncached
 from tuner.store.snapshot import (  # noqa: F401  (count_states, study_metric(s): re-exported)
     StudySnapshot,
     count_states,
-    non_dominated,
     not_found,
+    pareto_front,
     running_entries,
     study_metric,
     study_metrics,
@@ -52,10 +52,8 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 def pareto_set(study: optuna.Study) -> list[FrozenTrial]:
     """The study's own complete trials that no other dominates (with ``[study] constraints``:
     among the feasible ones, when there are any), in number order."""
-    own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-           if t.values is not None and WARM_START not in t.user_attrs]
-    feasible = [t for t in own if t.user_attrs.get(FEASIBLE, True)]
-    return non_dominated(feasible or own, [d.name for d in study.directions])
+    return pareto_front(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                        [d.name for d in study.directions])
 
 
 def n_finished(study: optuna.Study) -> int:

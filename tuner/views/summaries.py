@@ -16,7 +16,6 @@ from tuner.core.keys import (
     CONFIG_ATTR,
     CURVE,
     FAIL_REASON,
-    FEASIBLE,
     INIT_VERDICT,
     PRUNE_REASON,
     TASK_ATTR,
@@ -26,7 +25,7 @@ from tuner.core.keys import (
 from tuner.store.snapshot import (
     StudySnapshot,
     count_states,
-    non_dominated,
+    pareto_front,
     study_metric,
     study_metrics,
 )
@@ -86,9 +85,7 @@ def study_summary(study: StudySnapshot, top: int = 5) -> dict[str, Any]:
     metrics = study_metrics(study)
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
     if len(study.directions) > 1:  # several metrics: the Pareto set, not a ranking
-        own = [t for t in complete if WARM_START not in t.user_attrs]
-        feasible = [t for t in own if t.user_attrs.get(FEASIBLE, True)]
-        complete = non_dominated(feasible or own, study.directions)
+        complete = pareto_front(complete, study.directions)
     else:
         complete.sort(key=lambda t: t.values[0], reverse=study.maximize)
     return {

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -25,8 +24,9 @@ import plotly.graph_objects as go
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.keys import CONFIG_ATTR, FEASIBLE, WARM_START
+from tuner.core.keys import CONFIG_ATTR, CONSTRAINT_VALUES, FEASIBLE, WARM_START
 from tuner.search.best_so_far import best_so_far
+from tuner.search.constraints import parse_constraint
 from tuner.search.hypervolume import from_losses, hypervolume_so_far, reference_losses
 from tuner.search.hypervolume import hypervolume as hypervolume  # also this module's name
 from tuner.views.real_params import real_params
@@ -34,7 +34,6 @@ from tuner.views.report._figures import LAYOUT, Figure, metric_layout, parallel_
 
 OPTUNA_CONSTRAINTS = "constraints"  # Optuna's trial system attribute: one float each, <= 0 holds
 FRONT_LABELS = 12  # the Pareto-optimal points are labelled with their number up to this many
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=)\s*(\S+)\s*$")
 
 FRONT = {"color": "#d62728", "symbol": "diamond", "size": 12,
          "line": {"color": "#7f0000", "width": 1}}
@@ -102,8 +101,10 @@ def is_own(t: FrozenTrial) -> bool:
 
 
 def broken(t: FrozenTrial, obj: Objectives) -> list[str]:
-    """The constraints an infeasible trial breaks (by Optuna's ``constraints`` values)."""
-    values = t.system_attrs.get(OPTUNA_CONSTRAINTS)
+    """The constraints an infeasible trial breaks: by the values the trial wrote
+    (``constraint_values``, what Optuna's ``constraints_func`` hands on), else Optuna's own
+    ``constraints`` system attribute."""
+    values = t.user_attrs.get(CONSTRAINT_VALUES, t.system_attrs.get(OPTUNA_CONSTRAINTS))
     if not isinstance(values, list | tuple) or len(values) != len(obj.constraints):
         return []
     return [c for c, v in zip(obj.constraints, values, strict=True)
@@ -233,11 +234,11 @@ def _constraint_line(fig: go.Figure, text: str, xname: str, yname: str,
                      xs: list[float], ys: list[float]) -> None:
     """A dashed line at a constraint's bound on the metric it is on, when that bound lies among
     the values drawn (a scatter trace: it sits right on a log axis as well)."""
-    m = _CONSTRAINT.match(text)
-    if m is None:
+    parsed = parse_constraint(text)
+    if parsed is None:
         return
-    name, op, bound = m.group(1), m.group(2), _float(m.group(3))
-    if bound is None or name not in (xname, yname):
+    name, op, bound = parsed
+    if name not in (xname, yname):
         return
     along, across = (ys, xs) if name == xname else (xs, ys)
     if not across or not min(across) <= bound <= max(across):
@@ -248,13 +249,6 @@ def _constraint_line(fig: go.Figure, text: str, xname: str, yname: str,
     fig.add_scatter(**line, mode="lines", name=f"constraint {name} {sign} {bound:g}",
                     line={"color": "#555", "dash": "dash", "width": 1.5}, hoverinfo="name",
                     meta="constraint")
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 # ------------------------------------------------------------------------------ hypervolume
