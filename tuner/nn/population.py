@@ -151,7 +151,7 @@ class Population:
         self.cfg = cfgs[0]
         self.net = _StackedMLP(models) if _StackedMLP.fits(models[0]) else _StackedVmap(models)
         self.device = self.params[0].device
-        self.dtype = amp_dtype(models[0], self.device, self.cfg.amp)
+        self.dtype = amp_dtype(models[0], self.device, self.cfg.amp, self.cfg.batch_size)
         if self.dtype == torch.float16:
             self.dtype = None  # float16 needs a per-member gradient scaler: full precision here
         self.optimizer = STACKED_OPTIMIZERS.get(self.cfg.optimizer)(

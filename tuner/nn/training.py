@@ -7,9 +7,14 @@ CUDA run); nothing is copied per batch.
 
 Two device policies live here:
 
-* **CUDA**: automatic mixed precision (bfloat16 where the GPU has it, else float16 with a
-  gradient scaler) for models of at least :data:`AMP_MIN_PARAMS` parameters; smaller models are
-  bound by kernel launches, where casts only add work. ``TrainConfig.amp`` forces it on or off.
+* **CUDA**: automatic mixed precision (bfloat16 where the training GPU has it natively, compute
+  capability 8.0 or later; else float16 with a gradient scaler and a fused optimizer, which
+  skips an overflowing step without a sync per batch) for models of at least
+  :data:`AMP_MIN_PARAMS` parameters whose steps have at least :data:`AMP_MIN_WORK` rows ×
+  parameters; smaller steps are bound by kernel launches, where casts only add work.
+  ``TrainConfig.amp`` forces it on or off. Only the model's forward runs under autocast: the
+  loss gets float32 outputs, and a float16 run evaluates in float32 (float16's range is
+  65504: a large validation loss would otherwise read as "diverged").
 * **CPU**: one intra-op thread per process (``$TUNER_CPU_THREADS`` to change). The per-op work of
   these models is too small to split, and on a busy machine a second OpenMP thread made a 5-epoch
   digits trial 2–15x *slower*; parallelism comes from packing and worker processes instead. The
@@ -36,6 +41,7 @@ from tuner.nn.stacked_optim import STACKED_OPTIMIZERS, SoloOptimizer
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating; bounds memory on big validation sets
 BLOWN_UP = 1e4  # a validation loss this many times the untrained network's: diverged
 AMP_MIN_PARAMS = 250_000  # below this, CUDA autocast costs more in casts than it saves
+AMP_MIN_WORK = 2**28  # rows × parameters of one step below which a step is launch-bound
 CPU_THREADS_ENV = "TUNER_CPU_THREADS"
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (scores, labels) -> mean loss
 
@@ -44,7 +50,8 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (scores, labels) 
 class TrainConfig:
     """Optimisation settings of one training run (lr is the raw, not log, value).
 
-    ``amp``: mixed precision on CUDA; ``None`` decides by model size (see the module doc).
+    ``amp``: mixed precision on CUDA; ``None`` decides by model and batch size (see the module
+    doc).
     ``lr_scales``: parameter name -> factor; those parameters learn at ``lr × factor``
     (fine-tuning's faster head: :func:`tuner.nn.finetune.configure` returns them).
     """
@@ -95,14 +102,23 @@ class EpochStats:
         return numbers[metric]
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, *,
-                   solo: bool = True) -> torch.optim.Optimizer | SoloOptimizer:
+# torch.optim's fused kernels take a GradScaler's scale and inf check on the device (no sync)
+_FUSED: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": lambda p, lr, wd, m: torch.optim.SGD(p, lr=lr, weight_decay=wd, momentum=m, fused=True),
+    "adam": lambda p, lr, wd, m: torch.optim.Adam(p, lr=lr, weight_decay=wd, fused=True),
+    "adamw": lambda p, lr, wd, m: torch.optim.AdamW(p, lr=lr, weight_decay=wd, fused=True),
+}
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, *, solo: bool = True,
+                   fused: bool = False) -> torch.optim.Optimizer | SoloOptimizer:
     """The optimizer over ``model``'s trainable parameters (frozen ones, ``requires_grad``
     false, are left out), each at ``cfg.lr`` times its factor in ``cfg.lr_scales`` (default 1).
 
     On the CPU the built-in optimizers are tuner's :class:`SoloOptimizer` (the same updates,
     without importing ``torch._dynamo``) unless ``solo`` is false (a ``GradScaler`` needs
-    ``torch.optim``'s)."""
+    ``torch.optim``'s). ``fused``: torch's fused kernel where the optimizer has one (sgd, adam,
+    adamw), which a ``GradScaler`` steps without reading its inf check back every batch."""
     factory = OPTIMIZERS.get(cfg.optimizer)
     unknown = sorted(set(cfg.lr_scales) - {name for name, _ in model.named_parameters()})
     if unknown:
@@ -115,6 +131,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, *,
     on_cpu = all(p.device.type == "cpu" for ps in groups.values() for p in ps)
     if solo and on_cpu and groups and cfg.optimizer in STACKED_OPTIMIZERS:
         return SoloOptimizer(cfg.optimizer, param_groups, cfg.weight_decay, cfg.momentum)
+    if fused and groups and cfg.optimizer in _FUSED:
+        factory = _FUSED[cfg.optimizer]
     return factory(param_groups, cfg.lr, cfg.weight_decay, cfg.momentum)
 
 
@@ -165,14 +183,31 @@ def use_cpu_threads() -> int:
 
 
 def amp_dtype(
-    model: nn.Module, device: torch.device, amp: bool | None = None
+    model: nn.Module, device: torch.device, amp: bool | None = None,
+    batch_size: int | None = None,
 ) -> torch.dtype | None:
-    """The autocast dtype for training ``model`` on ``device``, or ``None`` for full precision."""
+    """The autocast dtype for training ``model`` on ``device`` in batches of ``batch_size``
+    rows, or ``None`` for full precision. With ``amp`` ``None``, mixed precision needs
+    :data:`AMP_MIN_PARAMS` parameters and (a batch size given) :data:`AMP_MIN_WORK` rows ×
+    parameters per step; ``True`` forces it on a GPU, ``False`` off."""
     if device.type != "cuda" or amp is False:
         return None
-    if amp is None and sum(p.numel() for p in model.parameters()) < AMP_MIN_PARAMS:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp is None:
+        n_params = sum(p.numel() for p in model.parameters())
+        if n_params < AMP_MIN_PARAMS or (batch_size is not None
+                                         and batch_size * n_params < AMP_MIN_WORK):
+            return None
+    return torch.bfloat16 if native_bf16(device) else torch.float16
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU ``device`` (not GPU 0, not the current one) does bfloat16 arithmetic in
+    hardware: compute capability 8.0 (Ampere) or later, or ROCm. Older GPUs (V100, T4) only
+    emulate it, without tensor cores, which ``torch.cuda.is_bf16_supported()`` accepts too:
+    there float16 with a gradient scaler is the fast mixed precision."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -213,17 +248,17 @@ def _eval_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str,
     model.eval()
     k = 1 if y.ndim == 1 else y.shape[1]
     sums = torch.zeros(2 if task == "classification" else 2 + k, device=x.device)
-    with autocast(x.device, dtype):
-        for start in range(0, x.shape[0], EVAL_CHUNK):
+    for start in range(0, x.shape[0], EVAL_CHUNK):
+        with autocast(x.device, dtype):  # the forward only: the loss and metrics in float32
             out = model(x[start : start + EVAL_CHUNK]).float()
-            target = y[start : start + EVAL_CHUNK]
-            sums[0] += loss(out, target).float() * len(target)
-            if task == "classification":
-                sums[1] += (out.argmax(dim=1) == target).sum()
-            else:
-                error = (fit_outputs(out, target) - target).reshape(len(target), k)
-                sums[1] += error.abs().sum()
-                sums[2:] += error.square().sum(dim=0)
+        target = y[start : start + EVAL_CHUNK]
+        sums[0] += loss(out, target).float() * len(target)
+        if task == "classification":
+            sums[1] += (out.argmax(dim=1) == target).sum()
+        else:
+            error = (fit_outputs(out, target) - target).reshape(len(target), k)
+            sums[1] += error.abs().sum()
+            sums[2:] += error.square().sum(dim=0)
     model.train(was_training)
     return sums
 
@@ -314,15 +349,18 @@ def train(
     device = x.device
     if device.type == "cpu":
         use_cpu_threads()
-    dtype = amp_dtype(model, device, cfg.amp)
-    # float16 needs loss scaling against underflowing gradients; bfloat16 does not.
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    optimizer = make_optimizer(model, cfg, solo=scaler is None)
+    dtype = amp_dtype(model, device, cfg.amp, cfg.batch_size)
+    # float16 needs loss scaling against underflowing gradients; bfloat16 does not. A fused
+    # optimizer lets the scaler skip an overflowing step on the device (no sync per batch).
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    optimizer = make_optimizer(model, cfg, solo=scaler is None, fused=scaler is not None)
     step = bare_step(optimizer) if scaler is None else None
+    # float16 overflows at 65504: evaluate in float32 then (bfloat16 has float32's range)
+    eval_dtype = None if dtype == torch.float16 else dtype
     params = [p for p in model.parameters() if p.requires_grad]
     sst = total_squares(data.y_val) if data.task == "regression" else None
     # the untrained network's validation loss, read with the first epoch's numbers (no sync)
-    start = _eval_sums(model, data.x_val, data.y_val, data.task, dtype, criterion)[:1]
+    start = _eval_sums(model, data.x_val, data.y_val, data.task, eval_dtype, criterion)[:1]
     n_val = data.x_val.shape[0]
     history: list[EpochStats] = []
     model.train()
@@ -334,8 +372,12 @@ def train(
         loss_sum = torch.zeros((), device=device)
         try:
             for xb, yb in zip(xs, ys, strict=True):
-                with autocast(device, dtype):
+                if dtype is None:
                     batch_loss = criterion(model(xb), yb)
+                else:  # the model's forward in mixed precision, the loss in float32
+                    with autocast(device, dtype):
+                        out = model(xb)
+                    batch_loss = criterion(out.float(), yb)
                 for p in params:  # = optimizer.zero_grad(set_to_none=True), minus its profiler
                     p.grad = None
                 if step is not None:
@@ -353,7 +395,7 @@ def train(
                 raise
             raise Diverged(epoch, math.inf) from None
         # -- evaluate, then read every number in one synchronisation
-        val_sums = _eval_sums(model, data.x_val, data.y_val, data.task, dtype, criterion)
+        val_sums = _eval_sums(model, data.x_val, data.y_val, data.task, eval_dtype, criterion)
         numbers = torch.cat([start, loss_sum.reshape(1), val_sums]).tolist()
         train_loss = numbers[1] / n
         if not math.isfinite(train_loss):

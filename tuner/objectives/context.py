@@ -37,7 +37,7 @@ from tuner.core.keys import CURVE, PRUNE_REASON, UNTRAINED_VALUE
 from tuner.nn import health
 from tuner.nn.checkpoint import copy_matching, read_checkpoint
 from tuner.nn.data import Dataset, load_dataset
-from tuner.nn.device import resolve_device
+from tuner.nn.device import use_device
 from tuner.nn.diagnostics import layer_stats
 from tuner.nn.health import hidden_activations
 from tuner.nn.models import ACTIVATIONS, infer_activation, weight_layers
@@ -88,8 +88,9 @@ class ObjectiveContext:
     @property
     def device(self) -> torch.device:
         """The training device: ``--device``, else ``[objective] device``, else CUDA when
-        present, else the CPU."""
-        return resolve_device(self.settings.get("device", "auto"))
+        present (and usable), else the CPU. A GPU ``cuda:N`` is made this process's current CUDA
+        device too (:func:`tuner.nn.device.use_device`)."""
+        return use_device(self.settings.get("device", "auto"))
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Draw every ``[space]`` parameter for ``trial`` (fixed ones included) as

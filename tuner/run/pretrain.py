@@ -13,7 +13,7 @@ import torch
 from tuner.core.errors import ConfigError
 from tuner.nn.checkpoint import check_writable, read_checkpoint, save_checkpoint
 from tuner.nn.data import dataset_options, load_dataset
-from tuner.nn.device import resolve_device
+from tuner.nn.device import check_device, use_deterministic, use_device
 from tuner.nn.finetune import init_model
 from tuner.nn.models import MODELS, ModelSpec
 from tuner.nn.training import Diverged, TrainConfig, train
@@ -58,7 +58,9 @@ def pretrain(
                           "list or range")
     s, space = validate(dict(settings), space, where)
     hp = {p.name: p.value for p in space.params}
-    device = resolve_device(s["device"])
+    check_device(s["device"], f"{where}: device", hint="--set device=cpu")  # before the data
+    device = use_device(s["device"])
+    use_deterministic(s["deterministic"])
     options = {k: v for k, v in s.items() if k in dataset_options(s["dataset"])}
     data = load_dataset(s["dataset"], seed=seed, device=str(device), **options)
     spec = ModelSpec(data.n_features, data.n_outputs, data.image_shape, hp["depth"], hp["width"],

@@ -53,6 +53,7 @@ def fake_gpu(monkeypatch):
         monkeypatch.setattr(device_module, "resolve_device", lambda name: torch.device("cuda"))
         monkeypatch.setattr(device_module, "cuda_step_fits",
                             lambda *args, **kwargs: (lambda b: b <= limit))
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 << 30, 40 << 30))
 
     return install
 
@@ -118,7 +119,7 @@ def test_the_batch_fit_of_a_regression_builds_its_head_and_steps_without_class_l
 
     built = []
 
-    def step_on_cpu(make_model, n_features, device, reserved):
+    def step_on_cpu(make_model, n_features, device, reserved, **kwargs):
         def fits(batch: int) -> bool:
             model = make_model()
             built.append(model)

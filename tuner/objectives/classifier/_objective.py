@@ -8,7 +8,8 @@ head, the loss (cross-entropy or mean squared error) and the metrics (``val_accu
 
 ``[objective]`` settings: ``dataset`` (a registered name, see :mod:`tuner.nn.data`), its options
 (``path``, ``target``, ``task``, ``classes``, ``val_fraction`` …), ``model`` (``mlp`` or
-``cnn``), ``epochs`` and ``device``. Searchable ``[space]`` names: lr, batch_size, init,
+``cnn``), ``epochs``, ``device`` and ``deterministic`` (reproducible GPU kernels, TF32 off:
+:func:`tuner.nn.device.use_deterministic`). Searchable ``[space]`` names: lr, batch_size, init,
 activation, weight_decay, depth, width, optimizer, momentum (each may also be fixed or left to
 its default).
 """
@@ -32,7 +33,7 @@ from tuner.core.metrics import (
 )
 from tuner.nn import finetune, health
 from tuner.nn.data import DATASETS, Dataset, dataset_options, known_task
-from tuner.nn.device import fit_batch_size
+from tuner.nn.device import fit_batch_size, use_deterministic
 from tuner.nn.models import ACTIVATIONS, MODELS, MOMENTUM_OPTIMIZERS, OPTIMIZERS, ModelSpec
 from tuner.nn.schemes import SCHEMES
 from tuner.nn.training import EpochStats, TrainConfig, evaluate_metrics, train
@@ -61,7 +62,8 @@ PARAM_RULES: dict[str, ParamRule] = {
 METRICS = {m: natural_direction(m) for m in dict.fromkeys(
     (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *COST_METRICS))}  # val_accuracy, …
 SETTINGS = {"dataset": "digits", "model": "mlp", "epochs": 10, "device": "auto",
-            "artifacts": True}  # per-trial pictures for the dashboard (tuner.store.artifacts)
+            "artifacts": True,  # per-trial pictures for the dashboard (tuner.store.artifacts)
+            "deterministic": False}  # deterministic kernels, TF32 off (reruns on a GPU repeat)
 # Init science (tuner.nn.health, tuner.nn.finetune): prune dead inits before epoch 1; a checkpoint
 # for init = "pretrained" (a file name, relative to the study file; None: no checkpoint).
 SETTINGS.update({"prune_dead_inits": True, **_finetune.SETTINGS})
@@ -87,6 +89,9 @@ def validate(
     # what the toolkit checks for every objective.
     out = validate_toolkit_settings({**valid, **settings}, where)
     MODELS.get(out["model"], f"{where}: [objective] model")
+    if not isinstance(out["deterministic"], bool):
+        raise ConfigError(f"{where}: [objective] deterministic must be true or false, got "
+                          f"{out['deterministic']!r}")
     vf = out["val_fraction"]
     if isinstance(vf, bool) or not isinstance(vf, int | float) or not 0 < vf < 1:
         raise ConfigError(f"{where}: [objective] val_fraction must be in (0, 1), got {vf!r}")
@@ -99,7 +104,9 @@ def validate(
 def bind(settings: dict[str, Any], space: SearchSpace, where: str) -> SearchSpace:
     """What needs the machine and the files (once per process, before storage is written):
     the device exists, the dataset loads, the batch sizes fit its rows (and a GPU's memory:
-    the space returned), a CNN has images, a pretrained init's checkpoint fits."""
+    the space returned), a CNN has images, a pretrained init's checkpoint fits. Sets the
+    deterministic mode when asked for (before any kernel runs)."""
+    use_deterministic(settings.get("deterministic", False))
     data = bind_toolkit_settings(settings, where)
     dataset = settings["dataset"]
     if "batch_size" in space:

@@ -10,6 +10,11 @@ trial run alone; only the training loop differs
 Members may differ in ``lr``, ``weight_decay`` and ``init`` (any scheme that draws weights); all
 other parameters must match. Knobs that only act on ``init = "pretrained"`` are ignored for the
 others, and ``momentum`` for optimisers without it (Adam, AdamW), so they do not split groups.
+
+A population needs about K times the memory of one member, which the batch-size fit (made for
+one) does not plan for: a population that runs out of GPU memory before its first epoch is
+split in halves, each trained on its own (and split again if need be), rather than failing
+every member; a lone member that does not fit fails as it would alone.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import optuna
 import torch
 
 from tuner.nn.models import MODELS
-from tuner.nn.population import can_stack, train_population
+from tuner.nn.population import MemberHook, MemberRun, can_stack, train_population
 from tuner.nn.schemes import SCHEMES
 from tuner.nn.stacked_optim import STACKED_OPTIMIZERS
 from tuner.nn.training import EpochStats
@@ -104,8 +109,7 @@ def train_members(
         return True
 
     try:
-        runs = train_population([m.model for m in live], live[0].data, [m.cfg for m in live],
-                                [m.generator for m in live], on_epoch, [m.curve for m in live])
+        runs = train_in_parts(live, on_epoch)
     except BaseException:
         for member in live:  # what the sequential loop does for a failing objective
             ctx.finish_trial(member.trial)
@@ -121,3 +125,26 @@ def train_members(
         else:
             ctx.finish_trial(member.trial)
             outcomes[number] = Outcome(value=metric_of(run.history[-1], ctx.metric))
+
+
+def train_in_parts(setups: list[TrialSetup], on_epoch: MemberHook) -> list[MemberRun]:
+    """:func:`train_population` of ``setups``; one that runs out of memory before any member's
+    first epoch is reported is split in halves, each trained alone from the same state (the
+    members' generators are wound back), so a pack larger than the device holds still trains.
+    ``on_epoch`` gets each member's position in ``setups``."""
+    states = [m.generator.get_state() for m in setups]
+    try:
+        return train_population([m.model for m in setups], setups[0].data,
+                                [m.cfg for m in setups], [m.generator for m in setups],
+                                on_epoch, [m.curve for m in setups])
+    except torch.OutOfMemoryError:
+        if len(setups) == 1 or any(m.curve for m in setups):
+            raise  # one member alone, or epochs already reported: fail as it is
+    # out of the handler: its traceback no longer holds the population's tensors
+    for member, state in zip(setups, states, strict=True):
+        member.generator.set_state(state)
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    half = len(setups) // 2
+    return [*train_in_parts(setups[:half], on_epoch),
+            *train_in_parts(setups[half:], lambda k, stats: on_epoch(half + k, stats))]

@@ -29,7 +29,7 @@ import torch
 
 from tuner.core.errors import TunerError
 from tuner.core.keys import stored_budget
-from tuner.nn.device import worker_device
+from tuner.nn.device import SHARERS_ENV, worker_device
 from tuner.nn.training import CPU_THREADS_ENV
 from tuner.run.config import StudyConfig, config_on_device
 from tuner.run.loop import grid_exhausted
@@ -115,13 +115,21 @@ def _cuda_in_use() -> bool:
 
 
 def _device(index: int, config: StudyConfig, device: str | None) -> list[str]:
-    """``--device`` for worker ``index``: the run's own device if one was asked for, spread as
-    ``cuda:N`` over the GPUs when this machine has several (:func:`tuner.nn.device.worker_device`);
-    nothing when the study's stored device applies as it is."""
-    requested = device or config.objective_settings.get("device")
-    if requested is None or torch.cuda.device_count() < 2:
+    """``--device`` for worker ``index``: the run's own device if one was asked for, else the
+    study's (``auto`` when its ``[objective]`` names none), spread as ``cuda:N`` over the GPUs
+    when this machine has several (:func:`tuner.nn.device.worker_device`); nothing when the
+    study's stored device applies as it is (one GPU or none)."""
+    requested = device or config.objective_settings.get("device") or "auto"
+    if torch.cuda.device_count() < 2:
         return ["--device", device] if device else []
     return ["--device", worker_device(index, requested)]
+
+
+def _sharers(devices: list[list[str]]) -> list[int]:
+    """For each worker, how many of the workers (itself included) train on its device: its
+    batch-size fit plans its share of that device's memory (:data:`SHARERS_ENV`)."""
+    keys = [d[-1] if d else "" for d in devices]  # "": the study's own device, the same for all
+    return [keys.count(k) for k in keys]
 
 
 def run_jobs(
@@ -156,13 +164,15 @@ def run_jobs(
     args = ["worker", config.name, "--quiet", "--announce-trials", "--threads", str(threads),
             *(["--timeout", str(timeout)] if timeout else [])]
     devices = [_device(i, config, device) for i in range(jobs)]
+    sharers = _sharers(devices)
     entry = fork_entry if fork_entry is not None and fork_is_safe(_cuda_in_use()) else None
     if entry is not None:
         close_connections(study._storage)  # a child must not share the parent's connections
     workers: list[_Worker] = []
     try:
         for i in range(jobs):
-            workers.append(_Worker(i + 1, [*args, "--salt", str(i + 1), *devices[i]], env, entry,
+            workers.append(_Worker(i + 1, [*args, "--salt", str(i + 1), *devices[i]],
+                                   {**env, SHARERS_ENV: str(sharers[i])}, entry,
                                    [w.proc.stderr.fileno() for w in workers]))
         for w in workers:
             w.start_relay()
