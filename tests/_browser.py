@@ -73,3 +73,82 @@ def ink(png: Path) -> float:
     gray = Image.open(png).convert("L")
     histogram = gray.histogram()
     return 1 - sum(histogram[245:]) / (gray.width * gray.height)
+
+
+def signed_in_screenshot(base: str, token: str, page: str, name: str,
+                         until: Callable[[str], bool], size: tuple[int, int] = (1400, 1000),
+                         timeout_s: float = 120) -> tuple[Path, str]:
+    """Open ``base + page`` in Chromium as a person would: sent to the login page, type the
+    token into its form, submit, and once ``until(the page's text)`` holds, save a screenshot
+    as test-artifacts/``name``. Driven over the DevTools protocol. Returns the PNG's path and
+    the page's text."""
+    import base64
+    import json
+    import re
+    import time
+    import urllib.request
+
+    from websockets.sync.client import connect
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("the browser tests need Debian's chromium: apt-get install -y chromium")
+    TEST_ARTIFACTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}",
+                                 f"--window-size={size[0]},{size[1]}",
+                                 "--remote-debugging-port=0", "about:blank"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            deadline = time.monotonic() + 60
+            port = None
+            while port is None and time.monotonic() < deadline:
+                m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/",
+                              proc.stderr.readline())
+                port = m and m.group(1)
+            assert port, "chromium did not open its DevTools port"
+            targets = json.loads(urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/json/list", timeout=30).read())
+            ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+            with connect(ws_url, max_size=None, open_timeout=30) as ws:
+                ids = iter(range(1, 10**6))
+
+                def call(method: str, **params: object) -> dict:
+                    n = next(ids)
+                    ws.send(json.dumps({"id": n, "method": method, "params": params}))
+                    while True:
+                        reply = json.loads(ws.recv(timeout=60))
+                        if reply.get("id") == n:
+                            return reply.get("result", {})
+
+                def evaluate(expression: str) -> object:
+                    got = call("Runtime.evaluate", expression=expression, returnByValue=True)
+                    return got.get("result", {}).get("value")
+
+                def wait(condition: str, what: str) -> None:
+                    end = time.monotonic() + timeout_s
+                    while not evaluate(condition):
+                        assert time.monotonic() < end, f"timed out waiting for {what}"
+                        time.sleep(0.2)
+
+                call("Page.navigate", url=base + page)
+                wait("!!document.querySelector('input[name=token]')", "the login form")
+                evaluate(f"document.querySelector('input[name=token]').value = "
+                         f"{json.dumps(token)}; document.querySelector('form').submit(); 1")
+                end = time.monotonic() + timeout_s
+                text = ""
+                while True:
+                    text = str(evaluate("document.body ? document.body.innerText : ''") or "")
+                    if until(text):
+                        break
+                    assert time.monotonic() < end, f"page never showed what was asked: {text}"
+                    time.sleep(0.3)
+                time.sleep(1.0)  # let the plots finish drawing
+                shot = call("Page.captureScreenshot", format="png")
+                path = TEST_ARTIFACTS / name
+                path.write_bytes(base64.b64decode(shot["data"]))
+                return path, text
+        finally:
+            proc.kill()
+            proc.wait()

@@ -68,6 +68,17 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session on the local server; dropped after."""
+    yield from fresh_pg_database()
+
+
+@pytest.fixture
+def own_pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (a pool serves every study of its storage, so
+    it cannot share the session's)."""
+    yield from fresh_pg_database()
+
+
+def fresh_pg_database() -> Iterator[str]:
     import sqlalchemy
 
     from tuner.store.storage import normalise_url

@@ -87,7 +87,7 @@ def test_a_worker_keeps_to_a_budget_grown_while_it_runs(tmp_path: Path) -> None:
     wait_for(lambda: trials(url, name), what="the worker's first trial")
     stored = optuna.load_study(study_name=name, storage=open_storage(url))
     raw = stored.user_attrs[CONFIG_ATTR]
-    raw["study"]["n_trials"] = 7  # what resume --n-trials writes (run.study._grow_budget)
+    raw["study"]["n_trials"] = 7  # what resume --n-trials writes (store.studies.grow_budget)
     stored.set_user_attr(CONFIG_ATTR, raw)
     [(rc, _, err)] = finish([worker])
     assert rc == 0, err

@@ -57,11 +57,12 @@ def test_command_help_paragraphs_wrap_to_the_terminal_not_the_source(cli):
 
 def test_help_groups_the_commands_in_the_order_of_work_and_flags_take_no_value(cli):
     text = cli("--help", env={"COLUMNS": "120"}).stdout
-    headings = [h for h in ("Run studies", "Look at stored studies", "See them",
-                            "Init science and samplers") if h in text]
-    assert len(headings) == 4 and sorted(headings, key=text.index) == headings
+    headings = [h for h in ("Run studies", "Share a service", "Look at stored studies",
+                            "See them", "Init science and samplers") if h in text]
+    assert len(headings) == 5 and sorted(headings, key=text.index) == headings
     commands = re.findall(r"^│ (\w+)\s{2,}", text, flags=re.MULTILINE)
-    assert commands == ["run", "resume", "worker", "list", "show", "export", "delete",
+    assert commands == ["run", "resume", "worker", "serve", "submit", "queue", "pause",
+                        "unpause", "cancel", "list", "show", "export", "delete",
                         "dashboard", "report", "diagnose", "pretrain", "compare"]
     run_help = cli("run", "--help", env={"COLUMNS": "120"}).stdout
     assert "<bool>" not in text + run_help

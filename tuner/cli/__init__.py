@@ -15,7 +15,7 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError
 from typer.exceptions import TyperException
 
-from tuner.cli import _app, compare, inspect, run, science, view, worker  # noqa: F401
+from tuner.cli import _app, compare, inspect, run, science, service, view, worker  # noqa: F401
 from tuner.cli._app import Interrupted, app, reflow_help, say_interrupted
 from tuner.core.errors import TunerError
 from tuner.core.version import __version__

@@ -63,6 +63,7 @@ def artifact_dir_option() -> typer.models.OptionInfo:
 # The commands in the order of work, under a heading each (``tuner --help``).
 PANELS = {
     "Run studies": ["run", "resume", "worker"],
+    "Share a service": ["serve", "submit", "queue", "pause", "unpause", "cancel"],
     "Look at stored studies": ["list", "show", "export", "delete"],
     "See them": ["dashboard", "report"],
     "Init science and samplers": ["diagnose", "pretrain", "compare"],
@@ -135,6 +136,15 @@ INTERRUPTED = {
     "diagnose": "(it runs in memory); nothing is kept",
     "pretrain": "wrote no checkpoint",
     "compare": "before its first run; nothing was written",
+    "serve": "stopped serving; the queue and every study are stored (its local pool workers "
+             "marked their running trials failed, to be retried)",
+    "submit": "before the study was queued (a study it stored is not in the queue: submit "
+              "it again)",
+    "queue": "(it only reads: nothing changed)",
+    "pause": "(the change is one write: tuner queue says whether it happened)",
+    "unpause": "(the change is one write: tuner queue says whether it happened)",
+    "cancel": "(tuner queue says whether the study was cancelled; run the command again to "
+              "finish it)",
 }
 
 

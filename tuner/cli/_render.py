@@ -178,3 +178,45 @@ def render_show(s: dict[str, Any]) -> None:
             records.append([number, _v(t["value"]), *cells, _v(t["duration_s"])])
             table.add_row(*map(escape, records[-1]))
         print_table(table, records)
+
+
+def render_queue(data: dict[str, Any]) -> None:
+    """``tuner queue``: every submitted study, then the pool's live workers."""
+    studies, workers = data["studies"], data["workers"]
+    if not studies:
+        out.print("the queue is empty; add a study with: tuner submit STUDY_FILE")
+    else:
+        table = Table(title="queue", title_justify="left")
+        for header, justify in (("study", "left"), ("state", "left"), ("priority", "right"),
+                                ("finished", "right"), ("running", "right"),
+                                ("best", "right"), ("time left", "right"),
+                                ("workers", "left")):
+            table.add_column(header, justify=justify)  # type: ignore[arg-type]
+        records = []
+        for s in studies:
+            limit = f" (max {s['max_parallel']})" if s["max_parallel"] else ""
+            metric = s["metric"] if isinstance(s["metric"], str) else ", ".join(s["metric"])
+            best = "—" if s["best"] is None else f"{metric} {_v(s['best'])}"
+            left = "—" if s["eta_s"] is None or s["state"] in ("finished", "cancelled") \
+                else f"~{_ago(s['eta_s'])}"
+            state = s["state"] + (f": {s['reason']}" if s.get("reason") else "")
+            records.append([s["name"], state, str(s["priority"]),
+                            f"{s['finished']}/{_v(s['budget'])}", f"{s['running']}{limit}",
+                            best, left, ", ".join(s["workers"]) or "—"])
+            table.add_row(*map(escape, records[-1]))
+        print_table(table, records)
+        for s in studies:
+            for worker, why in (s.get("blocked") or {}).items():
+                out.print(f"  {s['name']}: blocked on worker {worker}: {why}", markup=False)
+    if workers:
+        out.print(f"pool: {len(workers)} worker(s)")
+        for w in workers:
+            doing = (f"study {w['study']!r} trial {w['trial']}" if w["study"] and
+                     w["trial"] is not None else f"study {w['study']!r}" if w["study"]
+                     else "idle")
+            device = f" on {w['device']}" if w["device"] else ""
+            out.print(f"  {w['id']}{device}: {doing} (last heartbeat "
+                      f"{_ago(w['last_heartbeat_s_ago'])} ago)", markup=False)
+    else:
+        out.print("pool: no worker heard from in the last 30 s; start one with: "
+                  "tuner worker --pool")

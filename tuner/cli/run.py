@@ -178,6 +178,15 @@ def resume(
 
     config = load_config(config_file) if config_file else None
     url = resolve_url(storage)
+    if n_trials is not None and config is None:
+        from tuner.cli.service import is_submitted, queue_more
+
+        if is_submitted(name, storage):  # a study of the queue: its pool runs the trials
+            row = queue_more(name, n_trials, storage)
+            out.print(f"study {name!r} is queued with {n_trials} more trial(s): "
+                      f"{row['finished']} of {row['budget']} finished; pool workers run them "
+                      f"(to run them here instead: tuner worker {name})", markup=False)
+            return
     header = f"resuming study {name!r} · storage {mask_url(url)}"
     result = resume_study(name, url, n_trials=n_trials, timeout=timeout,
                           progress=TrialProgress(quiet=quiet, header=header), config=config,

@@ -8,6 +8,7 @@ breaks every study stored before the change (a test resumes such a study from a 
 CONFIG_ATTR = "tuner:config"  # the validated study file, so a resume needs only the name
 VERSION_ATTR = "tuner:version"  # the tuner that created the study
 TASK_ATTR = "tuner:task"  # "classification" or "regression": what the study's data turned out to be
+QUEUE_ATTR = "tuner:queue"  # a submitted study's place in the queue (tuner.store.queue.QueueEntry)
 
 # trial user attributes
 FAIL_REASON = "fail_reason"  # why a FAIL trial failed, one line: "KeyError: 'x' (at f.py:3 in g)"
@@ -24,6 +25,14 @@ CONSTRAINT_VALUES = "constraint_values"  # with [study] constraints: how far it 
 #   satisfied), what Optuna's constraints_func reads (it runs before the values are stored)
 WARM_START = "warm_start"  # a prior observation copied from another study: "NAME #number"
 PACK_OF = "pack_of"  # a packed claim's later trial: the number of the trial whose draw it shares
+WORKER = "worker"  # the pool worker that ran the trial ("host:pid/slot"), set as it begins
+
+# The pool's own record: a study of this name (hidden from every listing) whose user attributes
+# are the pool workers' last heartbeats, "worker:ID" -> {"host", "pid", "study", "trial", …}.
+# Study names that start with "tuner:" are tuner's own; a study file may not use them.
+RESERVED_PREFIX = "tuner:"
+POOL_STUDY = "tuner:pool"
+POOL_WORKER_PREFIX = "worker:"
 
 # trial system attributes
 CREATE_TOKEN = "tuner:create_token"  # which creation call made the trial (tuner.store.rdb)

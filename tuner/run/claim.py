@@ -122,16 +122,31 @@ class AdvisoryLock:
 
 def claim_lock(url: str, storage: BaseStorage, study_name: str) -> ClaimLock:
     """The claim lock for the study ``study_name`` in the storage at ``url``."""
+    lock = _shared_lock(url, storage, ".tuner-lock", study_name)
+    if isinstance(lock, NoLock):
+        log.warning("no shared lock for this kind of storage: with several workers the study "
+                    "may end a few trials past its budget")
+    return lock
+
+
+def pool_lock(url: str, storage: BaseStorage) -> ClaimLock:
+    """The lock of the pool of workers serving the queue of the storage at ``url``
+    (:mod:`tuner.service.pool`): one per storage, beside each study's own claim lock, which a
+    pool worker takes while it holds this one (so never the same file or key)."""
+    return _shared_lock(url, storage, ".tuner-pool-lock", "tuner:pool")  # no study has a ':'
+
+
+def _shared_lock(url: str, storage: BaseStorage, suffix: str, key: str) -> ClaimLock:
+    """A lock every process on the storage at ``url`` shares: a file with ``suffix`` beside a
+    SQLite or journal file, a PostgreSQL advisory lock on ``key``, else none."""
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):]).expanduser()
-        return FileLock(path.with_name(path.name + ".tuner-lock"))
+        return FileLock(path.with_name(path.name + suffix))
     path = sqlite_path(url)
     if path is not None:
-        return FileLock(path.with_name(path.name + ".tuner-lock"))
+        return FileLock(path.with_name(path.name + suffix))
     if isinstance(storage, ResilientRDBStorage) and normalise_url(url).startswith("postgresql"):
-        return AdvisoryLock(storage, study_name)
-    log.warning("no shared lock for this kind of storage: with several workers the study may "
-                "end a few trials past its budget")
+        return AdvisoryLock(storage, key)
     return NoLock()
 
 

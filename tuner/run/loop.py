@@ -15,6 +15,8 @@ A process stops at the first of (``RunResult.stopped_by``):
 * ``deadline``: the study's stored ``[study] timeout`` passed, counted from the study's first
   trial (:class:`tuner.run.outcome.Deadline`);
 * ``grid``: the grid sampler has run every point of its grid;
+* ``covered``: the budget is covered by other processes' running trials, and this process
+  does not wait for them (``wait_for_others=False``: a pool worker serves another study);
 * ``failures``: the objective failed in :data:`MAX_CONSECUTIVE_FAILURES` trials in a row;
 * ``interrupted``: Ctrl-C or SIGTERM (this process's running trials are marked failed).
 """
@@ -31,7 +33,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.keys import stored_budget
+from tuner.core.keys import FAIL_REASON, stored_budget
 from tuner.run.claim import ClaimLock, Decision, NoLock, decide
 from tuner.run.config import StudyConfig
 from tuner.run.outcome import (
@@ -67,13 +69,16 @@ def run_trials(
     seed_salt: int = 0,
     progress: ProgressHook | None = None,
     announce: Callable[[int], None] | None = None,
+    wait_for_others: bool = True,
 ) -> RunResult:
     """Claim and run trials of ``study`` until one of the stops above. ``budget``: the study's
     finished trials at which to stop (``None``: no study-wide budget, only ``n_trials``
     attempts); with ``follow_stored_budget``, the study's stored budget as it is at each claim
     (a ``resume --n-trials`` beside this process may raise it), else ``budget`` throughout.
     ``lock``: the study's claim lock (default: none, for an in-memory study).
-    ``announce(trial_id)`` runs as each of this process's trials begins."""
+    ``announce(trial_id)`` runs as each of this process's trials begins.
+    ``wait_for_others=False``: stop (``covered``) rather than wait while the budget is covered
+    by other processes' running trials."""
     started = time.monotonic()
     config = config.bind()  # a no-op for a config bound already (run, resume)
     lock = lock or NoLock()
@@ -159,15 +164,23 @@ def run_trials(
                     elif decision is Decision.GO:
                         study.optimize(objective, n_trials=1, catch=(Exception,),
                                        gc_after_trial=False)
-            except UpdateFinishedTrialError:
-                number = result.trial_numbers[-1] if result.trial_numbers else "?"
-                log.warning("trial %s was declared dead by another process (no heartbeat "
-                            "reached the storage in time); its retry runs elsewhere", number)
+            except (UpdateFinishedTrialError, AssertionError) as e:
+                # Optuna's own check after a failed tell of a trial whose objective returned
+                # ("Should not reach") hides the UpdateFinishedTrialError it follows
+                if not isinstance(e, UpdateFinishedTrialError) and \
+                        not isinstance(e.__context__, UpdateFinishedTrialError):
+                    raise
+                number = result.trial_numbers[-1] if result.trial_numbers else None
+                _say_ended_elsewhere(study, mine.get(number) if number is not None else None,
+                                     number)
                 continue
             finally:
                 lock.release()
             if decision is Decision.DONE:
                 reason = "budget"
+                break
+            if decision is Decision.WAIT and not wait_for_others:
+                reason = "covered"
                 break
             if decision is Decision.WAIT:
                 if not waits:
@@ -223,6 +236,28 @@ def _note_ended(study: optuna.Study, ended: list[int], mine: dict[int, int],
         if progress is not None:
             progress.trial_finished(trial, best_value(study, finished_by(trials, trial)))
     return failing_streak(trials or study.get_trials(deepcopy=False)) if failed else []
+
+
+def _say_ended_elsewhere(study: optuna.Study, trial_id: int | None, number: int | None) -> None:
+    """This process's trial was ended by another one: a ``tuner cancel`` (its fail reason
+    says so) or a declaration of death (no heartbeat reached the storage in time)."""
+    reason = None
+    if trial_id is not None:
+        try:
+            reason = study._storage.get_trial(trial_id).user_attrs.get(FAIL_REASON)
+        except Exception:  # the message is all that depends on it
+            reason = None
+    if reason and "heartbeat" not in reason:
+        log.warning("trial %s was ended by another process: %s", number, reason)
+    else:
+        log.warning("trial %s was declared dead by another process (no heartbeat reached the "
+                    "storage in time); its retry runs elsewhere", number)
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """:func:`_fail_stale_trials` for a process that runs none of ``study``'s trials now (a pool
+    worker finding a study whose budget only dead trials cover); call under its claim lock."""
+    _fail_stale_trials(study, uncached(study._storage))
 
 
 def _fail_stale_trials(study: optuna.Study, storage: BaseStorage) -> None:

@@ -9,7 +9,6 @@ here.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import warnings
@@ -18,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import Diverged, ObjectiveError, TunerError
@@ -29,7 +27,7 @@ from tuner.run.config import StudyConfig
 from tuner.search.constraints import Constraints
 from tuner.search.pruners import build_pruner
 from tuner.search.samplers import build_sampler
-from tuner.store.studies import best_trial
+from tuner.store.studies import best_trial, fail_trials
 
 log = logging.getLogger("tuner")
 MAX_CONSECUTIVE_FAILURES = 3
@@ -284,14 +282,7 @@ def finished_by(trials: list[FrozenTrial], trial: FrozenTrial) -> list[FrozenTri
 
 def fail_running(study: optuna.Study, running: dict[int, int], reason: str) -> None:
     """Mark this process's still-RUNNING trials FAIL, so nothing stays RUNNING after Ctrl-C."""
-    storage = study._storage
-    for trial_id in running.values():
-        # another process may have failed it already (no heartbeat): the read or the write
-        # says so (the read may be this process's own copy of the trial)
-        with contextlib.suppress(UpdateFinishedTrialError):
-            if storage.get_trial(trial_id).state == TrialState.RUNNING:
-                storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
-                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    fail_trials(study._storage, list(running.values()), reason)
 
 
 def raise_if_hopeless(study: optuna.Study, result: RunResult, failures: list) -> None:

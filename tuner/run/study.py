@@ -8,7 +8,6 @@ process working on the study.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import replace
 from typing import Any
@@ -31,7 +30,7 @@ from tuner.run.loop import run_trials
 from tuner.run.outcome import Deadline, ProgressHook, RunResult
 from tuner.run.warm_start import add_warm_start, read_warm_start, warm_start_line
 from tuner.store.storage import open_storage, resolve_url
-from tuner.store.studies import load_existing, n_finished
+from tuner.store.studies import grow_budget, load_existing, n_finished
 
 log = logging.getLogger("tuner")
 
@@ -50,13 +49,6 @@ def _store_config(study: optuna.Study, config: StudyConfig) -> None:
     task = config.task()
     if task is not None and study.user_attrs.get(TASK_ATTR) != task:
         study.set_user_attr(TASK_ATTR, task)
-
-
-def _grow_budget(study: optuna.Study, n_trials: int) -> None:
-    """Raise the stored budget and nothing else (a run's --pack/--device stay its own)."""
-    raw = copy.deepcopy(study.user_attrs[CONFIG_ATTR])
-    raw["study"]["n_trials"] = n_trials
-    study.set_user_attr(CONFIG_ATTR, raw)
 
 
 def prepare_study(config: StudyConfig, storage: BaseStorage) -> optuna.Study:
@@ -201,7 +193,7 @@ def resume(
         budget = n_finished(study) + n_trials
         if budget > config.n_trials:
             config = replace(config, n_trials=budget)
-            _grow_budget(study, budget)
+            grow_budget(study, budget)
     own_limit = n_trials is not None or timeout is not None
     return run_trials(study, config, budget=budget, follow_stored_budget=n_trials is None,
                       lock=claim_lock(url, storage, name), timeout=timeout,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from tuner.core.keys import WARM_START
+from tuner.core.keys import RESERVED_PREFIX, WARM_START
 from tuner.store.settings import heartbeat_settings
 from tuner.store.snapshot import (
     Distribution,
@@ -110,7 +110,8 @@ def read_sqlite(url: str, name: str | None = None, *,
 def _read(conn: sqlite3.Connection, name: str | None,
           details: bool) -> list[StudySnapshot]:
     studies = conn.execute("SELECT study_id, study_name FROM studies ORDER BY study_name")
-    ids = {study_name: study_id for study_id, study_name in studies.fetchall()}
+    ids = {study_name: study_id for study_id, study_name in studies.fetchall()
+           if not study_name.startswith(RESERVED_PREFIX)}  # tuner's own (the pool's record)
     if name is not None:
         if name not in ids:
             raise not_found(name, list(ids))

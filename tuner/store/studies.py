@@ -7,13 +7,16 @@ which reads a plain SQLite file without Optuna.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.core.keys import WARM_START
+from tuner.core.keys import CONFIG_ATTR, FAIL_REASON, RESERVED_PREFIX, WARM_START
 from tuner.store.rdb import ResilientRDBStorage, uncached
 from tuner.store.snapshot import (  # noqa: F401  (count_states, study_metric(s): re-exported)
     StudySnapshot,
@@ -56,6 +59,24 @@ def pareto_set(study: optuna.Study) -> list[FrozenTrial]:
                         [d.name for d in study.directions])
 
 
+def fail_trials(storage: BaseStorage, trial_ids: list[int], reason: str) -> None:
+    """Mark the trials ``trial_ids`` FAIL with ``reason``, those still RUNNING (another process
+    may have ended one meanwhile: the read or the write says so, and it is left as it is)."""
+    for trial_id in trial_ids:
+        with contextlib.suppress(UpdateFinishedTrialError):
+            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+                storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def grow_budget(study: optuna.Study, n_trials: int) -> None:
+    """Raise the stored budget (``[study] n_trials`` of the stored study file) and nothing
+    else (a run's --pack/--device stay its own)."""
+    raw = copy.deepcopy(study.user_attrs[CONFIG_ATTR])
+    raw["study"]["n_trials"] = n_trials
+    study.set_user_attr(CONFIG_ATTR, raw)
+
+
 def n_finished(study: optuna.Study) -> int:
     """The study's finished trials that count in its budget (:func:`in_budget`)."""
     return sum(in_budget(t) for t in study.get_trials(deepcopy=False, states=FINISHED))
@@ -63,7 +84,9 @@ def n_finished(study: optuna.Study) -> int:
 
 # --------------------------------------------------------------------------- finding studies
 def study_names(storage: BaseStorage) -> list[str]:
-    return sorted(s.study_name for s in storage.get_all_studies())
+    """The names of the studies in ``storage``, leaving out tuner's own (the pool's record)."""
+    return sorted(s.study_name for s in storage.get_all_studies()
+                  if not s.study_name.startswith(RESERVED_PREFIX))
 
 
 def load_existing(name: str, storage: BaseStorage, *, any_objectives: bool = False) -> optuna.Study:

@@ -13,10 +13,14 @@ import errno
 import logging
 import socket
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from optuna.storages import BaseStorage
 
 from tuner.core.errors import ConfigError
 from tuner.store import artifacts
@@ -91,18 +95,12 @@ def start(
     try:
         server = make_server(host, port, None, server_class=_Server, handler_class=_QuietHandler)
     except OSError as e:
-        raise ConfigError(_bind_error(host, port, e)) from None
+        raise ConfigError(bind_error(host, port, e)) from None
     try:  # made only now, so that a busy port leaves nothing behind
-        store = artifacts.open_store(directory) if directory is not None else None
+        server.set_app(wsgi_app(opened, directory))
     except Exception:
         server.server_close()
         raise
-    import optuna_dashboard  # slow to import: only once the storage and the port are fine
-
-    for message in IMPORTANCE_WARNINGS:  # for the server's threads: a filter of the process's
-        warnings.filterwarnings("ignore", message=message, category=UserWarning)
-    # the dashboard's own views read real values: batch_size 32, not batch_size_log2 5
-    server.set_app(optuna_dashboard.wsgi(RealParamsStorage(opened), artifact_store=store))
     bound_port = server.server_address[1]
     if host not in LOCAL_HOSTS:
         log.warning("serving on %s: the dashboard has no login; anyone who can reach this "
@@ -110,7 +108,19 @@ def start(
     return Dashboard(server, f"http://{host}:{bound_port}/dashboard/", mask_url(url), directory)
 
 
-def _bind_error(host: str, port: int, e: OSError) -> str:
+def wsgi_app(opened: BaseStorage, directory: Path | None) -> Callable[..., Any]:
+    """optuna-dashboard's WSGI app over ``opened``, reading the trials' real parameter values
+    (``batch_size`` 32, not ``batch_size_log2`` 5) and their pictures in ``directory``. From
+    then on this process ignores the warnings in :data:`IMPORTANCE_WARNINGS`."""
+    store = artifacts.open_store(directory) if directory is not None else None
+    import optuna_dashboard  # slow to import: only once the storage and the port are fine
+
+    for message in IMPORTANCE_WARNINGS:  # for the server's threads: a filter of the process's
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
+    return optuna_dashboard.wsgi(RealParamsStorage(opened), artifact_store=store)
+
+
+def bind_error(host: str, port: int, e: OSError) -> str:
     if e.errno == errno.EADDRINUSE:
         return (f"cannot serve on {host}:{port}: the port is busy (another program listens "
                 "there); choose another with --port")

@@ -9,14 +9,17 @@ from __future__ import annotations
 import abc
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from tuner.core.keys import LOG2_SUFFIX
+from tuner.core.keys import LOG2_SUFFIX, RESERVED_PREFIX
 from tuner.views.real_params import pow2_names, real_params
+
+if TYPE_CHECKING:
+    from optuna.study._frozen import FrozenStudy
 
 # a system attribute on a trial handed out with real values (never stored: see create_new_trial)
 SHOWN_AS_REAL = "tuner:shown_as_real"
@@ -91,6 +94,10 @@ class RealParamsStorage(BaseStorage):
 
     def __getattr__(self, name: str) -> Any:  # RDBStorage's extras (remove_session, ...)
         return getattr(self._inner, name)
+
+    def get_all_studies(self) -> list[FrozenStudy]:  # not tuner's own (the pool's record)
+        return [s for s in self._inner.get_all_studies()
+                if not s.study_name.startswith(RESERVED_PREFIX)]
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         return real_trial(self._inner.get_trial(trial_id))
