@@ -303,7 +303,7 @@ def test_serve_makes_a_private_token_file_and_refuses_a_weak_token(tmp_path: Pat
 
 
 def test_schemathesis_finds_nothing_against_the_servers_own_openapi(
-        serve: Callable[..., Server]) -> None:
+        serve: Callable[..., Server], tmp_path: Path) -> None:
     s = serve()
     # positive_data_acceptance is left out: a study file is TOML inside a JSON string, and no
     # schema can say which texts are valid studies (an invalid one is a 422, rightly)
@@ -311,7 +311,7 @@ def test_schemathesis_finds_nothing_against_the_servers_own_openapi(
                         f"{s.base}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
                         "--checks", "all", "--exclude-checks", "positive_data_acceptance",
                         "--max-examples", "10", "-w", "1", "--seed", "1"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its cache
     assert r.returncode == 0, r.stdout[-6000:]
     assert "10 selected" in r.stdout
 
