@@ -45,6 +45,7 @@ class ClaimLock(Protocol):
 
     def acquire(self) -> None: ...
     def release(self) -> None: ...
+    def try_acquire(self) -> bool: ...  # take it only if it is free now
 
 
 class NoLock:
@@ -57,6 +58,9 @@ class NoLock:
     def release(self) -> None:
         pass
 
+    def try_acquire(self) -> bool:
+        return True
+
 
 class FileLock:
     """An exclusive ``flock`` on ``path`` (created if missing); released if the process dies."""
@@ -66,13 +70,23 @@ class FileLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        self._take(fcntl.LOCK_EX)
+
+    def try_acquire(self) -> bool:
+        return self._take(fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _take(self, how: int) -> bool:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, how)
+        except BlockingIOError:
+            os.close(fd)
+            return False
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
+        return True
 
     def release(self) -> None:
         if self._fd is not None:
@@ -91,19 +105,31 @@ class AdvisoryLock:
         self._conn: Connection | None = None
 
     def acquire(self) -> None:
-        self._conn = self.storage._call_with_retry(AdvisoryLock._lock, self.key)
+        self._conn = self.storage._call_with_retry(AdvisoryLock._lock, self.key, True)
+
+    def try_acquire(self) -> bool:
+        self._conn = self.storage._call_with_retry(AdvisoryLock._lock, self.key, False)
+        return self._conn is not None
 
     @staticmethod
-    def _lock(storage: ResilientRDBStorage, key: int) -> Connection:
+    def _lock(storage: ResilientRDBStorage, key: int, wait: bool) -> Connection | None:
         from sqlalchemy import text
 
         conn = storage.engine.connect()
         try:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            if wait:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                taken = True
+            else:
+                taken = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                          {"k": key}).scalar())
             conn.commit()  # the lock is the session's; no transaction stays open
         except BaseException:
             conn.close()
             raise
+        if not taken:
+            conn.close()
+            return None
         return conn
 
     def release(self) -> None:
@@ -127,13 +153,6 @@ def claim_lock(url: str, storage: BaseStorage, study_name: str) -> ClaimLock:
         log.warning("no shared lock for this kind of storage: with several workers the study "
                     "may end a few trials past its budget")
     return lock
-
-
-def pool_lock(url: str, storage: BaseStorage) -> ClaimLock:
-    """The lock of the pool of workers serving the queue of the storage at ``url``
-    (:mod:`tuner.service.pool`): one per storage, beside each study's own claim lock, which a
-    pool worker takes while it holds this one (so never the same file or key)."""
-    return _shared_lock(url, storage, ".tuner-pool-lock", "tuner:pool")  # no study has a ':'
 
 
 def _shared_lock(url: str, storage: BaseStorage, suffix: str, key: str) -> ClaimLock:

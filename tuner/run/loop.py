@@ -17,6 +17,8 @@ A process stops at the first of (``RunResult.stopped_by``):
 * ``grid``: the grid sampler has run every point of its grid;
 * ``covered``: the budget is covered by other processes' running trials, and this process
   does not wait for them (``wait_for_others=False``: a pool worker serves another study);
+* ``switch``: ``may_claim()``, asked under the lock before each claim, said no (a pool worker:
+  another study should get its next trial);
 * ``failures``: the objective failed in :data:`MAX_CONSECUTIVE_FAILURES` trials in a row;
 * ``interrupted``: Ctrl-C or SIGTERM (this process's running trials are marked failed).
 """
@@ -70,6 +72,7 @@ def run_trials(
     progress: ProgressHook | None = None,
     announce: Callable[[int], None] | None = None,
     wait_for_others: bool = True,
+    may_claim: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Claim and run trials of ``study`` until one of the stops above. ``budget``: the study's
     finished trials at which to stop (``None``: no study-wide budget, only ``n_trials``
@@ -78,7 +81,8 @@ def run_trials(
     ``lock``: the study's claim lock (default: none, for an in-memory study).
     ``announce(trial_id)`` runs as each of this process's trials begins.
     ``wait_for_others=False``: stop (``covered``) rather than wait while the budget is covered
-    by other processes' running trials."""
+    by other processes' running trials. ``may_claim()``: asked under the lock before each
+    claim; ``False`` stops the run (``switch``)."""
     started = time.monotonic()
     config = config.bind()  # a no-op for a config bound already (run, resume)
     lock = lock or NoLock()
@@ -133,6 +137,9 @@ def run_trials(
             before = len(result.trial_numbers)
             lock.acquire()
             try:
+                if may_claim is not None and not may_claim():
+                    reason = "switch"
+                    break
                 with reraise_lost(storage):  # not Optuna's error hiding it
                     if config.pack > 1:  # Optuna's ask() checks nothing itself
                         _fail_stale_trials(study, storage)
@@ -226,15 +233,18 @@ def _note_ended(study: optuna.Study, ended: list[int], mine: dict[int, int],
     drew the failing trials while the others succeeded does not stop), else ``[]``.
 
     With a progress line, one read of every trial gives both these trials and the best value;
-    without, only these trials are read."""
-    trials = study.get_trials(deepcopy=False) if progress is not None and ended else None
+    without, or with a hook whose ``wants_best`` is false, only these trials are read (a read
+    of every trial per trial grows with the study: a pool worker's studies run long)."""
+    wants_best = progress is not None and getattr(progress, "wants_best", True)
+    trials = study.get_trials(deepcopy=False) if wants_best and ended else None
     by_number = {t.number: t for t in trials or ()}
     failed = False
     for number in ended:
         trial = by_number[number] if trials else study._storage.get_trial(mine[number])
         failed |= trial.state == TrialState.FAIL
         if progress is not None:
-            progress.trial_finished(trial, best_value(study, finished_by(trials, trial)))
+            best = best_value(study, finished_by(trials, trial)) if trials else None
+            progress.trial_finished(trial, best)
     return failing_streak(trials or study.get_trials(deepcopy=False)) if failed else []
 
 

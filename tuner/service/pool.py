@@ -1,10 +1,13 @@
 """``tuner worker --pool``: a worker that serves the queue, one trial (or one pack) at a time.
 
-For each claim it takes the pool's lock (one per storage), reads the queue, chooses a study
-(:func:`tuner.service.queue.choose`) and takes that study's claim lock before letting the pool's
-lock go, once the trial exists. So two pool workers never both take a study's last free slot,
-and each study's own claim (:mod:`tuner.run.claim`) keeps its budget exact with any mix of pool
-workers and ``tuner worker NAME`` processes. Heartbeats and retries of dead workers' trials are
+It chooses a study (:func:`tuner.service.queue.choose`) and runs that study's own loop, which
+before each claim takes the study's claim lock (:mod:`tuner.run.claim`), reads the queue's
+counts again and goes on only while the study is still the queue's choice; the lock is let go
+once the trial exists. Every claimer of a study holds its lock, so its budget and its
+``max_parallel`` are exact with any mix of pool workers and ``tuner worker NAME`` processes; the
+choice between studies is made without a lock across studies (two workers may both read the
+same counts and choose alike, which the next claim corrects), so workers on different studies
+claim at the same time. Heartbeats and retries of dead workers' trials are
 the study loop's own (:func:`tuner.run.loop.run_trials`).
 
 A worker stays warm: torch, each study's objective and its bound config (its data loaded) are
@@ -32,7 +35,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core.errors import TunerError
 from tuner.core.keys import WORKER
-from tuner.run.claim import ClaimLock, claim_lock, pool_lock
+from tuner.run.claim import ClaimLock, claim_lock
 from tuner.run.config import StudyConfig
 from tuner.run.loop import fail_stale_trials, run_trials
 from tuner.run.outcome import Deadline, DivergedError, ObjectiveFailed
@@ -45,29 +48,10 @@ from tuner.store.studies import load_existing
 
 log = logging.getLogger("tuner")
 
-POLL_S = 0.5  # how often an idle worker reads the queue again
+POLL_S = 1.0  # how often an idle worker reads the queue again
+STINT_S = 10.0  # a worker chooses its study again after this long on one
+BUSY_S = 0.05  # how long to wait when every study with room was being claimed by others
 STALE_CHECK_S = 5.0  # how often an idle worker looks for dead workers' trials
-
-
-class HeldLocks:
-    """The pool's lock and a study's claim lock, handed to the study's loop already held:
-    its first ``acquire`` keeps them (they were taken when the study was chosen), ``release``
-    lets both go, and a later ``acquire`` takes both again."""
-
-    def __init__(self, *locks: ClaimLock) -> None:
-        self.locks = locks
-        self.held = True
-
-    def acquire(self) -> None:
-        if not self.held:
-            for lock in self.locks:
-                lock.acquire()
-            self.held = True
-
-    def release(self) -> None:
-        for lock in reversed(self.locks):
-            lock.release()
-        self.held = False
 
 
 @dataclass
@@ -84,7 +68,10 @@ class PoolResult:
 
 
 class TrialLines:
-    """A pool worker's progress: one line per trial as it ends (its study named)."""
+    """A pool worker's progress: one line per trial as it ends (its study named; the best so
+    far is `tuner queue`'s, not read again per trial)."""
+
+    wants_best = False
 
     def __init__(self, say: Callable[[str], None]) -> None:
         self.say = say
@@ -137,7 +124,6 @@ def serve_queue(
     storage = open_storage(url)
     me = PoolWorker(id=name or worker_id(), host=socket.gethostname(), pid=os.getpid(),
                     device=device, started=time.time(), seen=time.time())
-    pool = pool_lock(url, storage)
     result = PoolResult()
     configs: dict[str, StudyConfig] = {}  # study -> its stored config, bound (the budget it
     # holds may be old: the loop reads the stored one at each claim)
@@ -147,6 +133,7 @@ def serve_queue(
     heart.start()
     started = time.monotonic()
     recheck_at = started
+    busy: set[str] = set()  # studies whose claim lock another worker held just now
     progress = TrialLines(say or log.info)
     try:
         while True:
@@ -156,18 +143,14 @@ def serve_queue(
             if timeout is not None and time.monotonic() - started >= timeout:
                 result.stopped_by = "timeout"
                 break
-            pool.acquire()
-            held = False
-            try:
-                studies = queued_studies(storage)
-                chosen = choose(studies, skip=set(refused))
-                if chosen is not None and chosen.name in configs:
-                    study_lock = claim_lock(url, storage, chosen.name)
-                    study_lock.acquire()
-                    held = True
-            finally:
-                if not held:
-                    pool.release()
+            studies = queued_studies(storage, counts_only=True)
+            chosen = choose(studies, skip=set(refused) | busy)
+            higher = [q for q in studies if q.name in busy and room(q) > 0
+                      and (chosen is None or q.entry.priority > chosen.entry.priority)]
+            if higher:  # a study of a higher priority with room is being claimed: wait for it
+                busy.clear()
+                time.sleep(BUSY_S)
+                continue
             if chosen is None and time.monotonic() >= recheck_at:
                 # a budget covered only by running trials, one of which may be a dead worker's:
                 # the study's own loop would fail it (and queue its retry) when claiming
@@ -175,6 +158,10 @@ def serve_queue(
                 if _fail_stale(storage, url, [q for q in studies if q.entry.state == "queued"
                                               and q.left and q.running >= q.left]):
                     continue
+            if chosen is None and busy:  # every study with room is being claimed: read again
+                busy.clear()
+                time.sleep(BUSY_S)
+                continue
             if chosen is None:
                 if until_empty and not any(room(q) or q.running for q in studies
                                            if q.name not in refused):
@@ -182,13 +169,21 @@ def serve_queue(
                     break
                 time.sleep(POLL_S)
                 continue
-            if not held:  # a study this worker has not loaded yet: load it outside the lock
+            if chosen.name not in configs:  # load it (its objective, its data) once
                 _load(storage, chosen.name, device, configs, refused)
                 continue
-            config = configs[chosen.name]
+            lock = claim_lock(url, storage, chosen.name)
+            if not lock.try_acquire():  # another worker claims it now: look at the others
+                busy.add(chosen.name)
+                continue
+            busy.clear()
             state["study"] = chosen.name
-            ran = _one_claim(storage, url, chosen.name, config, HeldLocks(pool, study_lock),
-                             min(config.pack, room(chosen)), me, state, progress, result)
+            left_s = None if timeout is None else timeout - (time.monotonic() - started)
+            ran = _stint(storage, url, chosen.name, configs[chosen.name], Held(lock), refused,
+                         me, state,
+                         progress, result,
+                         n_trials=None if n_trials is None else n_trials - result.total,
+                         timeout=left_s)
             state["study"] = state["trial"] = None
             if result.interrupted:
                 result.stopped_by = "interrupted"
@@ -239,13 +234,53 @@ def _load(storage: object, name: str, device: str | None,
     configs[name] = config
 
 
-def _one_claim(storage: object, url: str, name: str, config: StudyConfig, lock: HeldLocks,
-               n: int, me: PoolWorker, state: dict[str, object], progress: TrialLines,
-               result: PoolResult) -> int:
-    """One claim of ``n`` trials (one, or a pack) of study ``name``; how many it ran."""
-    study = load_existing(name, storage, any_objectives=True)  # type: ignore[arg-type]
+class Held:
+    """A claim lock handed to the study's loop already taken (:meth:`try_acquire`): its first
+    ``acquire`` keeps it, later ones take it again."""
+
+    def __init__(self, lock: ClaimLock) -> None:
+        self.lock, self.held = lock, True
+
+    def acquire(self) -> None:
+        if not self.held:
+            self.lock.acquire()
+        self.held = True
+
+    def try_acquire(self) -> bool:
+        self.held = self.held or self.lock.try_acquire()
+        return self.held
+
+    def release(self) -> None:
+        self.lock.release()
+        self.held = False
+
+
+def _stint(storage: Any, url: str, name: str, config: StudyConfig, lock: Held,
+           refused: dict[str, str], me: PoolWorker, state: dict[str, Any],
+           progress: TrialLines, result: PoolResult, *, n_trials: int | None,
+           timeout: float | None) -> int:
+    """Trials of study ``name`` in one loop (:func:`tuner.run.loop.run_trials`: its sampler,
+    context and reads made once) for as long as it may: before each claim, under the study's
+    claim lock, the queue's counts are read again and the loop stops (``switch``) when this
+    study has no room left (exact: every claimer of it holds that lock) or after
+    :data:`STINT_S` seconds, when the worker chooses again: priorities and fair shares apply
+    at each choice. (Leaving a study whenever one of a higher priority had a free slot made
+    every worker rush at that slot: 10% of the ideal throughput with 16 workers.)
+    Returns how many trials it ran."""
+    study = load_existing(name, storage, any_objectives=True)
+    announced: list[int] = []
+
+    until = time.monotonic() + STINT_S
+
+    def still_chosen() -> bool:  # room here, and the stint not over
+        if time.monotonic() >= until:
+            return False
+        this = next((q for q in queued_studies(storage, counts_only=True) if q.name == name),
+                    None)
+        return this is not None and room(this) > 0
 
     def announce(trial_id: int) -> None:
+        announced.append(trial_id)
         study._storage.set_trial_user_attr(trial_id, WORKER, me.id)
         flush = getattr(uncached(study._storage), "flush", None)
         if flush is not None:  # `tuner queue` names the worker now, not at the next flush
@@ -254,22 +289,22 @@ def _one_claim(storage: object, url: str, name: str, config: StudyConfig, lock: 
 
     try:
         ran = run_trials(study, config, budget=config.n_trials, follow_stored_budget=True,
-                         lock=lock, n_trials=max(n, 1), wait_for_others=False,
-                         deadline=Deadline.of(study, config.timeout),
+                         lock=lock, n_trials=n_trials, timeout=timeout, wait_for_others=False,
+                         may_claim=still_chosen, deadline=Deadline.of(study, config.timeout),
                          seed_salt=abs(hash(me.id)) % 2**31, progress=progress,
                          announce=announce)
-    except DivergedError:  # one claim's trials diverged: pruned and stored; the study goes on
-        return n
+    except DivergedError:  # every trial of this stint diverged: pruned and stored; go on
+        return len(announced)
     except ObjectiveFailed as e:  # failing in a row, study-wide: stop serving it
         _pause(storage, name, str(e))
-        return n
+        return len(announced)
     finally:
         lock.release()
     if ran.interrupted:
         result.interrupted = True
     if ran.stopped_by == "deadline":
         _pause(storage, name, "its [study] timeout has passed")
-    return len(ran.trial_numbers)
+    return len(announced)
 
 
 def _pause(storage: object, name: str, why: str) -> None:

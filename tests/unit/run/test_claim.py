@@ -25,3 +25,19 @@ def test_queued_pack_members_are_dropped_once_the_budget_is_met_a_users_stay() -
     assert left.state == TrialState.FAIL
     assert left.user_attrs[FAIL_REASON] == "packed trial not needed: the study had its budget"
     assert users.state == TrialState.WAITING
+
+
+def test_try_acquire_takes_a_free_lock_and_leaves_a_held_one(tmp_path, pg_url) -> None:
+    """A pool worker tries a study's claim lock and moves on to another study when a worker
+    holds it (tuner.service.pool), on a lock file and on a PostgreSQL advisory lock."""
+    from tuner.run.claim import claim_lock
+    from tuner.store.storage import open_storage
+
+    for url in (f"sqlite:///{tmp_path / 'q.db'}", pg_url):
+        storage = open_storage(url)
+        first, second = claim_lock(url, storage, "s"), claim_lock(url, open_storage(url), "s")
+        assert first.try_acquire()
+        assert not second.try_acquire()  # held: refused at once, not waited for
+        first.release()
+        assert second.try_acquire()
+        second.release()

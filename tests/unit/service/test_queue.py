@@ -220,6 +220,9 @@ def test_the_sql_reader_agrees_with_optunas(url: str) -> None:
     by_sql = {q.name: q for q in _read_sql(storage.engine)}[name]
     by_optuna = {q.name: q for q in _read_optuna(storage)}[name]
     assert by_sql == by_optuna
+    counted = {q.name: q for q in _read_sql(storage.engine, counts_only=True)}[name]
+    assert (counted.finished, counted.running, counted.budget, counted.entry) == \
+        (by_sql.finished, by_sql.running, by_sql.budget, by_sql.entry)
     assert (by_sql.finished, by_sql.running, by_sql.best, by_sql.workers) == \
         (4, 3, 0.2, ["host:1", "host:2"])
     assert by_sql.metrics == ["val_loss"] and by_sql.directions == ["MINIMIZE"]
