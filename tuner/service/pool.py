@@ -51,6 +51,7 @@ log = logging.getLogger("tuner")
 POLL_S = 1.0  # how often an idle worker reads the queue again
 STINT_S = 10.0  # a worker chooses its study again after this long on one
 BUSY_S = 0.05  # how long to wait when every study with room was being claimed by others
+BUSY_TRIES = 3  # waits for a study of a higher priority being claimed, before a lower one
 STALE_CHECK_S = 5.0  # how often an idle worker looks for dead workers' trials
 
 
@@ -134,6 +135,7 @@ def serve_queue(
     started = time.monotonic()
     recheck_at = started
     busy: set[str] = set()  # studies whose claim lock another worker held just now
+    waited = 0  # waits in a row for a study of a higher priority being claimed
     progress = TrialLines(say or log.info)
     try:
         while True:
@@ -147,10 +149,12 @@ def serve_queue(
             chosen = choose(studies, skip=set(refused) | busy)
             higher = [q for q in studies if q.name in busy and room(q) > 0
                       and (chosen is None or q.entry.priority > chosen.entry.priority)]
-            if higher:  # a study of a higher priority with room is being claimed: wait for it
-                busy.clear()
+            if higher and waited < BUSY_TRIES:  # one of a higher priority is being claimed:
+                waited += 1  # wait for it a little (32 workers waiting on it for good starved
+                busy.clear()  # every lower priority: 3 of 8 studies ran)
                 time.sleep(BUSY_S)
                 continue
+            waited = 0
             if chosen is None and time.monotonic() >= recheck_at:
                 # a budget covered only by running trials, one of which may be a dead worker's:
                 # the study's own loop would fail it (and queue its retry) when claiming
