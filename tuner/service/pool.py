@@ -250,10 +250,6 @@ class Held:
             self.lock.acquire()
         self.held = True
 
-    def try_acquire(self) -> bool:
-        self.held = self.held or self.lock.try_acquire()
-        return self.held
-
     def release(self) -> None:
         self.lock.release()
         self.held = False
@@ -365,13 +361,19 @@ def run_slots(commands: list[list[str]], storage_url: str) -> int:
     Ctrl-C/SIGTERM, which is passed on to each (their running trials are marked failed and
     retried elsewhere). The storage URL reaches them in the environment, not on a command
     line that ``ps`` shows. Returns the worst exit status."""
-    env = {**os.environ, "TUNER_STORAGE": storage_url}
-    children = [subprocess.Popen(cmd, env=env) for cmd in commands]
+    children = start_slots(commands, storage_url)
     try:
         return max((c.wait() for c in children), default=0)
     except KeyboardInterrupt:
         stop_children(children)
         raise
+
+
+def start_slots(commands: list[list[str]], storage_url: str) -> list[subprocess.Popen]:
+    """Start the pool workers ``commands``, the storage URL in their environment (a password
+    in it never on a command line that ``ps`` shows)."""
+    env = {**os.environ, "TUNER_STORAGE": storage_url}
+    return [subprocess.Popen(cmd, env=env) for cmd in commands]
 
 
 def stop_children(children: list[subprocess.Popen], grace_s: float = 30.0) -> None:

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from tuner.core.errors import ConfigError
 from tuner.service.app import create_app
-from tuner.service.pool import slot_commands, stop_children
+from tuner.service.pool import slot_commands, start_slots, stop_children
 from tuner.service.token import read_token
 from tuner.store import artifacts
 from tuner.store.credentials import mask_url
@@ -51,11 +50,7 @@ def serve(storage: str | None = None, *, host: str = "127.0.0.1", port: int = 80
                     ", which run code of the allowed objectives", host)
     children = []
     if workers:
-        import subprocess
-
-        env = {**os.environ, "TUNER_STORAGE": url}
-        children = [subprocess.Popen(cmd, env=env)
-                    for cmd in slot_commands(workers, devices, None, [])]
+        children = start_slots(slot_commands(workers, devices, None, []), url)
         say(f"with {workers} pool worker(s) on this machine")
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     try:
